@@ -1,0 +1,30 @@
+"""Shared sequence blocks: Mamba / Mamba-2, Hyena, attention, hierarchical patch decoders, causal LMs.
+
+Shape letters used throughout `core/`:
+
+    b  batch          l  sequence length      d  model width (d_model)      v  vocabulary size
+    h  heads          p  head dim             n  SSM state size             w  short conv width
+
+Sequences are batch-first, (b, l, d). Every mixer follows the protocol in `core.block` (forward with an
+optional state, init_state, step).
+"""
+
+from core.block import Block, Mixer
+from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from core.io import InputError, atomic_output
+from core.mlp import Mlp
+from core.norm import LayerNorm, RMSNorm, add_norm
+
+__all__ = [
+    "Block",
+    "CheckpointError",
+    "InputError",
+    "LayerNorm",
+    "Mixer",
+    "Mlp",
+    "RMSNorm",
+    "add_norm",
+    "atomic_output",
+    "load_checkpoint",
+    "save_checkpoint",
+]

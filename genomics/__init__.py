@@ -1,0 +1,1 @@
+"""Long-range DNA models: HyenaDNA and Caduceus."""

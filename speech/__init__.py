@@ -1,0 +1,1 @@
+"""Codec language models for speech: VALL-E 2, CLaM-TTS, SpeechSSM."""

@@ -1,0 +1,1 @@
+"""Vision models: LocalMamba, VL-Mamba, BTB3D volumetric tokens."""
