@@ -13,13 +13,19 @@ from core.block import Block, Mixer
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.io import InputError, atomic_output
 from core.mlp import Mlp
-from core.norm import LayerNorm, RMSNorm, add_norm
+from core.norm import GatedRMSNorm, LayerNorm, RMSNorm, add_norm
+from core.ssm import Mamba, Mamba2, Mamba2State, MambaState
 
 __all__ = [
     "Block",
     "CheckpointError",
+    "GatedRMSNorm",
     "InputError",
     "LayerNorm",
+    "Mamba",
+    "Mamba2",
+    "Mamba2State",
+    "MambaState",
     "Mixer",
     "Mlp",
     "RMSNorm",
