@@ -11,6 +11,7 @@ optional state, init_state, step).
 
 from core.block import Block, Mixer
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from core.hyena import HyenaOperator, HyenaState
 from core.io import InputError, atomic_output
 from core.mlp import Mlp
 from core.norm import LayerNorm, RMSNorm, add_norm
@@ -18,6 +19,8 @@ from core.norm import LayerNorm, RMSNorm, add_norm
 __all__ = [
     "Block",
     "CheckpointError",
+    "HyenaOperator",
+    "HyenaState",
     "InputError",
     "LayerNorm",
     "Mixer",
