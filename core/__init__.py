@@ -11,6 +11,7 @@ optional state, init_state, step).
 
 from core.block import Block, Mixer
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from core.hyena import HyenaOperator, HyenaState
 from core.io import InputError, atomic_output
 from core.mlp import Mlp
 from core.norm import GatedRMSNorm, LayerNorm, RMSNorm, add_norm
@@ -20,6 +21,8 @@ __all__ = [
     "Block",
     "CheckpointError",
     "GatedRMSNorm",
+    "HyenaOperator",
+    "HyenaState",
     "InputError",
     "LayerNorm",
     "Mamba",
