@@ -13,17 +13,20 @@ from core.block import Block, Mixer
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.hyena import HyenaOperator, HyenaState
 from core.io import InputError, atomic_output
+from core.lm import CausalLM, LMConfig
 from core.mlp import Mlp
 from core.norm import GatedRMSNorm, LayerNorm, RMSNorm, add_norm
 from core.ssm import Mamba, Mamba2, Mamba2State, MambaState
 
 __all__ = [
     "Block",
+    "CausalLM",
     "CheckpointError",
     "GatedRMSNorm",
     "HyenaOperator",
     "HyenaState",
     "InputError",
+    "LMConfig",
     "LayerNorm",
     "Mamba",
     "Mamba2",
