@@ -12,6 +12,7 @@ optional state, init_state, step).
 from core.attention import Attention, KVCache
 from core.block import Block, Mixer
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from core.hyena import HyenaOperator, HyenaState
 from core.io import InputError, atomic_output
 from core.mlp import Mlp
 from core.norm import LayerNorm, RMSNorm, add_norm
@@ -21,6 +22,8 @@ __all__ = [
     "Attention",
     "Block",
     "CheckpointError",
+    "HyenaOperator",
+    "HyenaState",
     "InputError",
     "KVCache",
     "LayerNorm",
