@@ -15,18 +15,24 @@ from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.hyena import HyenaOperator, HyenaState
 from core.io import InputError, atomic_output
 from core.mlp import Mlp
-from core.norm import LayerNorm, RMSNorm, add_norm
+from core.norm import GatedRMSNorm, LayerNorm, RMSNorm, add_norm
 from core.rotary import RotaryEmbedding
+from core.ssm import Mamba, Mamba2, Mamba2State, MambaState
 
 __all__ = [
     "Attention",
     "Block",
     "CheckpointError",
+    "GatedRMSNorm",
     "HyenaOperator",
     "HyenaState",
     "InputError",
     "KVCache",
     "LayerNorm",
+    "Mamba",
+    "Mamba2",
+    "Mamba2State",
+    "MambaState",
     "Mixer",
     "Mlp",
     "RMSNorm",
