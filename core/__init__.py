@@ -9,6 +9,7 @@ Sequences are batch-first, (b, l, d). Every mixer follows the protocol in `core.
 optional state, init_state, step).
 """
 
+from core.attention import Attention, KVCache
 from core.block import Block, Mixer
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.hyena import HyenaOperator, HyenaState
@@ -16,9 +17,11 @@ from core.io import InputError, atomic_output
 from core.lm import CausalLM, LMConfig
 from core.mlp import Mlp
 from core.norm import GatedRMSNorm, LayerNorm, RMSNorm, add_norm
+from core.rotary import RotaryEmbedding
 from core.ssm import Mamba, Mamba2, Mamba2State, MambaState
 
 __all__ = [
+    "Attention",
     "Block",
     "CausalLM",
     "CheckpointError",
@@ -26,6 +29,7 @@ __all__ = [
     "HyenaOperator",
     "HyenaState",
     "InputError",
+    "KVCache",
     "LMConfig",
     "LayerNorm",
     "Mamba",
@@ -35,6 +39,7 @@ __all__ = [
     "Mixer",
     "Mlp",
     "RMSNorm",
+    "RotaryEmbedding",
     "add_norm",
     "atomic_output",
     "load_checkpoint",
