@@ -460,4 +460,11 @@ PRESETS: dict[str, LMConfig] = {
         mixer="mamba2",
         mamba2=Mamba2Options(d_state=16, headdim=16, chunk_size=32),
     ),
+    "hybrid-tiny": LMConfig(
+        vocab_size=256,
+        d_model=64,
+        n_layer=2,
+        mixer=["mamba", "swa"],
+        attention=AttentionOptions(num_heads=4, window=64, rotary_emb_dim=16),
+    ),
 }

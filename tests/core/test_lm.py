@@ -6,18 +6,39 @@ import pytest
 import torch
 
 from core.io import InputError
-from core.lm import PRESETS, CausalLM, LMConfig, Mamba2Options, MambaOptions, sample_next
+from core.lm import (
+    PRESETS,
+    AttentionOptions,
+    CausalLM,
+    HyenaOptions,
+    LMConfig,
+    Mamba2Options,
+    MambaOptions,
+    sample_next,
+)
 
 TINY_MAMBA2 = Mamba2Options(d_state=8, headdim=8, ngroups=2, chunk_size=8)
+TINY_ATTENTION = AttentionOptions(num_heads=4, num_heads_kv=2, window=5, rotary_emb_dim=4)
+TINY_HYENA = HyenaOptions(l_max=64, filter_order=16)
 
 
 def tiny(mixer="mamba", **overrides) -> CausalLM:
-    values = {"vocab_size": 37, "d_model": 16, "n_layer": 2, "mamba": MambaOptions(d_state=8), "mamba2": TINY_MAMBA2}
+    values = {
+        "vocab_size": 37,
+        "d_model": 16,
+        "n_layer": 2,
+        "mamba": MambaOptions(d_state=8),
+        "mamba2": TINY_MAMBA2,
+        "attention": TINY_ATTENTION,
+        "hyena": TINY_HYENA,
+    }
     config = LMConfig(**{**values, "mixer": mixer, **overrides})
     return CausalLM(config).eval()
 
 
-PATTERNS = ["mamba", "mamba2", ["mamba2", "mamba"]]
+# Pure SSMs, and hybrids with sliding-window attention (window 5 < the test lengths), full attention and Hyena.
+PATTERNS = ["mamba", "mamba2", ["mamba2", "mamba"], ["mamba", "swa"], ["attention", "mamba2"], ["hyena", "mamba"]]
+PATTERN_IDS = [p if isinstance(p, str) else "+".join(p) for p in PATTERNS]
 
 
 def greedy_without_cache(model: CausalLM, ids: torch.Tensor, n: int) -> torch.Tensor:
@@ -82,7 +103,7 @@ def test_tied_and_untied_heads_and_init():
     assert torch.equal(mixer.A_log[0], torch.log(torch.arange(1, 9, dtype=torch.float32)))
 
 
-@pytest.mark.parametrize("mixer", PATTERNS)
+@pytest.mark.parametrize("mixer", PATTERNS, ids=PATTERN_IDS)
 def test_forward_shape_and_gradients(mixer):
     model = tiny(mixer, d_intermediate=24).train()
     ids = torch.randint(0, 37, (2, 13))
@@ -94,7 +115,7 @@ def test_forward_shape_and_gradients(mixer):
     assert model(ids, num_last_tokens=3).shape == (2, 3, 40)
 
 
-@pytest.mark.parametrize("mixer", PATTERNS)
+@pytest.mark.parametrize("mixer", PATTERNS, ids=PATTERN_IDS)
 def test_step_loop_and_prefill_equal_forward(mixer):
     model = tiny(mixer, d_intermediate=24)
     ids = torch.randint(0, 37, (3, 17))
@@ -109,7 +130,7 @@ def test_step_loop_and_prefill_equal_forward(mixer):
     torch.testing.assert_close(torch.cat([prefill, rest], dim=1), expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("mixer", PATTERNS)
+@pytest.mark.parametrize("mixer", PATTERNS, ids=PATTERN_IDS)
 def test_generate_with_caches_equals_uncached_greedy(mixer):
     model = tiny(mixer)
     ids = torch.randint(0, 37, (2, 9))
@@ -199,7 +220,8 @@ def test_bfloat16_generate_runs():
 
 
 def test_presets():
-    assert set(PRESETS) >= {"mamba-130m", "mamba2-130m", "mamba-tiny", "mamba2-tiny"}
+    assert set(PRESETS) >= {"mamba-130m", "mamba2-130m", "mamba-tiny", "mamba2-tiny", "hybrid-tiny"}
+    assert PRESETS["hybrid-tiny"].layer_kinds() == ["mamba", "swa"]
     assert PRESETS["mamba-130m"].padded_vocab_size == 50280
     assert PRESETS["mamba2-130m"].padded_vocab_size == 50288
     model = CausalLM.from_pretrained("mamba2-tiny")
