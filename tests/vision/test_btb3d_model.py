@@ -39,9 +39,10 @@ def test_haar_subband_order_by_hand():
     y = haar_dwt3d(x)[0, :, 0, 0, 0] * (2 * 2**0.5)
     for k in range(8):
         st, sh, sw = (k >> 2) & 1, (k >> 1) & 1, k & 1
-        expected = sum(
-            a[i, j, l] * (-1) ** (st * i + sh * j + sw * l) for i in range(2) for j in range(2) for l in range(2)
-        ) / 2**1.5
+        expected = (
+            sum(a[i, j, l] * (-1) ** (st * i + sh * j + sw * l) for i in range(2) for j in range(2) for l in range(2))
+            / 2**1.5
+        )
         torch.testing.assert_close(y[k], expected)
 
 
@@ -167,8 +168,12 @@ def test_decode_ids_equals_decode_of_quantized():
 
 @pytest.mark.parametrize(
     "shape, message",
-    [((1, 1, 10, 16, 16), "depth"), ((1, 1, 9, 12, 16), "multiples of 8"), ((1, 2, 9, 16, 16), "expected a volume"),
-     ((1, 9, 16, 16), "expected a volume")],
+    [
+        ((1, 1, 10, 16, 16), "depth"),
+        ((1, 1, 9, 12, 16), "multiples of 8"),
+        ((1, 2, 9, 16, 16), "expected a volume"),
+        ((1, 9, 16, 16), "expected a volume"),
+    ],
 )
 def test_bad_shapes_are_refused(shape, message):
     with pytest.raises(ValueError, match=message):
@@ -177,8 +182,12 @@ def test_bad_shapes_are_refused(shape, message):
 
 @pytest.mark.parametrize(
     "changes, message",
-    [({"temporal_downsample": (True,)}, "temporal_downsample"), ({"filters": 10}, "norm_groups"),
-     ({"window_size": 6}, "window_size"), ({"token_bits": 0}, "token_bits")],
+    [
+        ({"temporal_downsample": (True,)}, "temporal_downsample"),
+        ({"filters": 10}, "norm_groups"),
+        ({"window_size": 6}, "window_size"),
+        ({"token_bits": 0}, "token_bits"),
+    ],
 )
 def test_config_validation(changes, message):
     with pytest.raises(ValueError, match=message):

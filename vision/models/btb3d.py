@@ -88,8 +88,9 @@ class BTB3DConfig:
         """Raise ValueError unless depth = 1 + k * (2 * temporal factor) and height, width are whole multiples."""
         cd, ch, cw = self.compression
         if depth < 1 or (depth - 1) % cd:
-            raise ValueError(f"volume depth must be 1 + a multiple of {cd} slices (1, {1 + cd}, {1 + 2 * cd}, ...); "
-                             f"got {depth}")
+            raise ValueError(
+                f"volume depth must be 1 + a multiple of {cd} slices (1, {1 + cd}, {1 + 2 * cd}, ...); got {depth}"
+            )
         if height < ch or width < cw or height % ch or width % cw:
             raise ValueError(f"volume height and width must be positive multiples of {ch}; got {height}x{width}")
 
@@ -99,14 +100,16 @@ BTB3D_PRESETS: dict[str, BTB3DConfig] = {
     "btb3d-8x8x8": BTB3DConfig(),
     "btb3d-16x16x8": BTB3DConfig(channel_multipliers=(1, 2, 2, 4), temporal_downsample=(False, True, True)),
     # The parity fixture's shape: the narrowest widths the released code allows (GroupNorm has 32 groups).
-    "btb3d-8x8x8-w32": BTB3DConfig(
-        filters=32, channel_multipliers=(1, 1, 1), num_res_blocks=1, token_bits=6
-    ),
+    "btb3d-8x8x8-w32": BTB3DConfig(filters=32, channel_multipliers=(1, 1, 1), num_res_blocks=1, token_bits=6),
     # Tiny presets for tests and CPU training.
     "btb3d-tiny": BTB3DConfig(filters=8, channel_multipliers=(1, 2, 2), num_res_blocks=1, norm_groups=4, token_bits=8),
     "btb3d-tiny-16x16x8": BTB3DConfig(
-        filters=8, channel_multipliers=(1, 1, 2, 2), temporal_downsample=(False, True, True), num_res_blocks=1,
-        norm_groups=4, token_bits=8,
+        filters=8,
+        channel_multipliers=(1, 1, 2, 2),
+        temporal_downsample=(False, True, True),
+        num_res_blocks=1,
+        norm_groups=4,
+        token_bits=8,
     ),
 }
 
@@ -138,7 +141,8 @@ class BTB3D(nn.Module):
         self.encoder = Encoder(in_channels=8 * config.in_channels, out_channels=config.token_bits, **arch)
         self.decoder = Decoder(in_channels=config.token_bits, out_channels=8 * config.in_channels, **arch)
         self.quantize = LFQ(
-            bits=config.token_bits, commitment_weight=config.commitment_weight,
+            bits=config.token_bits,
+            commitment_weight=config.commitment_weight,
             diversity_gamma=config.diversity_gamma,
         )
 

@@ -34,18 +34,27 @@ _RES = r"(?P<rest>norm1\.weight|norm1\.bias|conv1\.weight|norm2\.weight|norm2\.b
 KEY_MAP: list[tuple[str, str]] = [
     (r"encoder\.conv_in\.(?P<p>weight|bias)", "encoder.conv_first.conv.{p}"),
     (rf"encoder\.stages\.(?P<i>\d+)\.blocks\.(?P<j>\d+)\.{_RES}", "encoder.res_blocks.res_block_{i}.{eblock}.{rest}"),
-    (r"encoder\.stages\.(?P<i>\d+)\.downsample\.(?P<p>weight|bias)",
-     "encoder.conv_downsample_blocks.conv_downsample_{i}.conv.{p}"),
+    (
+        r"encoder\.stages\.(?P<i>\d+)\.downsample\.(?P<p>weight|bias)",
+        "encoder.conv_downsample_blocks.conv_downsample_{i}.conv.{p}",
+    ),
     (rf"encoder\.mid\.(?P<j>\d+)\.{_RES}", "encoder.res_blocks.res_block_final.res_block_final_{j}.{rest}"),
     (r"encoder\.norm_out\.(?P<p>weight|bias)", "encoder.final_norm.norm_fn.{p}"),
     (r"encoder\.conv_out\.(?P<p>weight|bias)", "encoder.conv_last.conv.{p}"),
     (r"decoder\.conv_in\.(?P<p>weight|bias)", "decoder.conv_first.conv.{p}"),
     (rf"decoder\.mid\.(?P<j>\d+)\.{_RES}", "decoder.res_blocks.res_block_pre.res_block_pre_{j}.{rest}"),
-    (r"decoder\.stages\.(?P<s>\d+)\.cond_norm\.(?P<g>gamma|beta)\.(?P<p>weight|bias)",
-     "decoder.cond_norm_layers.cond_norm_{s}.{g}.{p}"),
-    (rf"decoder\.stages\.(?P<s>\d+)\.blocks\.(?P<j>\d+)\.{_RES}", "decoder.res_blocks.res_block_{s}.res_block_{s}_{j}.{rest}"),
-    (r"decoder\.stages\.(?P<s>\d+)\.upsample\.(?P<p>weight|bias)",
-     "decoder.conv_upsample_blocks.conv_upsample_{s}.conv1.conv.{p}"),
+    (
+        r"decoder\.stages\.(?P<s>\d+)\.cond_norm\.(?P<g>gamma|beta)\.(?P<p>weight|bias)",
+        "decoder.cond_norm_layers.cond_norm_{s}.{g}.{p}",
+    ),
+    (
+        rf"decoder\.stages\.(?P<s>\d+)\.blocks\.(?P<j>\d+)\.{_RES}",
+        "decoder.res_blocks.res_block_{s}.res_block_{s}_{j}.{rest}",
+    ),
+    (
+        r"decoder\.stages\.(?P<s>\d+)\.upsample\.(?P<p>weight|bias)",
+        "decoder.conv_upsample_blocks.conv_upsample_{s}.conv1.conv.{p}",
+    ),
     (r"decoder\.norm_out\.(?P<p>weight|bias)", "decoder.final_norm.norm_fn.{p}"),
     (r"decoder\.conv_out\.(?P<p>weight|bias)", "decoder.conv_last.conv.{p}"),
 ]
@@ -157,11 +166,10 @@ def infer_config(state: Mapping[str, torch.Tensor], source: str = "checkpoint", 
         in_channels = state["encoder.conv_first.conv.weight"].shape[1] // 8
     except KeyError as err:
         raise CheckpointError(f"{source}: missing key {err.args[0]}; not a BTB3D tokenizer state dict") from None
-    stages = sorted(
-        {int(m.group(1)) for k in state if (m := re.match(r"encoder\.res_blocks\.res_block_(\d+)\.", k))}
-    )
+    stages = sorted({int(m.group(1)) for k in state if (m := re.match(r"encoder\.res_blocks\.res_block_(\d+)\.", k))})
     widths = [state[f"encoder.res_blocks.res_block_{i}.res_block_{i}_0.conv_0.conv.weight"].shape[0] for i in stages]
-    blocks = {int(m.group(1)) for k in state if (m := re.match(r"encoder\.res_blocks\.res_block_final\.res_block_final_(\d+)\.", k))}
+    final = r"encoder\.res_blocks\.res_block_final\.res_block_final_(\d+)\."
+    blocks = {int(m.group(1)) for k in state if (m := re.match(final, k))}
     temporal = []
     for s in range(len(stages) - 1):
         weight = state[f"decoder.conv_upsample_blocks.conv_upsample_{s}.conv1.conv.weight"]

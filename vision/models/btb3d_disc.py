@@ -55,8 +55,17 @@ class ResBlockDown(nn.Module):
 
 
 class _StyleGANDiscriminator(nn.Module):
-    def __init__(self, *, dims: int, in_channels: int, filters: int, channel_multipliers: tuple[int, ...],
-                 grid: tuple[int, ...], device=None, dtype=None):
+    def __init__(
+        self,
+        *,
+        dims: int,
+        in_channels: int,
+        filters: int,
+        channel_multipliers: tuple[int, ...],
+        grid: tuple[int, ...],
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         dd = {"device": device, "dtype": dtype}
         conv = nn.Conv3d if dims == 3 else nn.Conv2d
@@ -81,7 +90,8 @@ class _StyleGANDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (b, c, *grid) -> logits (b, 1)."""
         if tuple(x.shape[2:]) != self.grid:
-            raise ValueError(f"{type(self).__name__} was built for inputs of size {self.grid}, got {tuple(x.shape[2:])}")
+            name = type(self).__name__
+            raise ValueError(f"{name} was built for inputs of size {self.grid}, got {tuple(x.shape[2:])}")
         x = F.leaky_relu(self.conv_in(x), 0.2)
         x = F.leaky_relu(self.conv_out(self.res_blocks(x)), 0.2)
         x = F.leaky_relu(self.linear0(x.flatten(1)), 0.2)
@@ -95,16 +105,47 @@ class _StyleGANDiscriminator(nn.Module):
 class Discriminator3D(_StyleGANDiscriminator):
     """Volumes (b, c, num_frames, spatial_size, spatial_size) -> (b, 1)."""
 
-    def __init__(self, *, filters: int = 8, channel_multipliers: tuple[int, ...] = (1, 2, 4), spatial_size: int,
-                 num_frames: int, in_channels: int = 1, device=None, dtype=None):
-        super().__init__(dims=3, in_channels=in_channels, filters=filters, channel_multipliers=channel_multipliers,
-                         grid=(num_frames, spatial_size, spatial_size), device=device, dtype=dtype)
+    def __init__(
+        self,
+        *,
+        filters: int = 8,
+        channel_multipliers: tuple[int, ...] = (1, 2, 4),
+        spatial_size: int,
+        num_frames: int,
+        in_channels: int = 1,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__(
+            dims=3,
+            in_channels=in_channels,
+            filters=filters,
+            channel_multipliers=channel_multipliers,
+            grid=(num_frames, spatial_size, spatial_size),
+            device=device,
+            dtype=dtype,
+        )
 
 
 class Discriminator2D(_StyleGANDiscriminator):
     """Slices (b, c, spatial_size, spatial_size) -> (b, 1)."""
 
-    def __init__(self, *, filters: int = 8, channel_multipliers: tuple[int, ...] = (1, 2, 4), spatial_size: int,
-                 in_channels: int = 1, device=None, dtype=None):
-        super().__init__(dims=2, in_channels=in_channels, filters=filters, channel_multipliers=channel_multipliers,
-                         grid=(spatial_size, spatial_size), device=device, dtype=dtype)
+    def __init__(
+        self,
+        *,
+        filters: int = 8,
+        channel_multipliers: tuple[int, ...] = (1, 2, 4),
+        spatial_size: int,
+        in_channels: int = 1,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__(
+            dims=2,
+            in_channels=in_channels,
+            filters=filters,
+            channel_multipliers=channel_multipliers,
+            grid=(spatial_size, spatial_size),
+            device=device,
+            dtype=dtype,
+        )

@@ -55,7 +55,7 @@ def haar_patch(x: torch.Tensor) -> torch.Tensor:
 
 
 def haar_unpatch(y: torch.Tensor) -> torch.Tensor:
-    """Inverse of `haar_patch`: `haar_idwt3d`, then drop the repeated first slice. (b, 8c, t, ...) -> (b, c, 2t - 1, ...)."""
+    """Inverse of `haar_patch`: `haar_idwt3d`, then drop the repeated slice. (b, 8c, t, ...) -> (b, c, 2t - 1, ...)."""
     return haar_idwt3d(y)[:, :, 1:]
 
 
@@ -132,8 +132,17 @@ class AdaptiveGroupNorm(nn.Module):
 
 
 class EncoderStage(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, *, num_blocks: int, t_stride: int | None, norm_groups: int,
-                 device=None, dtype=None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        num_blocks: int,
+        t_stride: int | None,
+        norm_groups: int,
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         dd = {"device": device, "dtype": dtype}
         widths = [in_channels] + [out_channels] * num_blocks
@@ -176,8 +185,12 @@ class Encoder(nn.Module):
         strides = [2 if down else 1 for down in temporal_downsample] + [None]
         self.stages = nn.ModuleList(
             EncoderStage(
-                ([filters] + widths)[i], widths[i], num_blocks=num_res_blocks, t_stride=strides[i],
-                norm_groups=norm_groups, **dd,
+                ([filters] + widths)[i],
+                widths[i],
+                num_blocks=num_res_blocks,
+                t_stride=strides[i],
+                norm_groups=norm_groups,
+                **dd,
             )
             for i in range(len(widths))
         )
@@ -198,8 +211,18 @@ class Encoder(nn.Module):
 class DecoderStage(nn.Module):
     """Conditional norm -> res blocks -> (optionally) causal depth-to-space upsampling by (t_stride, 2, 2)."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, cond_channels: int, num_blocks: int,
-                 t_stride: int | None, norm_groups: int, device=None, dtype=None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        cond_channels: int,
+        num_blocks: int,
+        t_stride: int | None,
+        norm_groups: int,
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         dd = {"device": device, "dtype": dtype}
         self.cond_norm = AdaptiveGroupNorm(cond_channels, in_channels, norm_groups=norm_groups, **dd)
@@ -254,8 +277,13 @@ class Decoder(nn.Module):
         )
         self.stages = nn.ModuleList(
             DecoderStage(
-                ([widths[0]] + widths)[s], widths[s], cond_channels=in_channels, num_blocks=num_res_blocks,
-                t_stride=strides[s], norm_groups=norm_groups, **dd,
+                ([widths[0]] + widths)[s],
+                widths[s],
+                cond_channels=in_channels,
+                num_blocks=num_res_blocks,
+                t_stride=strides[s],
+                norm_groups=norm_groups,
+                **dd,
             )
             for s in range(len(widths))
         )

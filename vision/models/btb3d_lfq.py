@@ -97,8 +97,13 @@ class LFQ(nn.Module):
         quantized = torch.where(z32 > 0, 1.0, -1.0)
         ids = codes_to_indices(quantized)
         zero = z32.new_zeros(())
-        losses = {"aux": zero, "entropy": zero, "per_sample_entropy": zero, "codebook_entropy": zero,
-                  "commitment": zero}
+        losses = {
+            "aux": zero,
+            "entropy": zero,
+            "per_sample_entropy": zero,
+            "codebook_entropy": zero,
+            "commitment": zero,
+        }
         if self.training:
             flat = z32.movedim(1, -1).reshape(-1, self.bits)
             entropy, per_sample, codebook = lfq_entropy_loss(flat, diversity_gamma=self.diversity_gamma)
