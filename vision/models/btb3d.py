@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from vision.models.btb3d_layers import Decoder, Encoder, haar_dwt3d, haar_patch, haar_unpatch
@@ -151,7 +153,7 @@ class BTB3D(nn.Module):
             raise ValueError(f"expected a volume (b, {self.config.in_channels}, d, h, w), got {tuple(x.shape)}")
         self.config.check_shape(*x.shape[2:])
 
-    def encode(self, x: torch.Tensor, *, tiled: bool = True) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, *, tiled: bool = True, progress: bool = False) -> torch.Tensor:
         """Continuous latent of a volume.
 
         Args:
@@ -159,6 +161,7 @@ class BTB3D(nn.Module):
             tiled: encode in overlapping windows (flat memory in d; the released behaviour). False runs the
                 encoder over all wavelet frames at once (memory grows with d; a different function of the input
                 beyond the first window, because causal padding restarts in each window).
+            progress: show a progress bar over the windows (on a terminal).
         Returns:
             (b, token_bits, (d - 1) / 8 + 1, h / s, w / s).
         """
@@ -168,7 +171,8 @@ class BTB3D(nn.Module):
         if not tiled or frames <= window:
             return self.encoder(haar_patch(x))
         latents = []
-        for start in range(0, frames - window + 1, stride):
+        starts = range(0, frames - window + 1, stride)
+        for start in tqdm(starts, desc="encoding windows", disable=not (progress and sys.stderr.isatty())):
             latent = self.encoder(self._window_frames(x, start, window))
             latents.append(latent if start == 0 else latent[:, :, -1:])
         return torch.cat(latents, dim=2)
@@ -188,9 +192,9 @@ class BTB3D(nn.Module):
         quantized, ids, losses = self.quantize(z, entropy_weight=entropy_weight)
         return Tokens(ids=ids, quantized=quantized, losses=losses)
 
-    def tokenize(self, x: torch.Tensor, *, tiled: bool = True) -> Tokens:
+    def tokenize(self, x: torch.Tensor, *, tiled: bool = True, progress: bool = False) -> Tokens:
         """Volume (b, c, d, h, w) -> `Tokens` (ids (b, t, h', w'))."""
-        return self.quantize_latent(self.encode(x, tiled=tiled))
+        return self.quantize_latent(self.encode(x, tiled=tiled, progress=progress))
 
     def decode(self, quantized: torch.Tensor) -> torch.Tensor:
         """Quantized latent (b, bits, t, h, w) -> volume (b, c, 8 (t - 1) + 1, s h, s w), over all frames at once."""
