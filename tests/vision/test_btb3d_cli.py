@@ -8,8 +8,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from test_btb3d_volumes import CT_SLICE, NIBABEL_DATA, bad_inputs
 
+from tests.vision.test_btb3d_volumes import CT_SLICE, NIBABEL_DATA, bad_inputs
 from vision.cli import main
 from vision.data.volumes import read_volume
 from vision.models.btb3d import BTB3D
