@@ -42,7 +42,7 @@ def _open_text(path: Path) -> TextIO:
 
 
 def sniff_format(path: str | os.PathLike) -> str:
-    """"fasta", "fastq" or "genbank", from the first non-blank line.
+    """ "fasta", "fastq" or "genbank", from the first non-blank line.
 
     Raises:
         InputError: an empty file, or one that is none of the three.
