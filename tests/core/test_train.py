@@ -8,7 +8,6 @@ import lightning as L
 import pytest
 import torch
 from torch.utils.data import IterableDataset
-from train_helpers import LossRecorder, TinyLM, periodic_tokens, tiny_run
 
 from core.checkpoint import CheckpointError, load_pickle
 from core.io import InputError
@@ -22,6 +21,7 @@ from core.train import (
     build_trainer,
     fit,
 )
+from tests.core.train_helpers import LossRecorder, TinyLM, periodic_tokens, tiny_run
 
 
 def test_a_tiny_lm_trains_and_its_loss_falls(tmp_path):

@@ -52,9 +52,8 @@ def test_fsdp_strategy_shards_each_block():
 
 @pytest.mark.gpu
 def test_fsdp_trains_on_a_gpu(tmp_path):
-    from train_helpers import TinyLM, periodic_tokens
-
     from core.train import CausalLMTask, OptimizerConfig, TokenWindowDataModule, fit
+    from tests.core.train_helpers import TinyLM, periodic_tokens
 
     config = TrainerConfig(max_steps=3, strategy="fsdp", devices=1, logger="none", progress_bar=False)
     trainer = build_trainer(config)

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 from torch import nn
-from train_helpers import TinyLM
 
 from core.train import OptimizerConfig, configure_optimizers, cosine_with_warmup, param_groups
+from tests.core.train_helpers import TinyLM
 
 
 def names_in(model: nn.Module, params: list) -> set[str]:

@@ -15,7 +15,8 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from train_helpers import LossRecorder, tiny_run
+
+from tests.core.train_helpers import LossRecorder, tiny_run
 
 HERE = Path(__file__).parent
 BATCHES_PER_EPOCH = 10

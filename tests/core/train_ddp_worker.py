@@ -13,9 +13,9 @@ import sys
 import lightning as L
 import torch
 from safetensors.torch import save_file
-from train_helpers import TinyLM, periodic_tokens
 
 from core.train import CausalLMTask, OptimizerConfig, TokenWindowDataModule, TrainerConfig, build_trainer, fit
+from tests.core.train_helpers import TinyLM, periodic_tokens
 
 
 class FirstBatch(L.Callback):

@@ -12,7 +12,8 @@ import sys
 
 import lightning as L
 import torch
-from train_helpers import tiny_run
+
+from tests.core.train_helpers import tiny_run
 
 
 class KillAt(L.Callback):
