@@ -87,6 +87,20 @@ def test_resume_from_a_bad_file_is_a_one_line_error(tmp_path):
     assert trainer.global_step == 0
 
 
+def test_resume_last_needs_a_checkpoint_dir_and_starts_fresh_without_a_checkpoint(tmp_path):
+    data = TokenWindowDataModule(periodic_tokens(200), seq_len=8, batch_size=4)
+    without_dir = build_trainer(TrainerConfig(max_steps=2, logger="none", progress_bar=False))
+    with pytest.raises(InputError, match="needs a checkpoint_dir"):
+        fit(without_dir, CausalLMTask(TinyLM()), data, resume="last")
+    config = TrainerConfig(max_steps=2, checkpoint_dir=str(tmp_path), logger="none", progress_bar=False)
+    trainer = build_trainer(config)
+    fit(trainer, CausalLMTask(TinyLM()), data, resume="last")
+    assert trainer.global_step == 2
+    (tmp_path / "last.ckpt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        fit(build_trainer(config), CausalLMTask(TinyLM()), data, resume="last")
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
