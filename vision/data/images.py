@@ -107,9 +107,7 @@ class ImageClassificationDataset(Dataset):
     train and test images are normalised alike.
     """
 
-    def __init__(
-        self, images: torch.Tensor, labels: torch.Tensor, *, mean: float, std: float, size: int | None = None
-    ):
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, mean: float, std: float, size: int | None = None):
         if images.dim() == 3:
             images = images[:, None]
         if images.dim() != 4 or len(images) != len(labels):

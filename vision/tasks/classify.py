@@ -60,7 +60,12 @@ class ImageClassificationData(L.LightningDataModule):
         else:
             images, labels = load_digits()
             rest, test = split_indices(len(labels), config.test_size, seed=seed + 1)
-            train_images, train_labels, test_images, test_labels = images[rest], labels[rest], images[test], labels[test]
+            train_images, train_labels, test_images, test_labels = (
+                images[rest],
+                labels[rest],
+                images[test],
+                labels[test],
+            )
         mean, std = pixel_stats(train_images)
         train_idx, val_idx = split_indices(len(train_labels), config.val_size, seed=seed)
         if config.train_limit is not None:
