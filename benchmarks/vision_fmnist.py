@@ -9,7 +9,8 @@ optimizer, schedule and number of steps. Run each variant as its own long job, t
     /work/bin/cpujob python -m benchmarks.vision_fmnist train --variant searched
     python -m benchmarks.vision_fmnist report                            # table + benchmarks/plots/
 
-Results go to benchmarks/results/vision_fmnist_<variant>.json (with the training curve from the CSV log).
+Results go to benchmarks/results/vision_fmnist_<variant>.json (with the training curve from the CSV log); the
+trained weights to benchmarks/results/models/ (the ViT is the frozen image encoder of benchmarks/vision_vqa.py).
 """
 
 from __future__ import annotations
@@ -65,6 +66,20 @@ def _curve(log_dir: Path) -> list[dict]:
     return rows
 
 
+def save_model(model, variant: str) -> Path:
+    """The trained weights: our checkpoint format for LocalVim, a timm state dict (safetensors) for the ViT."""
+    from safetensors.torch import save_file
+
+    path = RESULTS / "models" / f"vision_fmnist_{variant}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if variant == "vit":
+        path = path.with_suffix(".safetensors")
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    else:
+        model.save_pretrained(path)
+    return path
+
+
 def train(
     variant: Literal["local", "vim", "cross", "searched", "vit"],
     steps: int = 1700,
@@ -108,6 +123,7 @@ def train(
     if variant == "searched":
         result["directions"] = model.config.directions
     RESULTS.mkdir(exist_ok=True)
+    save_model(model.eval(), variant)
     (RESULTS / f"vision_fmnist_{variant}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "curve"}))
 
