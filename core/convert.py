@@ -74,7 +74,7 @@ def from_pretrained(name_or_path: str | os.PathLike) -> CausalLM:
         raise CheckpointError(f"{directory} is not a checkpoint directory or a preset ({', '.join(sorted(PRESETS))})")
     values = read_config(directory)
     source = str(directory)
-    if "model_type" in values and values["model_type"] == MODEL_TYPE:
+    if values.get("model_type") == MODEL_TYPE:
         return CausalLM.from_pretrained(directory)
     if values.get("model_type") == "mamba":
         config = config_from_hf(values, source)
