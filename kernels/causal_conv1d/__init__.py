@@ -74,5 +74,9 @@ def causal_conv1d_update(
         raise ValueError(f"bias must be (d={weight.shape[0]},); got {tuple(bias.shape)}")
     if conv_state.dim() != 3 or conv_state.shape[-1] < weight.shape[1] - 1 or conv_state.shape[:2] != x.shape[:2]:
         raise ValueError(f"conv_state must be (b, d, k >= w - 1); got {tuple(conv_state.shape)} for x {tuple(x.shape)}")
-    _backend.choose(x, backend, has_triton=False)
+    choice = _backend.choose(x, backend, has_triton=False)
+    if choice == "torch":
+        from kernels.causal_conv1d.torch_conv import causal_conv1d_update_torch
+
+        return causal_conv1d_update_torch(x, conv_state, weight, bias, activation)
     return causal_conv1d_update_ref(x, conv_state, weight, bias, activation)

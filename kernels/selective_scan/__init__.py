@@ -102,5 +102,9 @@ def selective_state_update(
     for name, t in (("B", B), ("C", C)):
         if not ((t.dim() == 2 and t.shape == (b, n)) or (t.dim() == 3 and t.shape[0] == b and t.shape[2] == n)):
             raise ValueError(f"{name} must be (b, n) or (b, g, n); got {tuple(t.shape)}")
-    _backend.choose(x, backend, has_triton=False)
+    choice = _backend.choose(x, backend, has_triton=False)
+    if choice == "torch":
+        from kernels.selective_scan.torch_scan import selective_state_update_torch
+
+        return selective_state_update_torch(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
     return selective_state_update_ref(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)

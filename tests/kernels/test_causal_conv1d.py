@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from kernels import causal_conv1d, causal_conv1d_update
 from kernels._testing import assert_close, assert_same_function, outputs_and_grads
-from kernels.causal_conv1d import causal_conv1d_ref, causal_conv1d_update_ref
+from kernels.causal_conv1d import causal_conv1d_ref
 
 F64 = torch.float64
 
@@ -55,9 +55,10 @@ def test_reference_without_bias_or_initial_states():
     assert_same_function("causal_conv1d_ref plain", oracle, ref, ratio=1e-12)
 
 
+@pytest.mark.parametrize("backend", ["reference", "torch"])
 @pytest.mark.parametrize("extra_state", [0, 3])
-@pytest.mark.parametrize("tokens_per_step", [1, 3])
-def test_update_loop_matches_full_conv(extra_state, tokens_per_step):
+@pytest.mark.parametrize("tokens_per_step", [1, 3, 5])
+def test_update_loop_matches_full_conv(extra_state, tokens_per_step, backend):
     b, d, l, w = 2, 5, 12, 4
     inputs = conv_inputs(b, d, l, w, dtype=F64)
     history = torch.randn(b, d, w - 1 + extra_state, dtype=F64)
@@ -68,7 +69,7 @@ def test_update_loop_matches_full_conv(extra_state, tokens_per_step):
     ys = []
     for x_t in inputs["x"].split(tokens_per_step, dim=-1):
         step_in = x_t[..., 0] if tokens_per_step == 1 else x_t
-        y_t = causal_conv1d_update_ref(step_in, state, inputs["weight"], inputs["bias"], activation="silu")
+        y_t = causal_conv1d_update(step_in, state, inputs["weight"], inputs["bias"], activation="silu", backend=backend)
         ys.append(y_t.unsqueeze(-1) if tokens_per_step == 1 else y_t)
     assert_close("update outputs", y_full, torch.cat(ys, dim=-1), ratio=1e-12)
     assert_close("final state", final, state[..., -(w - 1) :], ratio=1e-12)

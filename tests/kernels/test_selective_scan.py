@@ -60,14 +60,15 @@ def test_reference_matches_closed_form_float64(l, groups, opts):
     assert_same_function(f"selective_scan_ref l={l}", oracle, ref, ratio=1e-10)
 
 
+@pytest.mark.parametrize("backend", ["reference", "torch"])
 @pytest.mark.parametrize("groups", [None, 2])
-def test_state_update_loop_matches_scan(groups):
+def test_state_update_loop_matches_scan(groups, backend):
     b, d, l, n = 2, 4, 9, 3
     inp = selective_scan_inputs(b, d, l, n, groups=groups, dtype=F64, initial_state=True)
     y_scan, last = selective_scan_ref(**inp, delta_softplus=True, return_last_state=True)
     state = inp["initial_state"].clone()
     for t in range(l):
-        y_t = selective_state_update_ref(
+        y_t = selective_state_update(
             state,
             inp["u"][..., t],
             inp["delta"][..., t],
@@ -78,6 +79,7 @@ def test_state_update_loop_matches_scan(groups):
             z=inp["z"][..., t],
             dt_bias=inp["delta_bias"],
             dt_softplus=True,
+            backend=backend,
         )
         assert_close(f"step {t}", y_scan[..., t], y_t, ratio=1e-12)
     assert_close("final state", last, state, ratio=1e-12)
@@ -96,15 +98,19 @@ def test_public_op_returns_input_dtype():
     assert out.dtype == torch.bfloat16 and last.dtype == torch.float32
 
 
-def test_state_update_in_place_and_public_op_matches_reference():
-    inp = selective_scan_inputs(2, 4, 1, 3, groups=2, initial_state=True)
+@pytest.mark.parametrize("state_dtype", [torch.float32, torch.bfloat16])
+def test_state_update_in_place_matches_reference(state_dtype, nan_poison):
+    inp = selective_scan_inputs(2, 4, 1, 3, groups=2, initial_state=True, dtype=torch.bfloat16)
     args = [inp[k][..., 0] for k in ("u", "delta")] + [inp["A"], inp["B"][..., 0], inp["C"][..., 0]]
-    state_ref, state = inp["initial_state"].clone(), inp["initial_state"].clone()
-    y_ref = selective_state_update_ref(state_ref, *args, D=inp["D"], dt_bias=inp["delta_bias"], dt_softplus=True)
-    y = selective_state_update(state, *args, D=inp["D"], dt_bias=inp["delta_bias"], dt_softplus=True)
-    assert_close("y", y_ref, y, ratio=RATIO[torch.float32])
-    assert_close("state", state_ref, state, ratio=RATIO[torch.float32])
-    assert not torch.equal(state, inp["initial_state"])
+    opts = {"D": inp["D"], "z": inp["z"][..., 0], "dt_bias": inp["delta_bias"], "dt_softplus": True}
+    start = inp["initial_state"].to(state_dtype)
+    state_ref, state = start.clone(), start.clone()
+    y_ref = selective_state_update_ref(state_ref, *args, **opts)
+    y = selective_state_update(state, *args, **opts, backend="torch")
+    assert y.dtype == torch.bfloat16 and state.dtype == state_dtype
+    assert_close("y", y_ref, y, ratio=RATIO[torch.bfloat16])
+    assert_close("state", state_ref, state, ratio=RATIO[state_dtype])
+    assert not torch.equal(state, start)
 
 
 BAD_SCAN = {

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from kernels import ssd_scan
-from kernels._testing import assert_same_function, outputs_and_grads, ssd_inputs
+from kernels._testing import RATIO, assert_same_function, outputs_and_grads, ssd_inputs
 from kernels.ssd import ssd_scan_chunked, ssd_scan_ref
 
 F64 = torch.float64
@@ -70,3 +70,12 @@ def test_rejects_bad_shapes(case):
 def test_rejects_bad_chunk_size():
     with pytest.raises(ValueError, match="chunk_size"):
         ssd_scan(**ssd_inputs(1, 8, 4, 3, 5), chunk_size=0)
+
+
+@pytest.mark.parametrize(("l", "chunk_size"), [(1, 256), (77, 256), (100, 16)])
+def test_torch_backend_matches_reference_float32(l, chunk_size, nan_poison):
+    inputs = ssd_inputs(2, l, 4, 8, 6, groups=2, initial_states=True)
+    opts = {"chunk_size": chunk_size, "dt_softplus": True, "return_final_states": True}
+    ref = outputs_and_grads(ssd_scan_ref, inputs, **opts)
+    out = outputs_and_grads(ssd_scan, inputs, **opts, backend="torch")
+    assert_same_function(f"ssd torch l={l}", ref, out, ratio=RATIO[torch.float32])
