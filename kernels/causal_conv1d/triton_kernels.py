@@ -130,7 +130,7 @@ def _conv_bwd_kernel(
         dwk = tl.sum(dpre * xk, axis=1)
         tl.store(dw_ptr + ((bi * n_lblocks + pid_l) * d + dd) * W + k, dwk, mask=d_mask)
     tl.store(dx_ptr + row + t[None, :], dx, mask=m)
-    if HAS_INIT:
+    if HAS_INIT:  # noqa: SIM102 (a constexpr test must stay apart from the runtime one)
         if pid_l == 0:
             # the W - 1 positions before the sequence: dinit[j] = sum_k w[k] dpre[j - k], j = 0 .. W - 2
             j = tl.arange(0, BLOCK_W).to(tl.int64)
