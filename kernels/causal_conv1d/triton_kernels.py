@@ -158,10 +158,19 @@ def conv_fwd(x, weight, bias, initial_states, silu):
 def conv_bwd(x, weight, bias, initial_states, silu, dy):
     """Returns dx (b, d, l), dweight (d, w), dbias (d,) or None, dinit (b, d, w - 1) or None; all float32."""
     b, d, l = x.shape
-    w = weight.shape[1]
     f32 = {"device": x.device, "dtype": torch.float32}
     dpre = torch.empty(b, d, l, **f32)
     _launch_fwd(x, weight, bias, initial_states, dy, dpre, silu)
+    dx, dw, dinit = conv_bwd_from_dpre(x, weight, initial_states, dpre)
+    return dx, dw, (dpre.sum((0, 2)) if bias is not None else None), dinit
+
+
+def conv_bwd_from_dpre(x, weight, initial_states, dpre):
+    """dx (b, d, l), dweight (d, w), dinit (b, d, w - 1) or None (float32) from the gradient before the
+    activation, dpre (b, d, l) float32 contiguous."""
+    b, d, l = x.shape
+    w = weight.shape[1]
+    f32 = {"device": x.device, "dtype": torch.float32}
     n_lblocks = triton.cdiv(l, BLOCK_L)
     dx = torch.empty(b, d, l, **f32)
     dw = torch.empty(b, n_lblocks, d, w, **f32)
@@ -172,7 +181,7 @@ def conv_bwd(x, weight, bias, initial_states, silu, dy):
             l, d, n_lblocks, *x.stride(), *_strides3(initial_states),
             W=w, HAS_INIT=initial_states is not None, BLOCK_D=BLOCK_D, BLOCK_L=BLOCK_L, BLOCK_W=pow2(w - 1),
         )  # fmt: skip
-    return dx, dw.sum((0, 1)), (dpre.sum((0, 2)) if bias is not None else None), dinit
+    return dx, dw.sum((0, 1)), dinit
 
 
 def _strides3(t):

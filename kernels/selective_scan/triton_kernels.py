@@ -271,7 +271,8 @@ def _scan_bwd_kernel(
             y = tl.sum(hs * Ct[None, :, :], axis=1)
             if HAS_D:
                 y += Dv[:, None] * u
-            tl.store(dz_ptr + z_off, dout * y * sz * (1.0 + zt * (1.0 - sz)), mask=m2)
+            dz_off = (bi * d_all + dd[:, None]) * l + t[None, :]
+            tl.store(dz_ptr + dz_off, dout * y * sz * (1.0 + zt * (1.0 - sz)), mask=m2)
             dy = dout * zt * sz
         du = tl.zeros([BLOCK_D, BLOCK_L], dtype=tl.float32)
         if HAS_D:
@@ -294,8 +295,9 @@ def _scan_bwd_kernel(
         ddl = tl.sum(M * A[:, :, None], axis=1) + u * GB
         if SOFTPLUS:
             ddl *= sigmoid(raw)
-        tl.store(du_ptr + u_off, du, mask=m2)
-        tl.store(ddelta_ptr + d_off, ddl, mask=m2)
+        g_off = (bi * d_all + dd[:, None]) * l + t[None, :]  # the gradients are (b, d, l) contiguous
+        tl.store(du_ptr + g_off, du, mask=m2)
+        tl.store(ddelta_ptr + g_off, ddl, mask=m2)
         dB_off = ((bi * g + gi) * n + nn[:, None]) * l + t[None, :]
         tl.atomic_add(dB_ptr + dB_off, tl.sum(G * (dl * u)[:, None, :], axis=0), mask=nt_mask)
         tl.atomic_add(dC_ptr + dB_off, tl.sum(hs * dy[:, None, :], axis=0), mask=nt_mask)

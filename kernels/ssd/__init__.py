@@ -60,7 +60,13 @@ def ssd_scan(
         raise ValueError(f"z must be (b, l, h, p) like x; got {tuple(z.shape)}")
     if dt_bias is not None and dt_bias.shape != (h,):
         raise ValueError(f"dt_bias must be (h={h},); got {tuple(dt_bias.shape)}")
-    choice = _backend.choose(x, backend, has_triton=False)
+    choice = _backend.choose(x, backend)
+    if choice == "triton":
+        from kernels.ssd.autograd import ssd_scan_triton
+
+        return ssd_scan_triton(
+            x, dt, A, B, C, chunk_size, D, z, dt_bias, dt_softplus, initial_states, return_final_states
+        )
     if choice == "reference":
         return ssd_scan_ref(x, dt, A, B, C, chunk_size, D, z, dt_bias, dt_softplus, initial_states, return_final_states)
     if not x.is_cuda:

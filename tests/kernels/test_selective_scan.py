@@ -8,7 +8,14 @@ import torch
 import torch.nn.functional as F
 
 from kernels import selective_scan, selective_state_update
-from kernels._testing import RATIO, assert_close, assert_same_function, outputs_and_grads, selective_scan_inputs
+from kernels._testing import (
+    RATIO,
+    assert_close,
+    assert_same_function,
+    has_triton,
+    outputs_and_grads,
+    selective_scan_inputs,
+)
 from kernels.selective_scan import selective_scan_ref, selective_state_update_ref
 from kernels.selective_scan.torch_scan import selective_scan_torch
 
@@ -223,3 +230,63 @@ def test_torch_backend_saves_no_per_step_states():
     saved = _saved_elements(lambda **kw: selective_scan(**kw, backend="torch"), inputs)
     assert saved < 2.5 * input_elements
     assert _saved_elements(selective_scan_ref, selective_scan_inputs(1, 64, 512, 16)) > 4 * input_elements
+
+
+needs_triton = pytest.mark.skipif(not has_triton(), reason="triton is not installed")
+TRITON_CASES = {
+    "l1-all": ({"l": 1, "groups": None}, {"delta_softplus": True, "return_last_state": True}),
+    "l37-groups-all": ({"l": 37, "groups": 2}, {"delta_softplus": True, "return_last_state": True}),
+    "l40-plain": ({"l": 40, "groups": None, "z": False, "D": False, "delta_bias": False}, {}),
+}
+
+
+@needs_triton
+@pytest.mark.parametrize("case", list(TRITON_CASES))
+def test_triton_matches_reference(case, nan_poison):
+    """Under TRITON_INTERPRET=1 on the CPU: outputs, final state, every input gradient."""
+    shape, opts = TRITON_CASES[case]
+    full = bool(opts)
+    inputs = selective_scan_inputs(2, 6, n=3, initial_state=full, **shape)
+    if not full:
+        inputs["delta"] = inputs["delta"].abs()
+        inputs["u"] = inputs["u"].transpose(1, 2).contiguous().transpose(1, 2)  # time-major memory
+    ref = outputs_and_grads(selective_scan_ref, inputs, **opts)
+    out = outputs_and_grads(selective_scan, inputs, **opts, backend="triton")
+    assert_same_function(f"triton scan {case}", ref, out, ratio=RATIO[torch.float32])
+
+
+@needs_triton
+@pytest.mark.parametrize("groups", [None, 2])
+def test_triton_state_update_matches_reference(groups):
+    inp = selective_scan_inputs(2, 20, 1, 5, groups=groups, initial_state=True)
+    args = [inp[k][..., 0] for k in ("u", "delta")] + [inp["A"], inp["B"][..., 0], inp["C"][..., 0]]
+    opts = {"D": inp["D"], "z": inp["z"][..., 0], "dt_bias": inp["delta_bias"], "dt_softplus": True}
+    state_ref, state = inp["initial_state"].clone(), inp["initial_state"].clone()
+    y_ref = selective_state_update_ref(state_ref, *args, **opts)
+    y = selective_state_update(state, *args, **opts, backend="triton")
+    assert_close("y", y_ref, y, ratio=RATIO[torch.float32])
+    assert_close("state", state_ref, state, ratio=RATIO[torch.float32])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(("b", "d", "l", "groups"), [(2, 1536, 4096, None), (1, 768, 2049, 2)])
+def test_triton_matches_torch_backend_on_gpu(b, d, l, groups, dtype):
+    """Real sizes on CUDA, against the chunked torch path (pinned to the reference by the tests above)."""
+    inputs = selective_scan_inputs(b, d, l, 16, groups=groups, dtype=dtype, device="cuda", initial_state=True)
+    opts = {"delta_softplus": True, "return_last_state": True}
+    ref = outputs_and_grads(selective_scan, inputs, **opts, backend="torch")
+    out = outputs_and_grads(selective_scan, inputs, **opts, backend="triton")
+    assert_same_function(f"gpu scan {dtype}", ref, out, ratio=1e-4 if dtype == torch.float32 else RATIO[dtype])
+
+
+@pytest.mark.gpu
+def test_triton_state_update_on_gpu():
+    inp = selective_scan_inputs(4, 1536, 1, 16, device="cuda", initial_state=True)
+    args = [inp[k][..., 0] for k in ("u", "delta")] + [inp["A"], inp["B"][..., 0], inp["C"][..., 0]]
+    opts = {"D": inp["D"], "z": inp["z"][..., 0], "dt_bias": inp["delta_bias"], "dt_softplus": True}
+    state_ref, state = inp["initial_state"].clone(), inp["initial_state"].clone()
+    y_ref = selective_state_update_ref(state_ref, *args, **opts)
+    y = selective_state_update(state, *args, **opts, backend="triton")
+    assert_close("y", y_ref, y, ratio=1e-5)
+    assert_close("state", state_ref, state, ratio=1e-5)
