@@ -25,10 +25,11 @@ def add_norm_ref(
     is_rms_norm: bool = True,
     residual_in_fp32: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """r = x + residual (x alone when residual is None), summed in float32 (float64 stays float64); returns (norm(r) in x's dtype, r).
+    """r = x + residual (x alone when residual is None); returns (norm(r) in x's dtype, r).
 
-    norm is RMSNorm (r / sqrt(mean(r^2) + eps) * weight [+ bias]) or LayerNorm over the last dimension, computed
-    on the float32 sum; r is returned in float32 when ``residual_in_fp32``, else in the dtype of x + residual.
+    The sum is taken in float32 (float64 stays float64) and normalised before any rounding, as mamba_ssm's fused
+    kernel does. norm is RMSNorm (r / sqrt(mean(r^2) + eps) * weight [+ bias]) or LayerNorm over the last
+    dimension. r is returned in float32 when ``residual_in_fp32``, else in the dtype of x + residual.
 
     Args:
         x, residual: (..., d). weight, bias: (d,).
