@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from core.cli import run
-from vision.tasks.btb3d_cli import convert3d, decode3d, tokenize3d
+from vision.tasks.btb3d_cli import convert3d, decode3d, tokenize3d, train3d
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -12,6 +12,7 @@ def main(argv: list[str] | None = None) -> int:
             "tokenize3d": tokenize3d,
             "decode3d": decode3d,
             "convert3d": convert3d,
+            "train3d": train3d,
         },
         argv,
         prog="vision",
