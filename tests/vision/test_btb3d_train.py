@@ -13,12 +13,13 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
 from core.checkpoint import CheckpointError
+from core.train import TrainerConfig, build_trainer, fit
 from vision.cli import main
 from vision.data.volumes_dataset import ExcerptBatches
 from vision.models.btb3d import BTB3D, BTB3D_PRESETS
 from vision.models.btb3d_disc import Discriminator2D, Discriminator3D
 from vision.models.btb3d_losses import LeCamEMA, PerceptualLoss, discriminator_loss, generator_loss, r1_penalty
-from vision.tasks.btb3d import BTB3DTask
+from vision.tasks.btb3d import BTB3DTask, ExcerptDataModule
 from vision.tasks.btb3d_config import BTB3DTrainConfig
 
 CONFIG = BTB3DTrainConfig(crop_size=16, warmup_steps=1, r1_every=2, entropy_decay_steps=4)
@@ -98,7 +99,7 @@ def test_dataset_is_deterministic_and_alternates_2d():
 
 
 def test_stage1_trains_tokenizer_and_both_discriminators():
-    task = BTB3DTask(tiny_model(), CONFIG, total_steps=2)
+    task = BTB3DTask(tiny_model(), CONFIG, total_steps=10)  # the cosine schedule reaches 0 at the last step
     before = params(task)
     trainer(1).fit(task, DataLoader(batches(length=2), batch_size=None))  # one 3D batch, one 2D batch
     assert int(task.step) == 2
@@ -108,7 +109,7 @@ def test_stage1_trains_tokenizer_and_both_discriminators():
 
 
 def test_stage3_freezes_the_encoder():
-    task = BTB3DTask(tiny_model(), dataclasses.replace(CONFIG, stage=3, use_gan=False), total_steps=2)
+    task = BTB3DTask(tiny_model(), dataclasses.replace(CONFIG, stage=3, use_gan=False), total_steps=10)
     before = params(task.model)
     trainer(1).fit(task, DataLoader(batches(length=2, depth=17, slice_every=0), batch_size=None))
     after = params(task.model)
@@ -116,20 +117,27 @@ def test_stage3_freezes_the_encoder():
     assert all(not torch.equal(after[k], before[k]) for k in after if k.startswith("decoder."))
 
 
-def test_resume_continues_exactly(tmp_path):
-    def run(epochs, ckpt=None, callbacks=()):
+def test_resume_mid_epoch_continues_exactly(tmp_path):
+    def run(batches_to_run: int, name: str, resume=None):
         torch.manual_seed(0)
-        task = BTB3DTask(tiny_model(), CONFIG, total_steps=2)
-        trainer(epochs, callbacks=callbacks, default_root_dir=tmp_path).fit(
-            task, DataLoader(batches(length=1), batch_size=None), ckpt_path=ckpt, weights_only=True
+        task = BTB3DTask(tiny_model(), CONFIG, total_steps=10)
+        config = TrainerConfig(
+            max_steps=2 * batches_to_run,
+            gradient_clip_val=None,
+            checkpoint_dir=str(tmp_path / name),
+            checkpoint_every_n_steps=2,
+            logger="none",
+            progress_bar=False,
+            accelerator="cpu",
+            devices=1,
         )
+        fit(build_trainer(config), task, ExcerptDataModule(batches(length=2, slice_every=0)), resume=resume)
         return task
 
-    straight = run(2)
-    checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, save_top_k=0)
-    run(1, callbacks=[checkpoint])
-    resumed = run(2, ckpt=str(tmp_path / "ckpt" / "last.ckpt"))
-    assert int(resumed.step) == 2  # the second step applies R1 and updates both LeCam EMAs
+    straight = run(2, "straight")
+    run(1, "interrupted")  # stops after the first of the epoch's two batches
+    resumed = run(2, "interrupted", resume="last")
+    assert int(resumed.step) == 2  # the second step applies R1 and updates the LeCam EMAs
     for key, value in straight.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0, msg=key)
 

@@ -20,6 +20,11 @@ def percentile_to_unit(data: np.ndarray, low: float = 0.5, high: float = 99.5) -
     return np.clip((data - lo) / scale * 2 - 1, -1, 1).astype(np.float32)
 
 
+def first_item(items: list[torch.Tensor]) -> torch.Tensor:
+    """Collate for a loader over `ExcerptBatches` with batch_size 1: each item already is a batch."""
+    return items[0]
+
+
 class ExcerptBatches(Dataset):
     """`length` batches of random excerpts from `volumes` (each (d, h, w), float32 in [-1, 1]).
 

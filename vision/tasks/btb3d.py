@@ -17,12 +17,14 @@ buffers, so a run resumed from a Lightning checkpoint continues exactly.
 
 from __future__ import annotations
 
-import math
+import functools
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 
+from core.train import ResumableDataLoader, cosine_with_warmup
+from vision.data.volumes_dataset import ExcerptBatches, first_item
 from vision.models.btb3d import BTB3D
 from vision.models.btb3d_disc import Discriminator2D, Discriminator3D
 from vision.models.btb3d_losses import LeCamEMA, PerceptualLoss, discriminator_loss, generator_loss, r1_penalty
@@ -78,12 +80,10 @@ class BTB3DTask(L.LightningModule):
     def configure_optimizers(self):
         c = self.config
 
-        def schedule(step: int) -> float:
-            # Linear warm-up, then a cosine to zero over the run (transformers' schedule, as upstream).
-            if step < c.warmup_steps:
-                return (step + 1) / c.warmup_steps
-            progress = min(1.0, (step - c.warmup_steps) / max(1, self.total_steps - c.warmup_steps))
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        # Linear warm-up, then a cosine to zero over the run (transformers' schedule, as upstream).
+        schedule = functools.partial(
+            cosine_with_warmup, warmup_steps=c.warmup_steps, total_steps=self.total_steps, min_lr_ratio=0.0
+        )
 
         optimizers = [torch.optim.Adam(self.generator_parameters(), lr=c.lr, betas=c.betas)]
         if c.use_gan:
@@ -176,3 +176,21 @@ class BTB3DTask(L.LightningModule):
         with torch.no_grad():
             recon, _ = self.model(x, tiled=True)
         self.log("val/recon_l1", F.l1_loss(recon, x), prog_bar=True, batch_size=x.shape[0])
+
+
+class ExcerptDataModule(L.LightningDataModule):
+    """Serves `ExcerptBatches` through core.train's `ResumableDataLoader` (exact mid-epoch resume)."""
+
+    def __init__(self, batches: ExcerptBatches):
+        super().__init__()
+        self.batches = batches
+
+    def train_dataloader(self) -> ResumableDataLoader:
+        return ResumableDataLoader(
+            self.batches,
+            batch_size=1,
+            shuffle=False,
+            num_replicas=self.trainer.world_size,
+            rank=self.trainer.global_rank,
+            collate_fn=first_item,
+        )

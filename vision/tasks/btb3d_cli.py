@@ -167,9 +167,10 @@ def train3d(
     intensity: Literal["ct", "percentile"] = "ct",
     spacing: tuple[float, float, float] | None = (1.5, 0.75, 0.75),
     checkpoint_dir: Path | None = None,
+    checkpoint_every: int = 100,
     resume: bool = False,
     log_dir: Path = Path("runs"),
-    accelerator: str = "cpu",
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "cpu",
 ) -> None:
     """Train (or continue training) a BTB3D tokenizer at one curriculum stage, then save it to ``out``.
 
@@ -179,30 +180,27 @@ def train3d(
         model: starting point: a checkpoint directory or a preset (stage 3 needs a trained encoder).
         train: losses and optimisation (``--train.stage``, ``--train.lr``, ``--train.crop_size``, ...).
         steps: training batches (each one generator and one discriminator step).
-        steps_per_epoch: batches per epoch; a Lightning checkpoint is written at the end of each.
+        steps_per_epoch: batches per epoch (the excerpts are drawn afresh every epoch).
         batch_size: excerpts per batch.
         depth: slices per 3D excerpt (default 9 in stage 1, 41 in stages 2 and 3).
         slice_every: every n-th batch is 2D single slices (default 2 in stage 1, none later; 0 for none).
         intensity: "ct" (Hounsfield window) or "percentile" (MRI and other unitless scans).
         spacing: resample the scans to this spacing (mm) first; null keeps their grids.
-        checkpoint_dir: where Lightning checkpoints go (needed for --resume).
-        resume: continue from ``checkpoint_dir/last.ckpt`` exactly where it stopped.
+        checkpoint_dir: where Lightning checkpoints go (``last.ckpt``; needed for --resume).
+        checkpoint_every: write a checkpoint every this many batches.
+        resume: continue from ``checkpoint_dir/last.ckpt`` exactly where it stopped (fresh start if absent).
         log_dir: CSV logs.
-        accelerator: Lightning accelerator (cpu, gpu, auto).
+        accelerator: Lightning accelerator.
     """
-    import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
-    from torch.utils.data import DataLoader
-
     from core.io import InputError
+    from core.train import TrainerConfig, build_trainer, fit
     from vision.data.volumes_dataset import ExcerptBatches, load_training_volume
     from vision.models.btb3d import BTB3D
-    from vision.tasks.btb3d import BTB3DTask
+    from vision.tasks.btb3d import BTB3DTask, ExcerptDataModule
 
     train = train or BTB3DTrainConfig()
-    if steps < 1 or steps_per_epoch < 1 or batch_size < 1:
-        raise InputError("steps, steps_per_epoch and batch_size must be positive")
+    if min(steps, steps_per_epoch, batch_size, checkpoint_every) < 1:
+        raise InputError("steps, steps_per_epoch, batch_size and checkpoint_every must be positive")
     if resume and checkpoint_dir is None:
         raise InputError("--resume needs --checkpoint_dir")
     depth = depth or (9 if train.stage == 1 else 41)
@@ -214,32 +212,30 @@ def train3d(
     except ValueError as err:
         raise InputError(f"training excerpts of {depth} slices, {train.crop_size} pixels: {err}") from None
     task = BTB3DTask(tokenizer, train, total_steps=steps)
-    data = ExcerptBatches(
+    batches = ExcerptBatches(
         volumes,
         depth=depth,
         size=train.crop_size,
         batch_size=batch_size,
-        length=min(steps, steps_per_epoch),
+        length=steps_per_epoch,
         slice_every=slice_every,
         seed=train.seed,
     )
-    callbacks = []
-    if checkpoint_dir is not None:
-        callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, save_last=True, save_top_k=0))
-    L.seed_everything(train.seed, verbose=False)
-    trainer = L.Trainer(
-        # With manual optimisation Lightning counts every optimizer step: two per batch with the GAN.
-        max_steps=steps * (2 if train.use_gan else 1),
-        max_epochs=-(-steps // steps_per_epoch),
-        accelerator=accelerator,
-        devices=1,
-        callbacks=callbacks,
-        logger=CSVLogger(log_dir, name="btb3d"),
-        log_every_n_steps=10,
-        enable_checkpointing=checkpoint_dir is not None,
+    # With manual optimisation Lightning counts every optimizer step: two per batch with the GAN.
+    per_batch = 2 if train.use_gan else 1
+    trainer = build_trainer(
+        TrainerConfig(
+            max_steps=steps * per_batch,
+            accelerator=accelerator,
+            devices=1,
+            gradient_clip_val=None,
+            checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
+            checkpoint_every_n_steps=None if checkpoint_dir is None else checkpoint_every * per_batch,
+            log_dir=str(log_dir),
+            run_name="btb3d",
+            seed=train.seed,
+        )
     )
-    last = Path(checkpoint_dir or ".") / "last.ckpt"
-    ckpt_path = str(last) if resume and last.is_file() else None
-    trainer.fit(task, DataLoader(data, batch_size=None), ckpt_path=ckpt_path, weights_only=True)
+    fit(trainer, task, ExcerptDataModule(batches), resume="last" if resume else None)
     tokenizer.save_pretrained(out)
     print(f"trained {int(task.step)} steps (stage {train.stage}) -> {out}")
