@@ -73,7 +73,9 @@ def held_out() -> dict[str, np.ndarray]:
 
 
 def train(args) -> None:
-    from vision.models.btb3d import BTB3DConfig
+    import nibabel as nib
+
+    from vision.models.btb3d import BTB3D, BTB3DConfig
     from vision.tasks.btb3d_cli import train3d
     from vision.tasks.btb3d_config import BTB3DTrainConfig
 
@@ -82,15 +84,11 @@ def train(args) -> None:
     config = BTB3DConfig(filters=16, channel_multipliers=(1, 2, 2), num_res_blocks=1, norm_groups=8, token_bits=10)
     start = out / "init"
     if not (start / "config.json").is_file():
-        from vision.models.btb3d import BTB3D
-
         BTB3D(config).save_pretrained(start)
     with tempfile.TemporaryDirectory() as tmp:
         scans = []
         for k, volume in enumerate(training_volumes()):
-            # Already in [-1, 1]: store as NIfTI and let train3d read them with the identity-like CT window.
-            import nibabel as nib
-
+            # Already in [-1, 1]: stored as HU / 1000, which train3d's CT window maps back exactly.
             path = Path(tmp) / f"train{k}.nii.gz"
             nib.save(nib.Nifti1Image((volume * 1000).transpose(2, 1, 0), np.eye(4)), path)
             scans.append(path)
