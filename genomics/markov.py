@@ -73,6 +73,22 @@ class ContextModel:
         counts = self.counts[code]
         return np.log2((counts[np.arange(len(code)), target] + self.alpha) / (counts.sum(1) + 4 * self.alpha))
 
+    def bits_at(self, x: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """-log2 P(x_t | context) at the given positions t of ``x`` (each needs its full context inside ``x``)."""
+        left, right = self.sides
+        positions = np.asarray(positions)
+        if positions.size and (positions.min() < left or positions.max() >= len(x) - right):
+            raise ValueError(f"positions need {left} bases before and {right} after them")
+        code = np.zeros(len(positions), dtype=np.int64)
+        bases = [x[positions + j] for j in [*range(-left, 0), *range(1, right + 1)]]
+        target = x[positions]
+        if any((b > 3).any() for b in [*bases, target]):
+            raise ValueError("a scored position or its context is not A, C, G or T")
+        for base in bases:
+            code = code * 4 + base
+        counts = self.counts[code]
+        return -np.log2((counts[np.arange(len(code)), target] + self.alpha) / (counts.sum(1) + 4 * self.alpha))
+
     def bits_per_base(self, x: np.ndarray) -> float:
         """Mean -log2 P over the scored positions of ``x``."""
         logp = self.log2_probs(x)
