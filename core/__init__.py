@@ -12,18 +12,21 @@ optional state, init_state, step).
 from core.attention import Attention, KVCache
 from core.block import Block, Mixer
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from core.hierarchical import HierarchicalState, PatchDecoder
 from core.hyena import HyenaOperator, HyenaState
 from core.io import InputError, atomic_output
 from core.mlp import Mlp
 from core.norm import GatedRMSNorm, LayerNorm, RMSNorm, add_norm
 from core.rotary import RotaryEmbedding
 from core.ssm import Mamba, Mamba2, Mamba2State, MambaState
+from core.stack import MixerStack, make_mixer
 
 __all__ = [
     "Attention",
     "Block",
     "CheckpointError",
     "GatedRMSNorm",
+    "HierarchicalState",
     "HyenaOperator",
     "HyenaState",
     "InputError",
@@ -34,11 +37,14 @@ __all__ = [
     "Mamba2State",
     "MambaState",
     "Mixer",
+    "MixerStack",
     "Mlp",
+    "PatchDecoder",
     "RMSNorm",
     "RotaryEmbedding",
     "add_norm",
     "atomic_output",
     "load_checkpoint",
+    "make_mixer",
     "save_checkpoint",
 ]
