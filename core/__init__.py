@@ -12,9 +12,11 @@ optional state, init_state, step).
 from core.attention import Attention, KVCache
 from core.block import Block, Mixer
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from core.convert import from_pretrained
 from core.hierarchical import HierarchicalState, PatchDecoder
 from core.hyena import HyenaOperator, HyenaState
 from core.io import InputError, atomic_output
+from core.lm import CausalLM, LMConfig
 from core.mlp import Mlp
 from core.norm import GatedRMSNorm, LayerNorm, RMSNorm, add_norm
 from core.rotary import RotaryEmbedding
@@ -24,6 +26,7 @@ from core.stack import MixerStack, make_mixer
 __all__ = [
     "Attention",
     "Block",
+    "CausalLM",
     "CheckpointError",
     "GatedRMSNorm",
     "HierarchicalState",
@@ -31,6 +34,7 @@ __all__ = [
     "HyenaState",
     "InputError",
     "KVCache",
+    "LMConfig",
     "LayerNorm",
     "Mamba",
     "Mamba2",
@@ -44,6 +48,7 @@ __all__ = [
     "RotaryEmbedding",
     "add_norm",
     "atomic_output",
+    "from_pretrained",
     "load_checkpoint",
     "make_mixer",
     "save_checkpoint",
