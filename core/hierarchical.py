@@ -39,8 +39,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from core.lm import sample_next
 from core.norm import LayerNorm
-from core.sampling import sample_next
 
 Variant = Literal["megabyte", "mblm"]
 
@@ -342,8 +342,8 @@ class PatchDecoder(nn.Module):
         use_cache: bool = True,
         do_sample: bool = False,
         temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
+        top_k: int = 0,
+        top_p: float = 1.0,
         generator: torch.Generator | None = None,
         callback: Callable[[torch.Tensor], None] | None = None,
     ) -> torch.Tensor:
@@ -351,11 +351,14 @@ class PatchDecoder(nn.Module):
 
         With ``use_cache`` each token costs a step of the per-stage states (`prefill`, `step`); without, the
         whole forward is recomputed for every token (the reference the cached path is tested against).
-        ``callback`` receives each new token (b,) as it is chosen. Sampling options: `core.sampling.sample_next`.
+        ``callback`` receives each new token (b,) as it is chosen. Sampling (`core.lm.sample_next`): greedy unless
+        ``do_sample``, then temperature, top-k (0 = off) and nucleus top-p (1 = off).
         """
         b, l = prompt.shape
         if l + max_new_tokens > self.context:
             raise ValueError(f"{l} prompt + {max_new_tokens} new tokens exceed the context of {self.context}")
+        if temperature <= 0 or top_k < 0 or not 0 < top_p <= 1:
+            raise ValueError(f"need temperature > 0, top_k >= 0, 0 < top_p <= 1; got {temperature}, {top_k}, {top_p}")
         options = {"do_sample": do_sample, "temperature": temperature, "top_k": top_k, "top_p": top_p}
         tokens = [prompt]
         state = self.init_state(b) if use_cache else None
