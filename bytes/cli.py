@@ -15,10 +15,17 @@ from typing import Literal
 from core.cli import run
 
 
+def _note_preset(model: str) -> None:
+    from bytes.models import PRESETS
+
+    if model in PRESETS and not Path(model).exists():
+        print(f"note: {model} is a preset with random weights", file=sys.stderr)
+
+
 def _load(model: str, device: str):
     import torch
 
-    from bytes.models import PRESETS, from_pretrained
+    from bytes.models import from_pretrained
     from core.io import InputError
 
     try:
@@ -27,8 +34,6 @@ def _load(model: str, device: str):
         raise InputError(f"unknown device {device!r}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda was requested but CUDA is not available")
-    if model in PRESETS and not Path(model).exists():
-        print(f"note: {model} is a preset with random weights", file=sys.stderr)
     return from_pretrained(model).to(dev).eval()
 
 
@@ -170,6 +175,7 @@ def generate(
             stream.flush()
 
         net.generate(ids, max_new_bytes, generator=generator, callback=emit, **options)
+        _note_preset(model)
         return
     if output.is_dir():
         raise InputError(f"{output} is a directory; give a file name")
@@ -177,6 +183,7 @@ def generate(
         out = net.generate(ids, max_new_bytes, generator=generator, **options)
         tmp.write_bytes(bytes(out[0, ids.shape[1] :].tolist()))
     print(f"wrote {max_new_bytes} bytes to {output}", file=sys.stderr)
+    _note_preset(model)
 
 
 def evaluate(path: Path, *, model: str, batch_size: int = 8, device: str = "cpu") -> None:
@@ -204,6 +211,7 @@ def evaluate(path: Path, *, model: str, batch_size: int = 8, device: str = "cpu"
     with torch.inference_mode():
         bpb = net.bits_per_byte(data, batch_size=batch_size, progress=sys.stderr.isatty())
     print(f"{path}: {data.numel():,} bytes, {bpb:.4f} bits per byte")
+    _note_preset(model)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -97,6 +97,7 @@ def train_on_files(
     )
     streams = {name: read_bytes(split[name]) for name in ("train", "val")}
 
+    lightning_trainer = build_trainer(trainer)  # seeds everything first, so the model's init follows the seed
     net = _model_for_run(model, out, resuming)
     seq_len = net.context - 1 if seq_len is None else seq_len
     if not 1 <= seq_len <= net.context - 1:
@@ -106,7 +107,6 @@ def train_on_files(
     val = streams["val"] if streams["val"].numel() > seq_len else None
     datamodule = TokenWindowDataModule(streams["train"], val, seq_len=seq_len, batch_size=batch_size, seed=trainer.seed)
     task = ByteLMTask(net, optimizer=optimizer)
-    lightning_trainer = build_trainer(trainer)
     fit(lightning_trainer, task, datamodule, resume=str(last) if resuming else None)
     net.save_pretrained(out / "model")
     metrics = {k: float(v) for k, v in lightning_trainer.callback_metrics.items()}
