@@ -42,6 +42,13 @@ PRESETS: dict[str, MBLMConfig | MegabyteConfig] = {
         n_layers_local=1,
         num_heads_local=2,
     ),
+    # The `make demo` model: learns this repository's sources in a couple of minutes on a CPU.
+    "mblm-demo": MBLMConfig(
+        stages=[
+            StageConfig(d_model=96, n_layers=2, seq_len=64, num_heads=4),
+            StageConfig(d_model=64, n_layers=1, seq_len=8, num_heads=4),
+        ]
+    ),
     # Small CPU-trainable models: 8 KiB context, Mamba or attention globally, attention within patches.
     "mblm-small": MBLMConfig(
         stages=[
