@@ -49,7 +49,7 @@ def time_ours(model: MBLM, prefix: int, new: int, repeats: int) -> tuple[float, 
     cached, full = [], []
     with torch.inference_mode():
         for _ in range(repeats):
-            state = decoder.init_state(1)
+            state = decoder.init_state()
             decoder.prefill(ids[:, :prefix], state)
             start = time.perf_counter()
             for t in range(prefix, prefix + new):

@@ -41,7 +41,7 @@ def train(
     data: Path,
     out: Path,
     *,
-    model: str = "mblm-small",
+    model: str = "mblm-small-tt",
     max_steps: int = 1000,
     batch_size: int = 8,
     seq_len: int | None = None,
@@ -67,7 +67,7 @@ def train(
     Args:
         data: a directory of files (any bytes) or a single file.
         out: the run directory (created if missing).
-        model: a preset (mblm-small, megabyte-small, mblm-1m, ...) or a checkpoint directory to start from.
+        model: a preset (mblm-small-tt, mblm-small-st, megabyte-small, mblm-1m, ...) or a checkpoint directory.
         max_steps: optimizer steps.
         batch_size: windows per step.
         seq_len: bytes per window (default: the model's context - 1).

@@ -227,8 +227,8 @@ class PatchDecoder(nn.Module):
         rest = self.head(out[:, 1:]).view(b, -1, self.vocab_size)
         return torch.cat((first, rest[:, : l - 1]), dim=1)
 
-    def init_state(self, batch_size: int, *, device=None, dtype=None) -> HierarchicalState:
-        """An empty generation state; feed it with `prefill` (or `step`)."""
+    def init_state(self) -> HierarchicalState:
+        """An empty generation state for `prefill`; the stage states are allocated as the prompt's batch needs."""
         n = self.num_stages
         return HierarchicalState(stages=[None] * n, conds=[None] * n)
 
@@ -247,7 +247,7 @@ class PatchDecoder(nn.Module):
             if s % r:
                 continue  # token s is inside a unit whose stage-k output is already known
             j = s // r if k == 0 else (s // r) % self.seq_lens[k]
-            if j == 0 and (k > 0 or state.stages[k] is None):
+            if j == 0:  # a new parent (at stage 0: the very first position)
                 state.stages[k] = self._fresh_stage(k, b, ids.device, self.head.weight.dtype)
             x = self.start_tokens[k].expand(b, -1) if j == 0 else self._embed_units(k, ids[:, None, -r:], j - 1)[:, 0]
             cond = state.conds[k]
@@ -361,7 +361,7 @@ class PatchDecoder(nn.Module):
             raise ValueError(f"need temperature > 0, top_k >= 0, 0 < top_p <= 1; got {temperature}, {top_k}, {top_p}")
         options = {"do_sample": do_sample, "temperature": temperature, "top_k": top_k, "top_p": top_p}
         tokens = [prompt]
-        state = self.init_state(b) if use_cache else None
+        state = self.init_state() if use_cache else None
         for i in range(max_new_tokens):
             if state is None:
                 # logits[:, t] depend only on tokens < t, so a placeholder at t yields the next-token logits

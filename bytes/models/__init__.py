@@ -49,16 +49,22 @@ PRESETS: dict[str, MBLMConfig | MegabyteConfig] = {
             StageConfig(d_model=64, n_layers=1, seq_len=8, num_heads=4),
         ]
     ),
-    # Small CPU-trainable models: 8 KiB context, Mamba or attention globally, attention within patches.
-    "mblm-small": MBLMConfig(
+    # Small CPU-trainable models with a 4 KiB context, named as MBLM's configs (t: transformer, s: Mamba stage).
+    "mblm-small-tt": MBLMConfig(
         stages=[
-            StageConfig(mixer="mamba", d_model=256, n_layers=4, seq_len=1024, mlp_ratio=0.0),
+            StageConfig(d_model=256, n_layers=4, seq_len=512, num_heads=8),
+            StageConfig(d_model=128, n_layers=2, seq_len=8, num_heads=4),
+        ]
+    ),
+    "mblm-small-st": MBLMConfig(
+        stages=[
+            StageConfig(mixer="mamba", d_model=256, n_layers=4, seq_len=512, mlp_ratio=0.0),
             StageConfig(d_model=128, n_layers=2, seq_len=8, num_heads=4),
         ]
     ),
     "megabyte-small": MegabyteConfig(
         patch_size=8,
-        max_patches=1024,
+        max_patches=512,
         d_global_byte=32,
         n_layers_global=4,
         num_heads_global=8,

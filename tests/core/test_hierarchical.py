@@ -62,7 +62,7 @@ def test_prefill_and_steps_equal_forward(layout, variant, mixers):
     full = model(ids)
     # the empty prompt, and a fresh random prompt length each run (unit boundaries or not)
     for p in (0, int(torch.randint(1, model.context - 2, ()))):
-        state = model.init_state(2)
+        state = model.init_state()
         outs = [model.prefill(ids[:, :p], state)]
         outs += [model.step(ids[:, t], state) for t in range(p, ids.shape[1] - 1)]
         torch.testing.assert_close(torch.stack(outs, dim=1), full[:, p:], atol=2e-5, rtol=1e-4)
@@ -122,7 +122,7 @@ def test_megabyte_paper_embedding_and_split_projection():
     ).eval()
     assert model.embeds[0].weight.shape == (256, 8) and model.to_next[0].weight.shape == (16, 8)
     ids = torch.randint(0, 256, (1, 11))
-    state = model.init_state(1)
+    state = model.init_state()
     outs = [model.prefill(ids[:, :2], state)] + [model.step(ids[:, t], state) for t in range(2, 10)]
     torch.testing.assert_close(torch.stack(outs, dim=1), model(ids)[:, 2:], atol=2e-5, rtol=1e-4)
 
