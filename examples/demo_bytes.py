@@ -18,6 +18,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 # Read when the step runs, so a test can shorten it.
 MAX_STEPS = 150
+NEW_BYTES = 160
 PRESET = "mblm-demo"
 
 
@@ -58,7 +59,7 @@ def run(out_dir: Path) -> None:
 
     prompt = held_out[0].read_bytes()[:96]
     ids = torch.tensor([list(prompt)])
-    new = min(160, model.context - ids.shape[1])
+    new = min(NEW_BYTES, model.context - ids.shape[1])
     start = time.perf_counter()
     cached = model.generate(ids, new)
     t_cached = time.perf_counter() - start
