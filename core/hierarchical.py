@@ -63,7 +63,8 @@ class HierarchicalState:
 
 
 class PatchDecoder(nn.Module):
-    """The N-stage patch decoder: token ids (b, l) -> next-token logits (b, l, vocab).
+    """The N-stage patch decoder: token ids (b, l) -> logits (b, l, vocab), where ``logits[:, t]`` is the
+    prediction of token t from the tokens before it (token 0's from nothing but the start tokens).
 
     Args:
         stages: one module per stage, global to local, each with the mixer protocol and a ``d_model``
