@@ -7,6 +7,7 @@ from core.stack import MixerStack, make_mixer
 
 
 @pytest.mark.parametrize("mixer", ["attention", "mamba", "mamba2", "hyena"])
+@torch.no_grad()  # decoding, as in generation (the recurrent states are updated in place)
 def test_step_loop_and_prefill_equal_forward(mixer):
     stack = MixerStack(16, 2, mixer=mixer, max_seqlen=12, num_heads=2, headdim=8, mlp_ratio=2.0).eval()
     x = torch.randn(2, 12, 16)
