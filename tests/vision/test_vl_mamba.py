@@ -142,3 +142,10 @@ def test_word_tokenizer_round_trip(tmp_path):
     (tmp_path / "tokenizer.json").write_text("[1, 2]")
     with pytest.raises(CheckpointError, match="neither"):
         load_tokenizer(tmp_path)
+
+
+def test_lm_accepts_embeddings_instead_of_ids():
+    lm = _tiny().lm.eval()
+    ids = torch.randint(0, 64, (2, 5))
+    with torch.no_grad():
+        torch.testing.assert_close(lm(None, inputs_embeds=lm.backbone.embedding(ids)), lm(ids), rtol=0, atol=0)
