@@ -146,15 +146,19 @@ def _probe(records_train, records_test, encoder: Path) -> dict[str, float]:
     cfg = tower.pretrained_cfg
     size = tuple(tower.patch_embed.img_size)
 
+    paths = sorted({r.image for r in records_train + records_test})
+    x = torch.stack([load_image(p, size=size, mean=cfg["mean"], std=cfg["std"]) for p in paths])
+    with torch.no_grad():
+        pooled = [
+            tower.forward_intermediates(chunk, indices=1, output_fmt="NCHW", intermediates_only=True)[0].mean(
+                dim=(2, 3)
+            )
+            for chunk in x.split(256)
+        ]
+    table = dict(zip(paths, torch.cat(pooled).numpy()))
+
     def features(records):
-        cache = {}
-        for r in records:
-            if r.image not in cache:
-                x = load_image(r.image, size=size, mean=cfg["mean"], std=cfg["std"])[None]
-                with torch.no_grad():
-                    f = tower.forward_intermediates(x, indices=1, output_fmt="NCHW", intermediates_only=True)[0]
-                cache[r.image] = f.mean(dim=(2, 3))[0].numpy()
-        return np.stack([cache[r.image] for r in records])
+        return np.stack([table[r.image] for r in records])
 
     results, correct, total = {}, 0, 0
     for kind_question in sorted({r.question for r in records_train}):
