@@ -57,7 +57,11 @@ def main(argv: list[str] | None = None) -> None:
     results["markov_validation"] = table
     print("order-k Markov, validation bits/base:", ", ".join(f"k={k} {bits:.4f}" for k, _, bits in table))
     test_positions = np.arange(b, n)
-    results["markov"] = {"k": markov.k, "alpha": markov.alpha, "test": float(markov.bits_at(bases, test_positions).mean())}
+    results["markov"] = {
+        "k": markov.k,
+        "alpha": markov.alpha,
+        "test": float(markov.bits_at(bases, test_positions).mean()),
+    }
     print(f"best Markov k={markov.k} alpha={markov.alpha}: held-out {results['markov']['test']:.4f} bits/base")
 
     if args.hyenadna:

@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> None:
                 rate = statistics.median(r for r, _ in runs)
                 memory = statistics.median(m for _, m in runs)
                 rows.append((model, length, repeats, rate, memory))
-                print(f"{model:22s} {length:>10,d} bp  {rate:>10,.0f} bases/s  peak {memory:>7.0f} MiB  ({repeats} runs)")
+                print(
+                    f"{model:22s} {length:>10,d} bp  {rate:>10,.0f} bases/s  peak {memory:>7.0f} MiB  ({repeats} runs)"
+                )
 
     print("\n| model | input (bp) | runs | bases/s | peak RSS (MiB) | memory / smallest input |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
@@ -74,7 +76,9 @@ def main(argv: list[str] | None = None) -> None:
         mine = [r for r in rows if r[0] == model]
         for _, length, repeats, rate, memory in mine:
             ratio = memory / mine[0][4]
-            print(f"| {MODELS.get(model, model)} | {length:,} | {repeats} | {rate:,.0f} | {memory:,.0f} | {ratio:.2f} |")
+            print(
+                f"| {MODELS.get(model, model)} | {length:,} | {repeats} | {rate:,.0f} | {memory:,.0f} | {ratio:.2f} |"
+            )
     if args.plot:
         plot(rows, args.plot)
 
