@@ -185,3 +185,26 @@ def test_training_bad_input(tmp_path, capsys):
         assert code == 2, (args, err)
         assert err.count("\n") == 1 and re.search(message, err), (message, err)
         assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_dna_pretrain_data_parallel_on_two_cpu_processes(tmp_path):
+    """`dna pretrain --training.strategy ddp --training.devices 2` on the CPU (gloo): both ranks train, rank 0 writes
+    one model."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "g.fa").write_text(">g\n" + random_dna(3000) + "\n")
+    args = ["pretrain", "--input", tmp_path / "g.fa", "--output", tmp_path / "m", "--model", "hyenadna-test"]
+    args += ["--seq_len", 64, "--training.max_steps", 3, "--training.batch_size", 4, "--training.accelerator", "cpu"]
+    args += ["--training.strategy", "ddp", "--training.devices", 2, "--training.log_dir", tmp_path / "runs"]
+    root = Path(__file__).parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "genomics.cli", *map(str, args)], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "MEMBER: 2/2" in done.stderr  # Lightning's line from the second process
+    assert done.stdout.count("saved ") == 1
+    assert genomics.from_pretrained(tmp_path / "m").config.d_model == 16
