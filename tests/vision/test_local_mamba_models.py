@@ -132,3 +132,12 @@ def test_configs_validate():
         LocalVMambaConfig(dims=[8], depths=[1], directions=[["zigzag"]])
     with pytest.raises(InputError, match="unknown LocalMamba preset"):
         preset("localvim_huge")
+
+
+def test_timm_builds_every_registered_variant():
+    names = timm.list_models("local*")
+    assert set(names) == set(PRESETS)
+    for name in names:
+        with torch.device("meta"):
+            model = timm.create_model(name)
+        assert model.num_classes == PRESETS[name].num_classes, name
