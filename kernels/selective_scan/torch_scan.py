@@ -11,7 +11,7 @@ recurrence is a single in-place `addcmul_` over contiguous memory:
               them), never the (b, l, d, n) states.
     backward  chunks in reverse: recompute dA and H from the saved entering state, run the adjoint recurrence
               G_t = C_t dy_t + dA_{t+1} G_{t+1} the same way, then every gradient of the chunk in a few batched
-              contractions. Memory is four chunk buffers plus the l / T states, whatever l is.
+              contractions. Memory is three chunk buffers plus the l / T states, whatever l is.
 
 delta_bias, softplus, D and the z gate are elementwise on (b, d, l) and stay plain autograd around it.
 """
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from kernels._backend import up
 
-# Elements in one (b, T, d, n) chunk buffer; four are live in backward. 2**20 (4 MiB in float32) keeps them
+# Elements in one (b, T, d, n) chunk buffer; three are live in backward. 2**20 (4 MiB in float32) keeps them
 # near the CPU's L2 cache; the chunk length follows from it (benchmarks/RESULTS.md has the sweep).
 CHUNK_ELEMENTS = 2**20
 
