@@ -89,10 +89,13 @@ def _scan_cases(device: str) -> list[Case]:
         try:
             from transformers.models.mamba.modeling_mamba import mamba_selective_scan
 
+            # __wrapped__: HF's own torch path (the decorated function dispatches to mamba_ssm when it imports)
+            hf_torch = getattr(mamba_selective_scan, "__wrapped__", mamba_selective_scan)
+
             def hf(inp):
                 u, delta = inp["u"], inp["delta"]
                 rest = {k: v for k, v in inp.items() if k not in ("u", "delta")}
-                return mamba_selective_scan(u, delta, **rest, delta_softplus=True)
+                return hf_torch(u, delta, **rest, delta_softplus=True)
 
             peers["transformers mamba_selective_scan (loop)"] = hf
         except Exception:
