@@ -194,7 +194,7 @@ def tune(repeats: int) -> None:
 
     print("\nfftconv core (no D skip), b=1 h=768: FFT size and transform; direct depthwise conv for short filters\n")
     print("| l | lk | candidate | FFT size | median s | vs chosen |\n| ---: | ---: | --- | ---: | ---: | ---: |")
-    for l, lk in ((4096, 4096), (4097, 4097), (4096, 16), (4096, 32), (4096, 64)):
+    for l, lk in ((4096, 4096), (4097, 4097), (4096, 8), (4096, 16), (4096, 32), (4096, 64)):
         inp = {"u": torch.randn(1, 768, l), "k": torch.randn(768, lk) / lk**0.5}
         smooth = fast_fft_size(l + lk - 1)
         sizes = {
@@ -204,7 +204,8 @@ def tune(repeats: int) -> None:
             "complex fft 5-smooth": (smooth, False),
         }
         cands = {name: _fft(n, real) for name, (n, real) in sizes.items()}
-        cands["direct conv"] = _direct
+        if lk <= 4 * DIRECT_MAX:  # O(l lk): 20-30 s per call at lk = l = 4096
+            cands["direct conv"] = _direct
         med = _interleaved(cands, inp, repeats)
         chosen = "direct conv" if lk <= DIRECT_MAX else "rfft 5-smooth"
         for name, s in med.items():
