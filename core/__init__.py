@@ -9,20 +9,34 @@ Sequences are batch-first, (b, l, d). Every mixer follows the protocol in `core.
 optional state, init_state, step).
 """
 
+from core.attention import Attention, KVCache
 from core.block import Block, Mixer
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from core.hyena import HyenaOperator, HyenaState
 from core.io import InputError, atomic_output
 from core.mlp import Mlp
-from core.norm import LayerNorm, RMSNorm, add_norm
+from core.norm import GatedRMSNorm, LayerNorm, RMSNorm, add_norm
+from core.rotary import RotaryEmbedding
+from core.ssm import Mamba, Mamba2, Mamba2State, MambaState
 
 __all__ = [
+    "Attention",
     "Block",
     "CheckpointError",
+    "GatedRMSNorm",
+    "HyenaOperator",
+    "HyenaState",
     "InputError",
+    "KVCache",
     "LayerNorm",
+    "Mamba",
+    "Mamba2",
+    "Mamba2State",
+    "MambaState",
     "Mixer",
     "Mlp",
     "RMSNorm",
+    "RotaryEmbedding",
     "add_norm",
     "atomic_output",
     "load_checkpoint",

@@ -8,6 +8,7 @@ data-only classes that Lightning checkpoints pickle (OmegaConf configs); any oth
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import os
@@ -27,7 +28,8 @@ WEIGHTS_NAME = "model.safetensors"
 
 # Modules whose pickled objects are plain data (configs, metadata). Their classes load as inert stand-ins.
 _DATA_ONLY_MODULES = ("omegaconf.", "pytorch_lightning.utilities.parsing", "lightning.fabric.utilities.data")
-_SAFE_BUILTINS = [(typing.Any, "typing.Any"), dict, list, set, tuple]
+# collections.defaultdict: OmegaConf keeps its node flags in one (e.g. the original HyenaDNA weights.ckpt).
+_SAFE_BUILTINS = [(typing.Any, "typing.Any"), collections.defaultdict, dict, list, set, tuple]
 
 
 class CheckpointError(ValueError):

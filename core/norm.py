@@ -39,6 +39,50 @@ class LayerNorm(nn.LayerNorm):
         return nn.functional.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).to(x.dtype)
 
 
+class GatedRMSNorm(nn.Module):
+    """RMSNorm with a silu gate (mamba_ssm's ``RMSNormGated``, used by Mamba-2), computed in float32.
+
+    ``norm_before_gate=False`` (Mamba-2): y = rmsnorm(x * silu(z)) * weight; True: y = rmsnorm(x) * weight * silu(z).
+    With ``group_size`` the mean square is taken over consecutive groups of that many channels.
+
+    Args:
+        hidden_size: d, the normalised (last) dimension.
+        group_size: channels per normalisation group (None: all of d); must divide d.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        *,
+        eps: float = 1e-5,
+        group_size: int | None = None,
+        norm_before_gate: bool = False,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        group_size = hidden_size if group_size is None else group_size
+        if hidden_size % group_size != 0:
+            raise ValueError(f"group_size {group_size} does not divide hidden_size {hidden_size}")
+        self.eps = eps
+        self.group_size = group_size
+        self.norm_before_gate = norm_before_gate
+        self.weight = nn.Parameter(torch.ones(hidden_size, device=device, dtype=dtype))
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """x, z: (..., d) -> (..., d) in x's dtype."""
+        x32 = x.float()
+        gate = None if z is None else torch.nn.functional.silu(z.float())
+        if gate is not None and not self.norm_before_gate:
+            x32 = x32 * gate
+        groups = x32.unflatten(-1, (-1, self.group_size))
+        y = (groups * torch.rsqrt(groups.pow(2).mean(-1, keepdim=True) + self.eps)).flatten(-2)
+        y = y * self.weight.float()
+        if gate is not None and self.norm_before_gate:
+            y = y * gate
+        return y.to(x.dtype)
+
+
 def make_norm(kind: str, hidden_size: int, *, eps: float = 1e-5, device=None, dtype=None) -> nn.Module:
     """``kind`` is "rms" or "layer"."""
     if kind == "rms":

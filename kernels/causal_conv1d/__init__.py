@@ -40,6 +40,8 @@ def causal_conv1d(
         raise ValueError(f"expected x (b, d, l) and weight (d, w); got {tuple(x.shape)} and {tuple(weight.shape)}")
     b, d, _ = x.shape
     w = weight.shape[1]
+    if bias is not None and bias.shape != (d,):
+        raise ValueError(f"bias must be (d={d},); got {tuple(bias.shape)}")
     if initial_states is not None and initial_states.shape != (b, d, w - 1):
         raise ValueError(f"initial_states must be (b, d, w - 1) = {(b, d, w - 1)}; got {tuple(initial_states.shape)}")
     _backend.choose(x, backend, has_triton=False)
@@ -64,7 +66,13 @@ def causal_conv1d_update(
         y with x's shape.
     """
     _check_activation(activation)
-    if conv_state.shape[-1] < weight.shape[1] - 1 or conv_state.shape[:2] != x.shape[:2]:
+    if x.dim() not in (2, 3) or weight.dim() != 2 or weight.shape[0] != x.shape[1]:
+        raise ValueError(
+            f"expected x (b, d) or (b, d, s) and weight (d, w); got {tuple(x.shape)} and {tuple(weight.shape)}"
+        )
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ValueError(f"bias must be (d={weight.shape[0]},); got {tuple(bias.shape)}")
+    if conv_state.dim() != 3 or conv_state.shape[-1] < weight.shape[1] - 1 or conv_state.shape[:2] != x.shape[:2]:
         raise ValueError(f"conv_state must be (b, d, k >= w - 1); got {tuple(conv_state.shape)} for x {tuple(x.shape)}")
     _backend.choose(x, backend, has_triton=False)
     return causal_conv1d_update_ref(x, conv_state, weight, bias, activation)

@@ -49,6 +49,12 @@ def ssd_scan(
     n = B.shape[-1]
     if initial_states is not None and initial_states.shape != (b, h, p, n):
         raise ValueError(f"initial_states must be (b, h, p, n) = {(b, h, p, n)}; got {tuple(initial_states.shape)}")
+    if D is not None and D.shape not in ((h,), (h, p)):
+        raise ValueError(f"D must be (h,) or (h, p) = {(h, p)}; got {tuple(D.shape)}")
+    if z is not None and z.shape != x.shape:
+        raise ValueError(f"z must be (b, l, h, p) like x; got {tuple(z.shape)}")
+    if dt_bias is not None and dt_bias.shape != (h,):
+        raise ValueError(f"dt_bias must be (h={h},); got {tuple(dt_bias.shape)}")
     choice = _backend.choose(x, backend, has_triton=False)
     fn = ssd_scan_ref if choice == "reference" else ssd_scan_chunked
     return fn(x, dt, A, B, C, chunk_size, D, z, dt_bias, dt_softplus, initial_states, return_final_states)

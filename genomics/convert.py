@@ -1,0 +1,280 @@
+"""Official HyenaDNA and Caduceus checkpoints -> our models, by explicit key maps and small named transforms.
+
+`from_pretrained(path)` recognises, from the directory's ``config.json``:
+
+- a HyenaDNA Hugging Face directory (``LongSafari/hyenadna-*-seqlen-hf``): flat config with ``hyena_order``;
+  ``model.safetensors`` or ``pytorch_model.bin`` with keys ``hyena.backbone.*`` and a separate ``lm_head.weight``;
+- an original HyenaDNA directory (``LongSafari/hyenadna-*-seqlen``): nested config with ``layer``; a Lightning
+  ``weights.ckpt`` (keys ``model.backbone.*``, ``model.lm_head.weight`` tied to the embedding; models trained
+  with gradient checkpointing have ``.mixer.layer.`` / ``.mlp.layer.``), read without omegaconf and without
+  running code (`core.checkpoint.load_pickle`);
+- a Caduceus Hugging Face directory (``kuleshov-group/caduceus-{ps,ph}_*``): ``model_type`` "caduceus" with ``ssm_cfg``;
+- our format (``model_type`` "hyenadna" or "caduceus" and our config fields).
+
+Every source key must be mapped (or explicitly dropped after a check), every model key must be filled, and the
+result loads with ``strict=True``; otherwise a `CheckpointError` names the keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from core.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_pickle,
+    load_strict,
+    load_tensors,
+    read_config,
+)
+from genomics.models import MODEL_CLASSES, PRESETS, build
+from genomics.models.hyenadna import HyenaDNA, HyenaDNAConfig
+
+# The HyenaOperator's keys, identical upstream and here (core.hyena keeps HyenaDNA's names).
+_HYENA_MIXER_KEYS = (
+    "in_proj.weight",
+    "in_proj.bias",
+    "short_filter.weight",
+    "short_filter.bias",
+    "out_proj.weight",
+    "out_proj.bias",
+    "filter_fn.bias",
+    "filter_fn.pos_emb.z",
+    "filter_fn.pos_emb.t",
+    "filter_fn.implicit_filter.0.weight",
+    "filter_fn.implicit_filter.0.bias",
+    "filter_fn.implicit_filter.1.freq",
+    "filter_fn.implicit_filter.2.weight",
+    "filter_fn.implicit_filter.2.bias",
+    "filter_fn.implicit_filter.4.weight",
+    "filter_fn.implicit_filter.4.bias",
+    "filter_fn.implicit_filter.6.weight",
+    "filter_fn.modulation.deltas",
+)
+# The Sin module is shared by positions 1, 3 and 5 of the filter MLP: one tensor under three names.
+_FREQ_ALIASES = ("filter_fn.implicit_filter.3.freq", "filter_fn.implicit_filter.5.freq")
+
+# HF layout (``hyena.backbone.``); the original layout is the same under ``model.backbone.`` (see below).
+HYENADNA_HF_KEY_MAP: dict[str, str | None] = {
+    "hyena.backbone.embeddings.word_embeddings.weight": "embedding.weight",
+    **{f"hyena.backbone.layers.{{}}.mixer.{k}": f"layers.{{}}.mixer.{k}" for k in _HYENA_MIXER_KEYS},
+    **{f"hyena.backbone.layers.{{}}.mixer.{k}": None for k in _FREQ_ALIASES},  # checked by _check_freq_aliases
+    "hyena.backbone.layers.{}.norm1.weight": "layers.{}.norm.weight",
+    "hyena.backbone.layers.{}.norm1.bias": "layers.{}.norm.bias",
+    "hyena.backbone.layers.{}.norm2.weight": "layers.{}.norm2.weight",
+    "hyena.backbone.layers.{}.norm2.bias": "layers.{}.norm2.bias",
+    "hyena.backbone.layers.{}.mlp.fc1.weight": "layers.{}.mlp.fc1.weight",
+    "hyena.backbone.layers.{}.mlp.fc1.bias": "layers.{}.mlp.fc1.bias",
+    "hyena.backbone.layers.{}.mlp.fc2.weight": "layers.{}.mlp.fc2.weight",
+    "hyena.backbone.layers.{}.mlp.fc2.bias": "layers.{}.mlp.fc2.bias",
+    "hyena.backbone.ln_f.weight": "ln_f.weight",
+    "hyena.backbone.ln_f.bias": "ln_f.bias",
+    "lm_head.weight": "lm_head.weight",
+}
+HYENADNA_ORIGINAL_KEY_MAP: dict[str, str | None] = {
+    "model." + k.removeprefix("hyena."): v for k, v in HYENADNA_HF_KEY_MAP.items()
+}
+
+# Fields of the HF HyenaConfig that only describe training or HF bookkeeping.
+_HF_HYENA_IGNORED = {
+    "hyena_filter_dropout",  # never applied upstream ("filter_dropout is not implemented")
+    "pad_token_id",
+    "model_type",
+    "architectures",
+    "auto_map",
+    "torch_dtype",
+    "transformers_version",
+}
+# Fields of the original (Hydra) config that only change speed, memory or the optimiser.
+_ORIGINAL_IGNORED = {"fused_mlp", "fused_dropout_add_ln", "checkpoint_mixer", "checkpoint_mlp", "process_group"}
+_ORIGINAL_LAYER_IGNORED = {"_name_", "lr", "wd", "lr_pos_emb", "fused_fft_conv", "l_max", "local_order", "w"}
+
+
+def _layer_pattern(key: str) -> tuple[str, str | None]:
+    """``...layers.3.mixer...`` -> (``...layers.{}.mixer...``, "3")."""
+    found = re.search(r"\.layers\.(\d+)\.", key)
+    if not found:
+        return key, None
+    return key[: found.start()] + ".layers.{}." + key[found.end() :], found.group(1)
+
+
+def map_keys(state: Mapping[str, torch.Tensor], key_map: Mapping[str, str | None], source: str) -> dict:
+    """Rename ``state`` by ``key_map`` (``{}`` stands for a layer index; None drops the key).
+
+    Raises:
+        CheckpointError: naming the first keys the map does not know.
+    """
+    out, unknown = {}, []
+    for key, tensor in state.items():
+        pattern, index = _layer_pattern(key)
+        if pattern not in key_map:
+            unknown.append(key)
+            continue
+        target = key_map[pattern]
+        if target is not None:
+            out[target.format(index)] = tensor
+    if unknown:
+        more = f" (+{len(unknown) - 3} more)" if len(unknown) > 3 else ""
+        raise CheckpointError(f"{source}: unexpected keys {', '.join(unknown[:3])}{more}")
+    return out
+
+
+def _check_freq_aliases(state: Mapping[str, torch.Tensor], prefix: str, n_layer: int, source: str) -> None:
+    """Where a file stores the shared Sin frequency under all three names, they must agree."""
+    for i in range(n_layer):
+        first = state.get(f"{prefix}layers.{i}.mixer.filter_fn.implicit_filter.1.freq")
+        for alias in _FREQ_ALIASES:
+            other = state.get(f"{prefix}layers.{i}.mixer.{alias}")
+            if other is not None and first is not None and not torch.equal(first, other):
+                raise CheckpointError(f"{source}: layer {i} has different {alias} and implicit_filter.1.freq")
+
+
+def _strip_checkpoint_wrappers(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Models trained with ``checkpoint_mixer/mlp`` store ``.mixer.layer.`` / ``.mlp.layer.``: drop the wrapper."""
+    return {re.sub(r"\.(mixer|mlp)\.layer\.", r".\1.", k): v for k, v in state.items()}
+
+
+def _load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> nn.Module:
+    """Fill tied aliases (the model's own shared tensors) and load strictly."""
+    own = model.state_dict()
+    for key, value in own.items():
+        if key not in state:
+            alias = next((k for k, v in own.items() if k in state and v.data_ptr() == value.data_ptr()), None)
+            if alias is not None:
+                state[key] = state[alias]
+    return load_strict(model, state, source).eval()
+
+
+def _hyenadna_config(values: Mapping[str, Any], source: str, **overrides) -> HyenaDNAConfig:
+    try:
+        return HyenaDNAConfig(**values, **overrides)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{source}: invalid HyenaDNA config: {err}") from None
+
+
+def hyenadna_config_from_hf(config: Mapping[str, Any], source: str, *, filter_shift: float = 0.05) -> HyenaDNAConfig:
+    """The HF ``HyenaConfig`` fields -> `HyenaDNAConfig` (``tie_word_embeddings`` decided from the weights)."""
+    if config.get("hyena_order", 2) != 2:
+        raise CheckpointError(f"{source}: hyena_order {config['hyena_order']} is not supported (only 2 was released)")
+    if not config.get("use_bias", True):
+        raise CheckpointError(f"{source}: use_bias=false is not supported (every release uses the filter bias)")
+    names = {f.name for f in dataclasses.fields(HyenaDNAConfig)}
+    values = {k: v for k, v in config.items() if k in names and k != "tie_word_embeddings"}
+    return _hyenadna_config(values, source, filter_shift=filter_shift)
+
+
+def hyenadna_config_from_original(
+    config: Mapping[str, Any], source: str, *, filter_shift: float = 0.05
+) -> HyenaDNAConfig:
+    """The original nested (Hydra) config -> `HyenaDNAConfig`."""
+    layer = config.get("layer")
+    if not isinstance(layer, Mapping) or layer.get("_name_", "hyena") != "hyena":
+        name = layer.get("_name_") if isinstance(layer, Mapping) else None
+        raise CheckpointError(f"{source}: layer {name!r} is not a Hyena layer")
+    if config.get("attn_layer_idx"):
+        raise CheckpointError(f"{source}: attention layers (attn_layer_idx) are not supported")
+    top = {"d_model", "n_layer", "d_inner", "vocab_size", "resid_dropout", "embed_dropout", "layer_norm_epsilon"}
+    top |= {"pad_vocab_size_multiple", "residual_in_fp32"}
+    unknown = sorted(set(config) - top - _ORIGINAL_IGNORED - {"layer", "attn_layer_idx", "attn_cfg"})
+    layer_known = {"emb_dim", "filter_order", "modulate", "train_freq", "num_inner_mlps", "order"}
+    unknown += sorted(f"layer.{k}" for k in set(layer) - layer_known - _ORIGINAL_LAYER_IGNORED)
+    if unknown:
+        raise CheckpointError(f"{source}: unknown HyenaDNA config fields {', '.join(unknown)}")
+    if layer.get("order", 2) != 2:
+        raise CheckpointError(f"{source}: Hyena order {layer['order']} is not supported (only 2 was released)")
+    values = {k: config[k] for k in top if k in config}
+    values.update(
+        {k: layer[k] for k in ("emb_dim", "filter_order", "modulate", "train_freq", "num_inner_mlps") if k in layer}
+    )
+    if "l_max" not in layer:
+        raise CheckpointError(f"{source}: layer.l_max is missing")
+    values["max_seq_len"] = layer["l_max"]
+    values["short_filter_order"] = layer.get("local_order", 3)
+    values["activation_freq"] = layer.get("w", 10)
+    return _hyenadna_config(values, source, filter_shift=filter_shift)
+
+
+def load_hyenadna_hf(directory: Path, config: Mapping[str, Any], *, filter_shift: float = 0.05) -> HyenaDNA:
+    """A ``LongSafari/hyenadna-*-seqlen-hf`` directory."""
+    weights = directory / "model.safetensors"
+    if not weights.is_file():
+        weights = directory / "pytorch_model.bin"
+    if not weights.is_file():
+        raise CheckpointError(f"{directory}: no model.safetensors or pytorch_model.bin next to config.json")
+    source = str(weights)
+    cfg = hyenadna_config_from_hf(config, str(directory / "config.json"), filter_shift=filter_shift)
+    state = load_tensors(weights)
+    _check_freq_aliases(state, "hyena.backbone.", cfg.n_layer, source)
+    state = map_keys(state, HYENADNA_HF_KEY_MAP, source)
+    tied = "lm_head.weight" not in state
+    model = HyenaDNA(dataclasses.replace(cfg, tie_word_embeddings=tied))
+    return _load_into(model, state, source)
+
+
+def load_hyenadna_original(directory: Path, config: Mapping[str, Any], *, filter_shift: float = 0.05) -> HyenaDNA:
+    """A ``LongSafari/hyenadna-*-seqlen`` directory: nested ``config.json`` + Lightning ``weights.ckpt``."""
+    weights = directory / "weights.ckpt"
+    cfg = hyenadna_config_from_original(config, str(directory / "config.json"), filter_shift=filter_shift)
+    checkpoint = load_pickle(weights)
+    state = checkpoint.get("state_dict") if isinstance(checkpoint, Mapping) else None
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{weights} is not a Lightning checkpoint (no state_dict)")
+    state = _strip_checkpoint_wrappers(state)
+    _check_freq_aliases(state, "model.backbone.", cfg.n_layer, str(weights))
+    state = map_keys(state, HYENADNA_ORIGINAL_KEY_MAP, str(weights))
+    head, embedding = state.get("lm_head.weight"), state.get("embedding.weight")
+    tied = head is None or (embedding is not None and torch.equal(head, embedding))
+    if tied:
+        state.pop("lm_head.weight", None)
+    model = HyenaDNA(dataclasses.replace(cfg, tie_word_embeddings=tied))
+    return _load_into(model, state, str(weights))
+
+
+def detect_format(config: Mapping[str, Any]) -> str:
+    """Which layout a ``config.json`` belongs to: hyenadna-hf, hyenadna-original, caduceus-hf or ours."""
+    model_type = config.get("model_type")
+    if isinstance(config.get("layer"), Mapping):
+        return "hyenadna-original"
+    if model_type == "hyenadna" and "hyena_order" in config:
+        return "hyenadna-hf"
+    if model_type == "caduceus" and "ssm_cfg" in config:
+        return "caduceus-hf"
+    if model_type in MODEL_CLASSES:
+        return "ours"
+    return f"unknown ({model_type!r})"
+
+
+def from_pretrained(path_or_preset: str | os.PathLike, *, filter_shift: float = 0.05) -> nn.Module:
+    """Load any supported checkpoint directory, or build a preset (random init), in eval mode.
+
+    Args:
+        path_or_preset: a directory (see the module docstring) or a name from `genomics.models.PRESETS`.
+        filter_shift: HyenaDNA's modulation shift for official checkpoints (0.05, as the released code).
+
+    Raises:
+        CheckpointError: no such directory or preset, a model of another architecture, or weights that do not fit.
+    """
+    directory = Path(path_or_preset)
+    if not directory.is_dir():
+        if str(path_or_preset) in PRESETS:
+            return build(str(path_or_preset)).eval()
+        raise CheckpointError(
+            f"{path_or_preset} is neither a checkpoint directory nor a preset ({', '.join(sorted(PRESETS))})"
+        )
+    config = read_config(directory)
+    layout = detect_format(config)
+    if layout == "hyenadna-hf":
+        return load_hyenadna_hf(directory, config, filter_shift=filter_shift)
+    if layout == "hyenadna-original":
+        return load_hyenadna_original(directory, config, filter_shift=filter_shift)
+    if layout == "ours":
+        return load_checkpoint(directory, MODEL_CLASSES).eval()
+    raise CheckpointError(f"{directory} holds a {layout} checkpoint, not a genomics model (HyenaDNA or Caduceus)")

@@ -1,0 +1,1 @@
+"""DNA input: the tokenizer, sequence-file readers (FASTA, FASTQ, GenBank, BED, labelled tables), windows."""

@@ -1,0 +1,108 @@
+"""Short causal depthwise conv: the reference against an explicit shifted sum in float64, the decode update
+loop against the full conv (initial and final states), every backend against the reference, and bad inputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kernels import causal_conv1d, causal_conv1d_update
+from kernels._testing import assert_close, assert_same_function, outputs_and_grads
+from kernels.causal_conv1d import causal_conv1d_ref, causal_conv1d_update_ref
+
+F64 = torch.float64
+
+
+def shifted_sum_conv(x, weight, bias=None, initial_states=None, return_final_states=False, activation=None):
+    """y_t = bias + sum_k weight[:, k] * x_{t - (w - 1) + k}: w shifted copies, no conv routine."""
+    b, d, l = x.shape
+    w = weight.shape[1]
+    history = x.new_zeros(b, d, w - 1) if initial_states is None else initial_states
+    xp = torch.cat([history, x], dim=-1)
+    y = sum(weight[:, k, None] * xp[..., k : k + l] for k in range(w))
+    if bias is not None:
+        y = y + bias[:, None]
+    if activation is not None:
+        y = F.silu(y)
+    return (y, xp[..., l:]) if return_final_states else y
+
+
+def conv_inputs(b, d, l, w, *, dtype=torch.float32, bias=True, initial_states=False):
+    return {
+        "x": torch.randn(b, d, l, dtype=dtype),
+        "weight": torch.randn(d, w, dtype=dtype) / w**0.5,
+        "bias": torch.randn(d, dtype=dtype) if bias else None,
+        "initial_states": torch.randn(b, d, w - 1, dtype=dtype) if initial_states else None,
+    }
+
+
+@pytest.mark.parametrize("l", [1, 2, 63, 257])
+@pytest.mark.parametrize("w", [2, 4])
+@pytest.mark.parametrize("activation", [None, "silu"])
+def test_reference_matches_shifted_sum_float64(l, w, activation):
+    inputs = conv_inputs(2, 5, l, w, dtype=F64, initial_states=True)
+    opts = {"return_final_states": True, "activation": activation}
+    ref = outputs_and_grads(causal_conv1d_ref, inputs, **opts)
+    oracle = outputs_and_grads(shifted_sum_conv, inputs, **opts)
+    assert_same_function(f"causal_conv1d_ref l={l} w={w}", oracle, ref, ratio=1e-12)
+
+
+def test_reference_without_bias_or_initial_states():
+    inputs = conv_inputs(1, 3, 20, 4, dtype=F64, bias=False)
+    ref = outputs_and_grads(causal_conv1d_ref, inputs, activation="swish")
+    oracle = outputs_and_grads(shifted_sum_conv, inputs, activation="silu")
+    assert_same_function("causal_conv1d_ref plain", oracle, ref, ratio=1e-12)
+
+
+@pytest.mark.parametrize("extra_state", [0, 3])
+@pytest.mark.parametrize("tokens_per_step", [1, 3])
+def test_update_loop_matches_full_conv(extra_state, tokens_per_step):
+    b, d, l, w = 2, 5, 12, 4
+    inputs = conv_inputs(b, d, l, w, dtype=F64)
+    history = torch.randn(b, d, w - 1 + extra_state, dtype=F64)
+    y_full, final = causal_conv1d_ref(
+        **{**inputs, "initial_states": history[..., -(w - 1) :]}, return_final_states=True, activation="silu"
+    )
+    state = history.clone()
+    ys = []
+    for x_t in inputs["x"].split(tokens_per_step, dim=-1):
+        step_in = x_t[..., 0] if tokens_per_step == 1 else x_t
+        y_t = causal_conv1d_update_ref(step_in, state, inputs["weight"], inputs["bias"], activation="silu")
+        ys.append(y_t.unsqueeze(-1) if tokens_per_step == 1 else y_t)
+    assert_close("update outputs", y_full, torch.cat(ys, dim=-1), ratio=1e-12)
+    assert_close("final state", final, state[..., -(w - 1) :], ratio=1e-12)
+    assert_close("whole window", torch.cat([history, inputs["x"]], -1)[..., -state.shape[-1] :], state, ratio=1e-12)
+
+
+def test_final_states_of_a_short_sequence_include_the_initial_states():
+    inputs = conv_inputs(1, 3, 1, 4, initial_states=True)
+    _, final = causal_conv1d(**inputs, return_final_states=True)
+    assert torch.equal(final, torch.cat([inputs["initial_states"][..., 1:], inputs["x"]], dim=-1))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"x": torch.zeros(2, 3)}, "expected x"),
+        ({"weight": torch.zeros(4, 4)}, "expected x"),
+        ({"bias": torch.zeros(4)}, "bias must be"),
+        ({"initial_states": torch.zeros(1, 3, 2)}, "initial_states must be"),
+        ({"activation": "relu"}, "activation"),
+    ],
+)
+def test_conv_rejects_bad_inputs(change, message):
+    with pytest.raises(ValueError, match=message):
+        causal_conv1d(**{**conv_inputs(1, 3, 6, 4), **change})
+
+
+def test_update_rejects_bad_inputs():
+    weight = torch.zeros(3, 4)
+    with pytest.raises(ValueError, match="conv_state"):
+        causal_conv1d_update(torch.zeros(1, 3), torch.zeros(1, 3, 2), weight)
+    with pytest.raises(ValueError, match="conv_state"):
+        causal_conv1d_update(torch.zeros(1, 3), torch.zeros(2, 3, 3), weight)
+    with pytest.raises(ValueError, match="activation"):
+        causal_conv1d_update(torch.zeros(1, 3), torch.zeros(1, 3, 3), weight, activation="gelu")
+    with pytest.raises(ValueError, match="weight"):
+        causal_conv1d_update(torch.zeros(1, 3), torch.zeros(1, 3, 3), torch.zeros(4, 4))

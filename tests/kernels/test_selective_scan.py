@@ -1,0 +1,148 @@
+"""Selective scan: the reference against a materialised closed form in float64, the decode step against the
+scan, every backend against the reference (outputs, final states, every input gradient), and bad inputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kernels import selective_scan, selective_state_update
+from kernels._testing import RATIO, assert_close, assert_same_function, outputs_and_grads, selective_scan_inputs
+from kernels.selective_scan import selective_scan_ref, selective_state_update_ref
+
+F64 = torch.float64
+
+
+def closed_form_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, **state_options):
+    """h_t = sum_{s <= t} exp((S_t - S_s)) delta_s B_s u_s + exp(S_t) h_0 with S_t = sum_{r <= t} delta_r A,
+    materialised as a (b, d, n, l, l) tensor: no recurrence at all."""
+    b, d, l = u.shape
+    if delta_bias is not None:
+        delta = delta + delta_bias[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    channel_group = torch.arange(d) // (d // (1 if B.dim() == 3 else B.shape[1]))
+    Bd = B.unsqueeze(1).expand(b, d, *B.shape[1:]) if B.dim() == 3 else B[:, channel_group]  # (b, d, n, l)
+    Cd = C.unsqueeze(1).expand(b, d, *C.shape[1:]) if C.dim() == 3 else C[:, channel_group]
+    S = torch.cumsum(delta[:, :, None, :] * A[None, :, :, None], dim=-1)  # (b, d, n, l)
+    causal = torch.ones(l, l, dtype=torch.bool).tril()
+    decay = torch.exp((S[..., :, None] - S[..., None, :]).masked_fill(~causal, float("-inf")))  # (b, d, n, t, s)
+    h = (decay * ((delta * u)[:, :, None, :] * Bd)[..., None, :]).sum(-1)  # (b, d, n, l)
+    if state_options.get("initial_state") is not None:
+        h = h + torch.exp(S) * state_options["initial_state"][..., None]
+    y = (h * Cd).sum(2)
+    if D is not None:
+        y = y + u * D[:, None]
+    if z is not None:
+        y = y * F.silu(z)
+    return (y, h[..., -1]) if state_options.get("return_last_state") else y
+
+
+OPTIONS = {
+    "plain": {},
+    "softplus-bias": {"delta_softplus": True},
+    "all": {"delta_softplus": True, "return_last_state": True},
+}
+
+
+@pytest.mark.parametrize("l", [1, 63, 130])
+@pytest.mark.parametrize("groups", [None, 1, 2])
+@pytest.mark.parametrize("opts", list(OPTIONS))
+def test_reference_matches_closed_form_float64(l, groups, opts):
+    full = opts == "all"
+    inputs = selective_scan_inputs(
+        2, 4, l, 3, groups=groups, dtype=F64, z=full, D=full, delta_bias=opts != "plain", initial_state=full
+    )
+    ref = outputs_and_grads(selective_scan_ref, inputs, **OPTIONS[opts])
+    oracle = outputs_and_grads(closed_form_scan, inputs, **OPTIONS[opts])
+    assert_same_function(f"selective_scan_ref l={l}", oracle, ref, ratio=1e-10)
+
+
+@pytest.mark.parametrize("groups", [None, 2])
+def test_state_update_loop_matches_scan(groups):
+    b, d, l, n = 2, 4, 9, 3
+    inp = selective_scan_inputs(b, d, l, n, groups=groups, dtype=F64, initial_state=True)
+    y_scan, last = selective_scan_ref(**inp, delta_softplus=True, return_last_state=True)
+    state = inp["initial_state"].clone()
+    for t in range(l):
+        y_t = selective_state_update_ref(
+            state,
+            inp["u"][..., t],
+            inp["delta"][..., t],
+            inp["A"],
+            inp["B"][..., t],
+            inp["C"][..., t],
+            D=inp["D"],
+            z=inp["z"][..., t],
+            dt_bias=inp["delta_bias"],
+            dt_softplus=True,
+        )
+        assert_close(f"step {t}", y_scan[..., t], y_t, ratio=1e-12)
+    assert_close("final state", last, state, ratio=1e-12)
+
+
+def test_empty_sequence_returns_initial_state():
+    inp = selective_scan_inputs(1, 4, 0, 3, initial_state=True)
+    out, last = selective_scan(**inp, return_last_state=True, backend="reference")
+    assert out.shape == (1, 4, 0)
+    assert torch.equal(last, inp["initial_state"])
+
+
+def test_public_op_returns_input_dtype():
+    inp = selective_scan_inputs(1, 4, 5, 3, dtype=torch.bfloat16)
+    out, last = selective_scan(**inp, return_last_state=True, backend="reference")
+    assert out.dtype == torch.bfloat16 and last.dtype == torch.float32
+
+
+def test_state_update_in_place_and_public_op_matches_reference():
+    inp = selective_scan_inputs(2, 4, 1, 3, groups=2, initial_state=True)
+    args = [inp[k][..., 0] for k in ("u", "delta")] + [inp["A"], inp["B"][..., 0], inp["C"][..., 0]]
+    state_ref, state = inp["initial_state"].clone(), inp["initial_state"].clone()
+    y_ref = selective_state_update_ref(state_ref, *args, D=inp["D"], dt_bias=inp["delta_bias"], dt_softplus=True)
+    y = selective_state_update(state, *args, D=inp["D"], dt_bias=inp["delta_bias"], dt_softplus=True)
+    assert_close("y", y_ref, y, ratio=RATIO[torch.float32])
+    assert_close("state", state_ref, state, ratio=RATIO[torch.float32])
+    assert not torch.equal(state, inp["initial_state"])
+
+
+BAD_SCAN = {
+    "u 2-d": ({"u": torch.zeros(4, 5)}, "u and delta"),
+    "delta shape": ({"delta": torch.zeros(1, 4, 6)}, "u and delta"),
+    "A rows": ({"A": torch.zeros(5, 3)}, "A must be"),
+    "B length": ({"B": torch.zeros(1, 3, 6)}, "B must be"),
+    "C groups": ({"C": torch.zeros(1, 3, 3, 5)}, "C must be"),
+    "D shape": ({"D": torch.zeros(3)}, "D must be"),
+    "z shape": ({"z": torch.zeros(1, 4, 6)}, "z must be"),
+    "delta_bias shape": ({"delta_bias": torch.zeros(4, 1)}, "delta_bias must be"),
+    "initial_state": ({"initial_state": torch.zeros(1, 4, 2)}, "initial_state must be"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SCAN))
+def test_scan_rejects_bad_shapes(case):
+    inp = selective_scan_inputs(1, 4, 5, 3)
+    change, message = BAD_SCAN[case]
+    with pytest.raises(ValueError, match=message):
+        selective_scan(**{**inp, **change})
+
+
+def test_state_update_rejects_bad_shapes():
+    state, x = torch.zeros(2, 4, 3), torch.zeros(2, 4)
+    with pytest.raises(ValueError, match="expected state"):
+        selective_state_update(state, x, torch.zeros(2, 5), torch.zeros(4, 3), torch.zeros(2, 3), torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="B must be"):
+        selective_state_update(state, x, x, torch.zeros(4, 3), torch.zeros(2, 2), torch.zeros(2, 3))
+
+
+def test_unknown_backend_and_triton_on_cpu_are_refused(monkeypatch):
+    inp = selective_scan_inputs(1, 4, 5, 3)
+    with pytest.raises(ValueError, match="unknown kernel backend"):
+        selective_scan(**inp, backend="cuda")
+    monkeypatch.setenv("LONGSEQ_BACKEND", "fast")
+    with pytest.raises(ValueError, match="unknown kernel backend"):
+        selective_scan(**inp)
+    monkeypatch.delenv("LONGSEQ_BACKEND")
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(ValueError, match="triton"):
+        selective_scan(**inp, backend="triton")
