@@ -14,6 +14,7 @@ from core.block import Block, Mixer
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.hyena import HyenaOperator, HyenaState
 from core.io import InputError, atomic_output
+from core.lm import CausalLM, LMConfig
 from core.mlp import Mlp
 from core.norm import GatedRMSNorm, LayerNorm, RMSNorm, add_norm
 from core.rotary import RotaryEmbedding
@@ -22,12 +23,14 @@ from core.ssm import Mamba, Mamba2, Mamba2State, MambaState
 __all__ = [
     "Attention",
     "Block",
+    "CausalLM",
     "CheckpointError",
     "GatedRMSNorm",
     "HyenaOperator",
     "HyenaState",
     "InputError",
     "KVCache",
+    "LMConfig",
     "LayerNorm",
     "Mamba",
     "Mamba2",
