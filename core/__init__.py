@@ -12,6 +12,7 @@ optional state, init_state, step).
 from core.attention import Attention, KVCache
 from core.block import Block, Mixer
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from core.convert import from_pretrained
 from core.hyena import HyenaOperator, HyenaState
 from core.io import InputError, atomic_output
 from core.lm import CausalLM, LMConfig
@@ -42,6 +43,7 @@ __all__ = [
     "RotaryEmbedding",
     "add_norm",
     "atomic_output",
+    "from_pretrained",
     "load_checkpoint",
     "save_checkpoint",
 ]

@@ -1,0 +1,1 @@
+"""Vision data: volumes (NIfTI, DICOM) and image sets."""

@@ -1,0 +1,1 @@
+"""Vision model families: LocalMamba, VL-Mamba, BTB3D."""

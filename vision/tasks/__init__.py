@@ -1,0 +1,1 @@
+"""Lightning tasks for the vision models."""
