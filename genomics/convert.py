@@ -35,7 +35,9 @@ from core.checkpoint import (
     load_tensors,
     read_config,
 )
+from genomics.data.tokenizer import COMPLEMENT
 from genomics.models import MODEL_CLASSES, PRESETS, build
+from genomics.models.caduceus import Caduceus, CaduceusConfig
 from genomics.models.hyenadna import HyenaDNA, HyenaDNAConfig
 
 # The HyenaOperator's keys, identical upstream and here (core.hyena keeps HyenaDNA's names).
@@ -238,6 +240,110 @@ def load_hyenadna_original(directory: Path, config: Mapping[str, Any], *, filter
     return _load_into(model, state, str(weights))
 
 
+_MAMBA_KEYS = (
+    "in_proj.weight",
+    "in_proj.bias",
+    "conv1d.weight",
+    "conv1d.bias",
+    "x_proj.weight",
+    "dt_proj.weight",
+    "dt_proj.bias",
+    "A_log",
+    "D",
+    "out_proj.weight",
+    "out_proj.bias",
+)
+# mamba_rev's projections are tied to mamba_fwd's: absent from the released files, checked when present.
+_TIED_REV = ("in_proj.weight", "in_proj.bias", "out_proj.weight", "out_proj.bias")
+
+
+def _caduceus_key_map(rcps: bool) -> dict[str, str | None]:
+    """Caduceus HF keys -> ours. PS wraps the mixer (``mixer.submodule.``) and the embedding (``.embedding``)."""
+    mixer = "caduceus.backbone.layers.{}.mixer." + ("submodule." if rcps else "")
+    embedding = "caduceus.backbone.embeddings.word_embeddings" + (".embedding" if rcps else "")
+    key_map: dict[str, str | None] = {
+        f"{embedding}.weight": "embedding.weight",
+        **{f"{mixer}mamba_fwd.{k}": f"layers.{{}}.mixer.mamba_fwd.{k}" for k in _MAMBA_KEYS},
+        **{f"{mixer}mamba_rev.{k}": f"layers.{{}}.mixer.mamba_rev.{k}" for k in _MAMBA_KEYS if k not in _TIED_REV},
+        **{f"{mixer}mamba_rev.{k}": None for k in _TIED_REV},  # checked by _check_tied
+        "caduceus.backbone.layers.{}.norm.weight": "layers.{}.norm.weight",
+        "caduceus.backbone.layers.{}.norm.bias": "layers.{}.norm.bias",
+        "caduceus.backbone.norm_f.weight": "norm_f.weight",
+        "caduceus.backbone.norm_f.bias": "norm_f.bias",
+    }
+    if rcps:  # the complement tables are rebuilt from the vocabulary, checked by _check_complement
+        key_map["caduceus.backbone.embeddings.word_embeddings.complement_map"] = None
+        key_map["lm_head.complement_map"] = None
+        key_map["lm_head.lm_head.weight"] = None  # tied to the embedding, checked by _check_tied
+    else:
+        key_map["lm_head.weight"] = None
+    return key_map
+
+
+def _check_tied(state: Mapping[str, torch.Tensor], pairs: list[tuple[str, str]], source: str) -> None:
+    """Keys stored for tied tensors must hold the same values as the tensor they are tied to."""
+    for alias, target in pairs:
+        if alias in state and target in state and not torch.equal(state[alias], state[target]):
+            raise CheckpointError(f"{source}: {alias} differs from {target}; untied weights are not supported")
+
+
+def _check_complement(state: Mapping[str, torch.Tensor], expected: torch.Tensor, source: str) -> None:
+    for key in ("caduceus.backbone.embeddings.word_embeddings.complement_map", "lm_head.complement_map"):
+        if key in state and not torch.equal(state[key].long(), expected):
+            raise CheckpointError(f"{source}: {key} is not the A<->T, C<->G complement of the DNA vocabulary")
+
+
+def caduceus_config_from_hf(config: Mapping[str, Any], source: str, *, max_seq_len: int | None) -> CaduceusConfig:
+    """The HF ``CaduceusConfig`` (with its nested ``ssm_cfg`` and ``initializer_cfg``) -> `CaduceusConfig`."""
+    names = {f.name for f in dataclasses.fields(CaduceusConfig)}
+    values = {k: v for k, v in config.items() if k in names}
+    ssm = dict(config.get("ssm_cfg") or {})
+    ssm.pop("use_fast_path", None)  # a CUDA kernel switch
+    unknown = sorted(set(ssm) - names)
+    if unknown:
+        raise CheckpointError(f"{source}: unknown ssm_cfg fields {', '.join(unknown)}")
+    values.update(ssm)
+    values.update({k: v for k, v in (config.get("initializer_cfg") or {}).items() if k in names})
+    complement = config.get("complement_map")
+    if complement is not None:
+        table = {int(k): int(v) for k, v in complement.items()}
+        if any(table.get(i, i) != c for i, c in enumerate(COMPLEMENT)):
+            raise CheckpointError(f"{source}: complement_map is not the A<->T, C<->G complement of the DNA vocabulary")
+    try:
+        return CaduceusConfig(**values, max_seq_len=max_seq_len)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{source}: invalid Caduceus config: {err}") from None
+
+
+def _seqlen_from_name(directory: Path) -> int | None:
+    """The released directories are named ``caduceus-ps_seqlen-131k_...``: the training length, when named."""
+    found = re.search(r"seqlen-(\d+)(k?)", directory.name)
+    if not found:
+        return None
+    return int(found.group(1)) * (1024 if found.group(2) else 1)
+
+
+def load_caduceus_hf(directory: Path, config: Mapping[str, Any]) -> Caduceus:
+    """A ``kuleshov-group/caduceus-{ps,ph}_*`` directory (``model.safetensors`` or ``pytorch_model.bin``)."""
+    weights = directory / "model.safetensors"
+    if not weights.is_file():
+        weights = directory / "pytorch_model.bin"
+    if not weights.is_file():
+        raise CheckpointError(f"{directory}: no model.safetensors or pytorch_model.bin next to config.json")
+    source = str(weights)
+    cfg = caduceus_config_from_hf(config, str(directory / "config.json"), max_seq_len=_seqlen_from_name(directory))
+    state = load_tensors(weights)
+    model = Caduceus(cfg)
+    _check_complement(state, model.complement, source)
+    mixer = "caduceus.backbone.layers.{}.mixer." + ("submodule." if cfg.rcps else "")
+    embedding = "caduceus.backbone.embeddings.word_embeddings" + (".embedding.weight" if cfg.rcps else ".weight")
+    pairs = [("lm_head.lm_head.weight" if cfg.rcps else "lm_head.weight", embedding)]
+    for i in range(cfg.n_layer):
+        pairs += [(f"{mixer}mamba_rev.{k}".format(i), f"{mixer}mamba_fwd.{k}".format(i)) for k in _TIED_REV]
+    _check_tied(state, pairs, source)
+    return _load_into(model, map_keys(state, _caduceus_key_map(cfg.rcps), source), source)
+
+
 def detect_format(config: Mapping[str, Any]) -> str:
     """Which layout a ``config.json`` belongs to: hyenadna-hf, hyenadna-original, caduceus-hf or ours."""
     model_type = config.get("model_type")
@@ -275,6 +381,8 @@ def from_pretrained(path_or_preset: str | os.PathLike, *, filter_shift: float = 
         return load_hyenadna_hf(directory, config, filter_shift=filter_shift)
     if layout == "hyenadna-original":
         return load_hyenadna_original(directory, config, filter_shift=filter_shift)
+    if layout == "caduceus-hf":
+        return load_caduceus_hf(directory, config)
     if layout == "ours":
         return load_checkpoint(directory, MODEL_CLASSES).eval()
     raise CheckpointError(f"{directory} holds a {layout} checkpoint, not a genomics model (HyenaDNA or Caduceus)")

@@ -1,0 +1,72 @@
+"""Labelled sequences for classification: CSV or TSV files with a sequence column and a label column."""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.io import InputError
+
+
+@dataclass(frozen=True)
+class LabelledSequences:
+    """Sequences with integer labels; ``classes[label]`` is the label's text."""
+
+    sequences: list[str]
+    labels: list[int]
+    classes: list[str]
+
+
+def read_labelled(path: str | os.PathLike, *, classes: list[str] | None = None) -> LabelledSequences:
+    """Read ``sequence,label`` rows (TSV when the file ends in .tsv or its first line has a tab).
+
+    A header row naming ``sequence`` and ``label`` (any case, any order, other columns ignored) is optional;
+    without one the first two columns are sequence and label.
+
+    Args:
+        classes: the label texts in class-index order (e.g. from the training split); by default the sorted
+            distinct labels of this file (numerically sorted when they are all integers).
+
+    Raises:
+        InputError: a missing or empty file, a short row, an empty sequence, a label not in ``classes``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        first = handle.readline()
+        handle.seek(0)
+        delimiter = "\t" if path.suffix == ".tsv" or "\t" in first else ","
+        rows = [(n, row) for n, row in enumerate(csv.reader(handle, delimiter=delimiter), 1) if any(row)]
+    if not rows:
+        raise InputError(f"{path}: the file is empty")
+    header = [cell.strip().lower() for cell in rows[0][1]]
+    if "sequence" in header and "label" in header:
+        seq_col, label_col = header.index("sequence"), header.index("label")
+        rows = rows[1:]
+    else:
+        seq_col, label_col = 0, 1
+    sequences, texts = [], []
+    for n, row in rows:
+        if len(row) <= max(seq_col, label_col):
+            raise InputError(f"{path}:{n}: expected a sequence and a label, got {len(row)} column(s)")
+        seq, label = row[seq_col].strip(), row[label_col].strip()
+        if not seq:
+            raise InputError(f"{path}:{n}: empty sequence")
+        if not label:
+            raise InputError(f"{path}:{n}: empty label")
+        sequences.append(seq)
+        texts.append(label)
+    if not sequences:
+        raise InputError(f"{path}: no labelled sequences")
+    if classes is None:
+        distinct = set(texts)
+        numeric = all(t.lstrip("-").isdigit() for t in distinct)
+        classes = sorted(distinct, key=int) if numeric else sorted(distinct)
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = sorted(set(texts) - set(index))
+    if unknown:
+        raise InputError(f"{path}: labels {', '.join(unknown[:5])} are not among the classes {', '.join(classes)}")
+    return LabelledSequences(sequences, [index[t] for t in texts], list(classes))
