@@ -45,6 +45,24 @@ def _stand_in(qualified: str) -> type:
     return type(name, (), {"__module__": module, "__qualname__": name, "__setstate__": setstate})
 
 
+def _data_only_globals(path: Path) -> list[type]:
+    """Stand-ins for the data-only classes a zip checkpoint names, found by one scan (no unpickling), so the
+    load below usually succeeds at the first try. Legacy and corrupt files scan to nothing."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # not a zip checkpoint: the retry loop in load_pickle finds the classes instead
+        return []
+    return [_stand_in(name) for name in names if name.startswith(_DATA_ONLY_MODULES)]
+
+
+def _reason(message: str) -> str:
+    """The specific line of a torch.load error (its weights-only errors open and close with boilerplate)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    boilerplate = ("Weights only load failed", "Check the documentation", "Please file an issue")
+    specific = [line for line in lines if not line.startswith(boilerplate)]
+    return (specific or lines or ["unknown error"])[0]
+
+
 def load_pickle(path: str | os.PathLike) -> Any:
     """Read a torch pickle (``.bin``, ``.pt``, ``.pth``, ``.ckpt``) without running code from it.
 
@@ -54,14 +72,15 @@ def load_pickle(path: str | os.PathLike) -> Any:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
-    allowed: list = list(_SAFE_BUILTINS)
+    allowed: list = list(_SAFE_BUILTINS) + _data_only_globals(path)
     for _ in range(64):
         try:
             with torch.serialization.safe_globals(allowed):
                 return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:
             message = str(err)
-            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
+            # torch words it "Unsupported global: GLOBAL x.y" or "unsupported GLOBAL x.y whose module x is blocked"
+            found = re.search(r"GLOBAL ([\w.]+)", message)
             if found and found.group(1).startswith(_DATA_ONLY_MODULES):
                 allowed.append(_stand_in(found.group(1)))
                 continue
@@ -69,8 +88,7 @@ def load_pickle(path: str | os.PathLike) -> Any:
                 raise CheckpointError(
                     f"{path} refers to {found.group(1)}, which could run code; refusing to load it"
                 ) from None
-            first = message.strip().splitlines()[0] if message.strip() else type(err).__name__
-            problem = f"cannot read {path} as a torch checkpoint (truncated or corrupt?): {first}"
+            problem = f"cannot read {path} as a torch checkpoint (truncated, corrupt or unsafe?): {_reason(message)}"
             raise CheckpointError(problem) from None
     raise CheckpointError(f"{path} refers to too many unknown classes; refusing to load it")
 

@@ -1,0 +1,185 @@
+"""The trainer factory: one `TrainerConfig` (a plain dataclass, so CLIs expose it as ``--trainer.*`` flags)
+becomes a `lightning.Trainer` with checkpoints, logging, progress and exact-resume seeding wired in."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import Literal
+
+import lightning as L
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.strategies import FSDPStrategy
+from lightning.pytorch.utilities import rank_zero_info
+
+from core.block import Block
+from core.checkpoint import CheckpointError, load_pickle
+from core.train.resume import StepSeed
+
+
+@dataclass(kw_only=True)
+class TrainerConfig:
+    """How to train: length, hardware, precision, checkpoints, logging."""
+
+    max_steps: int = -1
+    """Optimizer steps to train for (-1: bounded by max_epochs)."""
+    max_epochs: int | None = None
+    """Epochs to train for (None: bounded by max_steps)."""
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: int | Literal["auto"] = "auto"
+    """Devices per node; on the CPU, the number of processes."""
+    num_nodes: int = 1
+    strategy: Literal["auto", "ddp", "fsdp"] = "auto"
+    """auto: one device; ddp: data parallel (gloo on the CPU, nccl on GPUs); fsdp: sharded, GPUs only."""
+    precision: Literal["32-true", "64-true", "16-mixed", "bf16-mixed", "bf16-true"] = "32-true"
+    gradient_clip_val: float | None = 1.0
+    """Clip the gradient norm to this value (None: no clipping)."""
+    accumulate_grad_batches: int = 1
+    val_every_n_batches: int | None = None
+    """Validate every n training batches (None: at the end of each epoch)."""
+    limit_val_batches: int | float = 1.0
+    checkpoint_dir: str | None = None
+    """Where to write Lightning checkpoints (``last.ckpt`` and ``step=N.ckpt``); None: no checkpoints."""
+    checkpoint_every_n_steps: int | None = None
+    """Save a checkpoint every n optimizer steps (None: at the end of each epoch)."""
+    keep_all_checkpoints: bool = False
+    """Keep every ``step=N.ckpt`` (False: only ``last.ckpt``)."""
+    logger: Literal["csv", "tensorboard", "none"] = "csv"
+    log_dir: str = "runs"
+    """Logs go to ``<log_dir>/<run_name>/version_<k>/``."""
+    run_name: str = "train"
+    log_every_n_steps: int = 10
+    progress_bar: bool | None = None
+    """Show a progress bar (None: only when stderr is a terminal; otherwise one line per log_every_n_steps)."""
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.max_steps == -1 and self.max_epochs is None:
+            raise ValueError("set max_steps or max_epochs")
+        if self.max_steps < -1 or self.max_steps == 0:
+            raise ValueError(f"max_steps must be positive (or -1), got {self.max_steps}")
+        if self.max_epochs is not None and self.max_epochs < 1:
+            raise ValueError(f"max_epochs must be positive, got {self.max_epochs}")
+        if self.devices != "auto" and self.devices < 1:
+            raise ValueError(f"devices must be positive or 'auto', got {self.devices}")
+        if self.strategy == "fsdp" and self.accelerator in ("cpu", "mps"):
+            raise ValueError("fsdp runs on CUDA GPUs only (Lightning's FSDP strategy); use strategy='ddp' on the CPU")
+        if self.gradient_clip_val is not None and self.gradient_clip_val <= 0:
+            raise ValueError(f"gradient_clip_val must be positive or None, got {self.gradient_clip_val}")
+        for name in ("accumulate_grad_batches", "num_nodes", "log_every_n_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("val_every_n_batches", "checkpoint_every_n_steps"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {getattr(self, name)}")
+        if self.checkpoint_every_n_steps is not None and self.checkpoint_dir is None:
+            raise ValueError("checkpoint_every_n_steps needs a checkpoint_dir")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+
+
+class ProgressLines(L.Callback):
+    """One line per ``every`` optimizer steps with the logged metrics: progress for logs that are not terminals."""
+
+    def __init__(self, every: int):
+        self.every = every
+        self._last = -1
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step = trainer.global_step
+        if step == self._last or (step % self.every and step != trainer.max_steps):
+            return
+        self._last = step
+        metrics = " ".join(f"{k} {float(v):.4g}" for k, v in trainer.progress_bar_metrics.items())
+        total = f"/{trainer.max_steps}" if trainer.max_steps > 0 else ""
+        rank_zero_info(f"step {step}{total} epoch {trainer.current_epoch} {metrics}")
+
+
+def build_trainer(config: TrainerConfig, *, callbacks: list[L.Callback] | None = None) -> L.Trainer:
+    """A `lightning.Trainer` for ``config``; ``callbacks`` are added to the ones the config asks for."""
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    callbacks = [*(callbacks or []), StepSeed(config.seed)]
+    if config.checkpoint_dir is not None:
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=config.checkpoint_dir,
+                filename="step={step}",
+                auto_insert_metric_name=False,
+                every_n_train_steps=config.checkpoint_every_n_steps,
+                save_top_k=-1 if config.keep_all_checkpoints else 0,
+                save_last=True,
+            )
+        )
+    logger = _logger(config)
+    if logger is not None:
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    progress_bar = sys.stderr.isatty() if config.progress_bar is None else config.progress_bar
+    if not progress_bar:
+        callbacks.append(ProgressLines(config.log_every_n_steps))
+
+    return L.Trainer(
+        max_steps=config.max_steps,
+        max_epochs=config.max_epochs,
+        # Lightning accepts FSDP only with an explicit GPU accelerator.
+        accelerator="cuda" if config.strategy == "fsdp" and config.accelerator == "auto" else config.accelerator,
+        devices=config.devices,
+        num_nodes=config.num_nodes,
+        strategy=lightning_strategy(config),
+        precision=config.precision,
+        gradient_clip_val=config.gradient_clip_val,
+        accumulate_grad_batches=config.accumulate_grad_batches,
+        val_check_interval=config.val_every_n_batches,
+        check_val_every_n_epoch=None if config.val_every_n_batches else 1,
+        limit_val_batches=config.limit_val_batches,
+        enable_checkpointing=config.checkpoint_dir is not None,
+        logger=logger if logger is not None else False,
+        log_every_n_steps=config.log_every_n_steps,
+        enable_progress_bar=progress_bar,
+        callbacks=callbacks,
+        default_root_dir=config.log_dir,
+    )
+
+
+def lightning_strategy(config: TrainerConfig) -> str | FSDPStrategy:
+    """Lightning's strategy argument. DDP picks gloo on the CPU and nccl on GPUs; FSDP shards each `Block`.
+
+    FSDP cannot run on the CPU: Lightning refuses it there, and so does torch's FSDP ("needs a non-CPU
+    accelerator device"). CPU users who outgrow one process use DDP.
+    """
+    if config.strategy == "fsdp":
+        return FSDPStrategy(auto_wrap_policy={Block})
+    return config.strategy
+
+
+def _logger(config: TrainerConfig):
+    if config.logger == "csv":
+        return CSVLogger(save_dir=config.log_dir, name=config.run_name)
+    if config.logger == "tensorboard":
+        return TensorBoardLogger(save_dir=config.log_dir, name=config.run_name)
+    return None
+
+
+def fit(
+    trainer: L.Trainer,
+    task: L.LightningModule,
+    datamodule: L.LightningDataModule | None = None,
+    *,
+    resume: str | os.PathLike | None = None,
+) -> None:
+    """``trainer.fit``, optionally resuming exactly from a checkpoint.
+
+    Args:
+        resume: None (start fresh), ``"last"`` (the ``last.ckpt`` in the trainer's checkpoint dir if there is
+            one, else start fresh) or the path of a ``.ckpt`` file.
+
+    Raises:
+        CheckpointError: ``resume`` names a file that is missing, corrupt, unsafe or not a training checkpoint.
+    """
+    if resume is not None and str(resume) != "last":
+        state = load_pickle(resume)
+        if not isinstance(state, dict) or "state_dict" not in state or "loops" not in state:
+            raise CheckpointError(f"{resume} is not a training checkpoint (no state_dict and loop state)")
+    ckpt_path = None if resume is None else str(resume)
+    trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)

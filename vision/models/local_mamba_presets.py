@@ -1,0 +1,183 @@
+"""LocalMamba presets: the released architectures with their searched per-layer scan directions (as data),
+the search supernets, and tiny presets for tests. Also where official weight files are looked for.
+
+The directions are the lists hard-coded in hunto/LocalMamba's model functions (``local_vim.py``,
+``local_vmamba.py``), found by the supernet search and pasted in by hand; the checkpoints do not store them.
+Upstream quirk: ``local_vim_small`` is defined twice in ``local_vim.py`` and the second definition (un-searched
+``('h', 'h_flip', 'w2', 'w2_flip')`` in every layer) overwrites the first; no LocalVim-S checkpoint was released
+(the README links LocalVMamba-S's file). We use the searched lists, as the paper describes LocalVim-S.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from torch import nn
+
+from core.checkpoint import CheckpointError, load_checkpoint
+from core.io import InputError
+from vision.models.local_vim import LocalVim, LocalVimConfig
+from vision.models.local_vmamba import LocalVMamba, LocalVMambaConfig
+
+LOCAL_VIM_TINY_DIRECTIONS: list[list[str]] = [
+    ["h", "v_flip", "w7", "w7_flip"],
+    ["h_flip", "w2_flip", "w7", "w7_flip"],
+    ["h", "h_flip", "v", "w7"],
+    ["h", "h_flip", "v", "v_flip"],
+    ["h", "h_flip", "v", "v_flip"],
+    ["h", "h_flip", "v", "v_flip"],
+    ["h_flip", "v", "v_flip", "w7"],
+    ["h_flip", "v", "v_flip", "w2_flip"],
+    ["h", "h_flip", "v", "v_flip"],
+    ["h", "h_flip", "v", "v_flip"],
+    ["h", "v", "v_flip", "w2"],
+    ["h", "v", "v_flip", "w2_flip"],
+    ["h", "h_flip", "v_flip", "w7"],
+    ["h_flip", "v", "v_flip", "w2"],
+    ["h", "h_flip", "v", "v_flip"],
+    ["h", "v", "w2", "w2_flip"],
+    ["v", "v_flip", "w2", "w7"],
+    ["h", "h_flip", "v", "w2"],
+    ["h", "h_flip", "w2_flip", "w7"],
+    ["v", "v_flip", "w2", "w2_flip"],
+]
+
+LOCAL_VMAMBA_TINY_DIRECTIONS: list[list[str]] = [
+    ["h", "h_flip", "w7", "w7_flip"],
+    ["h_flip", "v_flip", "w2", "w2_flip"],
+    ["h_flip", "v_flip", "w2_flip", "w7"],
+    ["h_flip", "v", "v_flip", "w2"],
+    ["h", "h_flip", "v_flip", "w2_flip"],
+    ["h_flip", "v_flip", "w2", "w2_flip"],
+    ["h", "w2_flip", "w7", "w7_flip"],
+    ["h", "h_flip", "v", "v_flip"],
+    ["h", "v_flip", "w7", "w7_flip"],
+    ["h_flip", "v", "w2", "w7_flip"],
+    ["v", "v_flip", "w2", "w7_flip"],
+    ["h", "h_flip", "v_flip", "w2_flip"],
+    ["v_flip", "w2_flip", "w7", "w7_flip"],
+    ["h_flip", "v_flip", "w2_flip", "w7_flip"],
+    ["h_flip", "v", "w7", "w7_flip"],
+]
+
+LOCAL_VMAMBA_SMALL_DIRECTIONS: list[list[str]] = [
+    ["h", "v", "v_flip", "w7_flip"],
+    ["h", "h_flip", "v", "w7"],
+    ["h_flip", "v", "v_flip", "w7"],
+    ["h_flip", "v", "w2_flip", "w7"],
+    ["h_flip", "v", "w2_flip", "w7"],
+    ["h_flip", "v_flip", "w2", "w7_flip"],
+    ["h_flip", "v", "v_flip", "w7"],
+    ["h", "v", "v_flip", "w7"],
+    ["h", "v", "v_flip", "w7"],
+    ["h", "v", "v_flip", "w7_flip"],
+    ["h", "h_flip", "v", "v_flip"],
+    ["h", "v", "v_flip", "w2"],
+    ["v", "v_flip", "w2_flip", "w7"],
+    ["h", "h_flip", "v", "w2"],
+    ["h_flip", "v", "v_flip", "w7_flip"],
+    ["h", "h_flip", "v", "v_flip"],
+    ["h", "v", "v_flip", "w7_flip"],
+    ["h", "v", "v_flip", "w7_flip"],
+    ["h", "h_flip", "v_flip", "w7"],
+    ["h_flip", "v_flip", "w2_flip", "w7"],
+    ["h_flip", "v", "v_flip", "w7_flip"],
+    ["v", "v_flip", "w7", "w7_flip"],
+    ["h", "v", "v_flip", "w7_flip"],
+    ["h_flip", "v", "v_flip", "w2"],
+    ["h", "v", "v_flip", "w2_flip"],
+    ["h", "h_flip", "v", "w7"],
+    ["h", "h_flip", "w7", "w7_flip"],
+    ["h", "v_flip", "w2", "w2_flip"],
+    ["h", "v_flip", "w2", "w7"],
+    ["h", "v", "v_flip", "w7_flip"],
+    ["h_flip", "v", "w2_flip", "w7"],
+    ["h_flip", "v_flip", "w7", "w7_flip"],
+    ["h", "v", "w7", "w7_flip"],
+]
+
+PRESETS: dict[str, LocalVimConfig | LocalVMambaConfig] = {
+    # LocalVim-T: RoPE + mean pool (local_vim_tiny.ckpt, 76.2 top-1)
+    "localvim_tiny": LocalVimConfig(embed_dim=192, depth=20, directions=LOCAL_VIM_TINY_DIRECTIONS),
+    # LocalVim-T with a middle class token, no RoPE (local_vim_tiny_middle_cls_token.ckpt, 77.8)
+    "localvim_tiny_middle_cls_token": LocalVimConfig(
+        embed_dim=192, depth=20, directions=LOCAL_VIM_TINY_DIRECTIONS, cls_token="middle", rope=False
+    ),
+    "localvim_small": LocalVimConfig(embed_dim=384, depth=20, directions=LOCAL_VIM_TINY_DIRECTIONS),
+    "localvim_tiny_search": LocalVimConfig(embed_dim=128, depth=20, directions=None),
+    "localvmamba_tiny": LocalVMambaConfig(depths=[2, 2, 9, 2], directions=LOCAL_VMAMBA_TINY_DIRECTIONS),
+    "localvmamba_small": LocalVMambaConfig(depths=[2, 2, 27, 2], directions=LOCAL_VMAMBA_SMALL_DIRECTIONS),
+    "localvmamba_tiny_search": LocalVMambaConfig(
+        dims=[32, 64, 128, 256], depths=[2, 2, 9, 2], directions=None, drop_path_rate=0.1
+    ),
+    "localvmamba_small_search": LocalVMambaConfig(
+        dims=[32, 64, 128, 256], depths=[2, 2, 27, 2], directions=None, drop_path_rate=0.1
+    ),
+    # tiny presets for tests: 32x32 images, every direction used somewhere
+    "localvim_test": LocalVimConfig(
+        img_size=32,
+        patch_size=8,
+        num_classes=10,
+        embed_dim=32,
+        depth=2,
+        d_state=4,
+        directions=[["h", "v_flip", "w2", "w7_flip"], ["h_flip", "v", "w2_flip", "w7"]],
+    ),
+    "localvim_test_search": LocalVimConfig(img_size=32, patch_size=8, num_classes=10, embed_dim=32, depth=2, d_state=4),
+    "localvmamba_test": LocalVMambaConfig(
+        num_classes=10,
+        dims=[16, 32],
+        depths=[1, 1],
+        d_state=4,
+        directions=[["h", "v_flip", "w2", "w7_flip"], ["h_flip", "v", "w2_flip", "w7"]],
+    ),
+    "localvmamba_test_search": LocalVMambaConfig(num_classes=10, dims=[16, 32], depths=[1, 1], d_state=4),
+}
+
+# The released files of hunto/LocalMamba v1.0.0, by preset.
+RELEASE_FILES: dict[str, str] = {
+    "localvim_tiny": "local_vim_tiny.ckpt",
+    "localvim_tiny_middle_cls_token": "local_vim_tiny_middle_cls_token.ckpt",
+    "localvmamba_small": "local_vssm_small.ckpt",
+}
+RELEASE_URL = "https://github.com/hunto/LocalMamba/releases/download/v1.0.0/"
+
+
+def weights_dir() -> Path:
+    """Where official weight files are looked for: ``$LONGSEQ_WEIGHTS`` or ``~/.cache/longseq/weights``."""
+    return Path(os.environ.get("LONGSEQ_WEIGHTS", "~/.cache/longseq/weights")).expanduser()
+
+
+def model_class(config: LocalVimConfig | LocalVMambaConfig) -> type[LocalVim] | type[LocalVMamba]:
+    return LocalVim if isinstance(config, LocalVimConfig) else LocalVMamba
+
+
+def preset(name: str, **overrides) -> LocalVimConfig | LocalVMambaConfig:
+    """A copy of a preset config with some fields replaced (``num_classes=10`` ...)."""
+    if name not in PRESETS:
+        raise InputError(f"unknown LocalMamba preset {name!r}; known: {', '.join(PRESETS)}")
+    return dataclasses.replace(PRESETS[name], **overrides)
+
+
+MODEL_TYPES = {
+    "local_vim": (LocalVimConfig, LocalVim.from_config),
+    "local_vmamba": (LocalVMambaConfig, LocalVMamba.from_config),
+}
+
+
+def from_pretrained(dir_or_preset: str | os.PathLike) -> nn.Module:
+    """Load a checkpoint directory in our format, or build a preset and load its released file."""
+    path = Path(dir_or_preset)
+    if path.is_dir():
+        return load_checkpoint(path, MODEL_TYPES)
+    name = str(dir_or_preset)
+    if name not in PRESETS:
+        raise CheckpointError(f"{name} is neither a checkpoint directory nor a LocalMamba preset")
+    if name not in RELEASE_FILES:
+        raise CheckpointError(f"preset {name} has no released weights")
+    config = PRESETS[name]
+    model = model_class(config).from_config(config)
+    model.load_pretrained(weights_dir() / RELEASE_FILES[name])
+    return model.eval()
