@@ -43,7 +43,8 @@ def load_audio(path: str | os.PathLike, sample_rate: int) -> torch.Tensor:
         raise InputError(f"{path} is not an audio file soundfile can read ({first})") from None
     if data.shape[0] == 0:
         raise InputError(f"{path} holds no audio samples")
-    wav = torch.from_numpy(np.ascontiguousarray(data.T)).mean(0, keepdim=True)
+    mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
+    wav = torch.from_numpy(np.ascontiguousarray(mono)).unsqueeze(0)
     return resample(wav, rate, sample_rate)
 
 

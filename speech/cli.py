@@ -86,6 +86,88 @@ def encode(
     print(f"wrote {out}: {len(encoded)} utterances")
 
 
+def train(
+    model: str,
+    corpus: str,
+    out: str,
+    codec: str | None = None,
+    codec_weights: str | None = None,
+    group_size: int | None = None,
+    steps: int = 2000,
+    batch_size: int = 16,
+    lr: float = 1e-3,
+    warmup_steps: int = 100,
+    weight_decay: float = 0.1,
+    max_seconds: float = 10.0,
+    segment_seconds: float = 1.0,
+    accelerator: str = "auto",
+    devices: int = 1,
+    strategy: str = "auto",
+    checkpoint_every: int = 500,
+    val_every: int | None = None,
+    val_batches: int = 4,
+    resume: bool = False,
+    progress_bar: bool | None = None,
+    seed: int = 0,
+) -> None:
+    """Train a codec or a speech language model with Lightning (resumable), and save it to --out.
+
+    The model's type decides what is trained: a mel codec (``mel-24k``, ``mel-tiny``) learns from audio
+    crops; VALL-E 2 (``valle2-small``, ``valle2-tiny``, ``valle-x``) from text and codec codes.
+
+    Args:
+        model: a preset name (fresh weights) or a checkpoint directory (fine-tune).
+        corpus: an audio corpus (directory or manifest; ours, LJSpeech or LibriTTS layout), or for language
+            models a corpus encoded by ``tts encode`` (.safetensors).
+        out: output directory: the trained model, ``checkpoints/`` (Lightning, resumable) and ``logs/``.
+        codec: codec for language models trained on audio (default: the model's); a codec directory is
+            copied into the output.
+        codec_weights: EnCodec weights file or directory (default: the torch hub cache).
+        group_size: VALL-E 2 group size G (1, 2, 4, 8); from a checkpoint, adds fresh group layers.
+        steps: optimizer steps.
+        batch_size: utterances (or audio crops) per step.
+        lr: peak learning rate (cosine schedule with linear warm-up).
+        warmup_steps: warm-up steps.
+        weight_decay: AdamW weight decay (codecs: none).
+        max_seconds: language models see at most this much of each utterance.
+        segment_seconds: codec training crop length.
+        accelerator: auto, cpu, gpu.
+        devices: devices (CPU: processes) per node.
+        strategy: auto, ddp or fsdp.
+        checkpoint_every: Lightning checkpoint interval in steps.
+        val_every: validate on held-out speakers every n steps (default: each epoch).
+        val_batches: validation batches per validation.
+        resume: continue from ``<out>/checkpoints/last.ckpt`` exactly where it stopped.
+        progress_bar: show a progress bar (default: only on a terminal; otherwise log lines).
+        seed: data order and initialisation seed.
+    """
+    from speech.tasks.train import TrainOptions, train_model
+
+    options = TrainOptions(
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        warmup_steps=warmup_steps,
+        weight_decay=weight_decay,
+        max_seconds=max_seconds,
+        segment_seconds=segment_seconds,
+        accelerator=accelerator,
+        devices=devices,
+        strategy=strategy,
+        checkpoint_every=checkpoint_every,
+        val_every=val_every,
+        val_batches=val_batches,
+        resume=resume,
+        progress_bar=progress_bar,
+        seed=seed,
+    )
+    overrides = {} if group_size is None else {"group_size": group_size}
+    path = train_model(
+        model, corpus, out, codec=codec, codec_weights=codec_weights, overrides=overrides, options=options
+    )
+    print(f"wrote {path}")
+
+
 def _dashes_to_underscores(argv: list[str]) -> list[str]:
     """``--prompt-audio x`` -> ``--prompt_audio x`` (jsonargparse knows the underscore spelling only)."""
     fixed = []
@@ -99,7 +181,7 @@ def _dashes_to_underscores(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    return run({"corpus": corpus, "encode": encode}, _dashes_to_underscores(list(argv)), prog="tts")
+    return run({"corpus": corpus, "encode": encode, "train": train}, _dashes_to_underscores(list(argv)), prog="tts")
 
 
 if __name__ == "__main__":

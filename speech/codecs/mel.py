@@ -238,9 +238,11 @@ class MelCodec(Codec):
         save_checkpoint(directory, self, self.config, "mel_codec")
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike) -> MelCodec:
-        model = load_checkpoint(directory, {"mel_codec": (MelCodecConfig, cls)})
-        return model.eval()
+    def from_pretrained(cls, name_or_dir: str | os.PathLike) -> MelCodec:
+        """A checkpoint directory (eval mode) or a preset name (random weights)."""
+        if str(name_or_dir) in PRESETS:
+            return cls(preset(str(name_or_dir)))
+        return load_checkpoint(name_or_dir, {"mel_codec": (MelCodecConfig, cls)}).eval()
 
 
 PRESETS = {
