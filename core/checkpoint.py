@@ -88,7 +88,7 @@ def load_pickle(path: str | os.PathLike) -> Any:
                 raise CheckpointError(
                     f"{path} refers to {found.group(1)}, which could run code; refusing to load it"
                 ) from None
-            problem = f"cannot read {path} as a torch checkpoint (truncated, corrupt or unsafe?): {_reason(message)}"
+            problem = f"cannot read {path} as a torch checkpoint (truncated or corrupt?): {_reason(message)}"
             raise CheckpointError(problem) from None
     raise CheckpointError(f"{path} refers to too many unknown classes; refusing to load it")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from core.cli import run
 from vision.tasks.btb3d_cli import convert3d, decode3d, tokenize3d
+from vision.tasks.local_mamba_cli import convert, extract_directions
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -12,6 +13,8 @@ def main(argv: list[str] | None = None) -> int:
             "tokenize3d": tokenize3d,
             "decode3d": decode3d,
             "convert3d": convert3d,
+            "convert": convert,
+            "extract-directions": extract_directions,
         },
         argv,
         prog="vision",

@@ -137,14 +137,17 @@ def map_keys(state: Mapping[str, torch.Tensor], model: nn.Module, source: str) -
     return out
 
 
-def resize_position_tables(state: dict[str, torch.Tensor], model: LocalVim) -> None:
+def resize_position_tables(state: dict[str, torch.Tensor], model: LocalVim, source: str) -> None:
     """Bicubically resize ``pos_embed`` / ``rope.freqs_*`` trained on a square grid to the model's grid."""
     prefix = model.num_prefix_tokens
     if "pos_embed" in state and hasattr(model, "pos_embed") and state["pos_embed"].shape != model.pos_embed.shape:
         pos = state["pos_embed"]
         side = math.isqrt(pos.shape[1] - prefix)
         if side * side != pos.shape[1] - prefix:
-            raise CheckpointError(f"pos_embed {tuple(pos.shape)} is not a square grid plus {prefix} class token(s)")
+            raise CheckpointError(
+                f"{source}: pos_embed {tuple(pos.shape)} is not a square patch grid plus {prefix} class token(s) "
+                "(does the model's cls_token setting match the checkpoint?)"
+            )
         if prefix:
             c = side * side // 2
             patches = resize_grid(torch.cat([pos[:, :c], pos[:, c + 1 :]], 1), (side, side), model.grid)
@@ -177,7 +180,7 @@ def convert_state_dict(checkpoint: Mapping, model: nn.Module, source: str) -> di
     if not (isinstance(model, LocalVMamba) and "patch_embed.proj.weight" in state):
         state = map_keys(state, model, source)
     if isinstance(model, LocalVim):
-        resize_position_tables(state, model)
+        resize_position_tables(state, model, source)
     fresh_head(state, model)
     adapt_in_chans(state, model)
     check_state_dict(model, state, source)

@@ -1,10 +1,176 @@
-"""The torch backend of the selective scan (CPU and GPUs without Triton)."""
+"""The torch backend of the selective scan: a streaming chunked scan with its own backward (CPU, and GPUs
+without Triton).
+
+Why not the per-step loop of the reference: under autograd every step records several ops and keeps their
+(b, d, n) operands alive for backward, so time and memory both carry a large constant per step. Here a custom
+autograd Function walks the sequence in chunks of T steps, in a time-major layout where one step of the
+recurrence is a single in-place `addcmul_` over contiguous memory:
+
+    forward   per chunk: dA = exp(delta A) and H = delta u B, both (b, T, d, n); then H_t += dA_t * H_{t-1}
+              step by step; y = <H, C> by batched matmul. Only the state entering each chunk is kept (l / T of
+              them), never the (b, l, d, n) states.
+    backward  chunks in reverse: recompute dA and H from the saved entering state, run the adjoint recurrence
+              G_t = C_t dy_t + dA_{t+1} G_{t+1} the same way, then every gradient of the chunk in a few batched
+              contractions. Memory is four chunk buffers plus the l / T states, whatever l is.
+
+delta_bias, softplus, D and the z gate are elementwise on (b, d, l) and stay plain autograd around it.
+"""
 
 from __future__ import annotations
 
-from kernels.selective_scan.reference import selective_scan_ref
+import torch
+import torch.nn.functional as F
+
+from kernels._backend import up
+
+# Elements in one (b, T, d, n) chunk buffer; four are live in backward. 2**20 (4 MiB in float32) keeps them
+# near the CPU's L2 cache; the chunk length follows from it (benchmarks/RESULTS.md has the sweep).
+CHUNK_ELEMENTS = 2**20
 
 
-def selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, initial_state):
-    """Same contract as `selective_scan_ref`. The per-step loop with `unbind` is linear in l under autograd."""
-    return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, initial_state)
+def chunk_length(b: int, d: int, n: int) -> int:
+    """Steps per chunk for a (b, d, n) state: the buffer budget over the state size, clamped to [8, 256]."""
+    return max(8, min(256, CHUNK_ELEMENTS // max(1, b * d * n)))
+
+
+def _time_major(x: torch.Tensor) -> torch.Tensor:
+    """(b, d, l) -> (b, l, d) contiguous; free when x is already a transposed view of (b, l, d) memory."""
+    t = x.transpose(1, 2)
+    if t.is_contiguous():
+        return t
+    out = torch.empty_like(t, memory_format=torch.contiguous_format)
+    for i in range(x.shape[0]):  # 2-D copies take ATen's blocked transpose path; a 3-D permute copy does not
+        out[i].copy_(t[i])
+    return out
+
+
+def _is_time_major(x: torch.Tensor) -> bool:
+    return x.transpose(1, 2).is_contiguous()
+
+
+def _as_input(y: torch.Tensor, time_major: bool) -> torch.Tensor:
+    """y (b, l, d) contiguous -> (b, d, l), in time-major memory when the input was (so later elementwise ops
+    see one layout), else contiguous."""
+    if time_major:
+        return y.transpose(1, 2)
+    out = y.new_empty(y.shape[0], y.shape[2], y.shape[1])
+    for i in range(y.shape[0]):
+        out[i].copy_(y[i].t())
+    return out
+
+
+class _ChunkedScan(torch.autograd.Function):
+    """y_t = <C_t, h_t>, h_t = exp(delta_t A) h_{t-1} + delta_t u_t B_t.
+
+    Inputs: u, delta (b, d, l); A (d, n); B, C (b, g, n, l); h0 (b, d, n) or None; chunk (steps). Outputs: y
+    (b, d, l) and the last state (b, d, n).
+    """
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, h0, chunk: int):
+        u_t, delta_t = _time_major(u), _time_major(delta)  # (b, l, d)
+        B_t, C_t = B.permute(0, 3, 1, 2).contiguous(), C.permute(0, 3, 1, 2).contiguous()  # (b, l, g, n)
+        b, l, d = u_t.shape
+        g, n = B_t.shape[2], B_t.shape[3]
+        starts = u_t.new_empty(0 if l == 0 else (l - 1) // chunk + 1, b, d, n)
+        y = torch.empty_like(u_t)
+        dA, H = u_t.new_empty(b, chunk, d, n), u_t.new_empty(b, chunk + 1, d, n)
+        h = u_t.new_zeros(b, d, n) if h0 is None else h0
+        for c, t0 in enumerate(range(0, l, chunk)):
+            sl = slice(t0, min(t0 + chunk, l))
+            T = sl.stop - t0
+            starts[c] = h
+            _chunk_states(u_t[:, sl], delta_t[:, sl], A, B_t[:, sl], h, dA[:, :T], H[:, : T + 1])
+            y[:, sl] = torch.matmul(H[:, 1 : T + 1].view(b, T, g, d // g, n), C_t[:, sl, :, :, None]).view(b, T, d)
+            h = H[:, T].clone()
+        ctx.save_for_backward(u_t, delta_t, A, B_t, C_t, starts)
+        ctx.chunk, ctx.has_h0 = chunk, h0 is not None
+        ctx.time_major = _is_time_major(u), _is_time_major(delta)
+        return _as_input(y, ctx.time_major[0]), h
+
+    @staticmethod
+    def backward(ctx, dy, dlast):
+        u_t, delta_t, A, B_t, C_t, starts = ctx.saved_tensors
+        chunk = ctx.chunk
+        b, l, d = u_t.shape
+        g, n = B_t.shape[2], B_t.shape[3]
+        dg = d // g
+        dy_t = _time_major(dy)
+        du, ddelta = torch.empty_like(u_t), torch.empty_like(delta_t)
+        dB, dC = torch.empty_like(B_t), torch.empty_like(C_t)
+        dA_param = torch.zeros_like(A)
+        carry = dlast.clone()  # dL/dh at the end of the chunk being processed
+        dA, H, G = u_t.new_empty(b, chunk, d, n), u_t.new_empty(b, chunk + 1, d, n), u_t.new_empty(b, chunk, d, n)
+        for c in reversed(range(starts.shape[0])):
+            sl = slice(c * chunk, min((c + 1) * chunk, l))
+            T = sl.stop - sl.start
+            dAc, Hc, Gc = dA[:, :T], H[:, : T + 1], G[:, :T]
+            delta_c, dy_c = delta_t[:, sl], dy_t[:, sl]
+            delta_u = delta_c * u_t[:, sl]
+            _chunk_states(u_t[:, sl], delta_c, A, B_t[:, sl], starts[c], dAc, Hc, delta_u=delta_u)
+            torch.mul(dy_c.view(b, T, g, dg, 1), C_t[:, sl, :, None, :], out=Gc.view(b, T, g, dg, n))
+            Gc[:, T - 1].add_(carry)
+            steps_dA, steps_G = dAc.unbind(1), Gc.unbind(1)
+            for t in range(T - 2, -1, -1):
+                steps_G[t].addcmul_(steps_dA[t + 1], steps_G[t + 1])
+            carry = dAc[:, 0] * Gc[:, 0]
+            G5, H5 = Gc.view(b, T, g, dg, n), Hc[:, 1:].view(b, T, g, dg, n)
+            GB = torch.matmul(G5, B_t[:, sl, :, :, None]).view(b, T, d)
+            dB[:, sl] = torch.matmul(G5.transpose(-1, -2), delta_u.view(b, T, g, dg, 1)).view(b, T, g, n)
+            dC[:, sl] = torch.matmul(H5.transpose(-1, -2), dy_c.view(b, T, g, dg, 1)).view(b, T, g, n)
+            # dL/d(delta_t A) = G_t h_{t-1} dA_t, written over dA; then G's buffer takes it times delta
+            M = dAc.mul_(Gc).mul_(Hc[:, :T])
+            dA_param += torch.mul(M, delta_c[..., None], out=Gc).sum((0, 1))
+            torch.mul(delta_c, GB, out=du[:, sl])
+            torch.addcmul(torch.einsum("btdn,dn->btd", M, A), u_t[:, sl], GB, out=ddelta[:, sl])
+        return (
+            _as_input(du, ctx.time_major[0]),
+            _as_input(ddelta, ctx.time_major[1]),
+            dA_param,
+            dB.permute(0, 2, 3, 1),
+            dC.permute(0, 2, 3, 1),
+            carry if ctx.has_h0 else None,
+            None,
+        )
+
+
+def _chunk_states(u, delta, A, B, h, dA, H, *, delta_u=None) -> None:
+    """One chunk's decays and states, in place.
+
+    Args:
+        u, delta: (b, T, d). A: (d, n). B: (b, T, g, n). h: (b, d, n), the state entering the chunk.
+        dA: (b, T, d) buffer, filled with exp(delta A). H: (b, T + 1, d, n) buffer, filled with h and the T states.
+    """
+    b, T, d = u.shape
+    g, n = B.shape[2], B.shape[3]
+    torch.mul(delta[..., None], A, out=dA).exp_()
+    delta_u = delta * u if delta_u is None else delta_u
+    torch.mul(delta_u.view(b, T, g, d // g, 1), B[:, :, :, None, :], out=H[:, 1:].view(b, T, g, d // g, n))
+    H[:, 0] = h
+    steps_dA, steps_H = dA.unbind(1), H.unbind(1)
+    for t in range(T):
+        steps_H[t + 1].addcmul_(steps_dA[t], steps_H[t])
+
+
+def selective_scan_torch(
+    u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, initial_state, *, chunk_size=None
+):
+    """Same contract as `selective_scan_ref`; ``chunk_size`` overrides `chunk_length` (tests use small chunks)."""
+    dtype = u.dtype
+    b, d, _ = u.shape
+    n = A.shape[1]
+    u32, delta = up(u), up(delta)
+    if delta_bias is not None:
+        delta = delta + up(delta_bias)[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    B, C = (t.unsqueeze(1) if t.dim() == 3 else t for t in (up(B), up(C)))
+    h0 = None if initial_state is None else up(initial_state).contiguous()
+    chunk = chunk_size or chunk_length(b, d, n)
+    y, last = _ChunkedScan.apply(u32, delta, up(A).contiguous(), B, C, h0, chunk)
+    if D is not None:
+        y = y + u32 * up(D)[:, None]
+    if z is not None:
+        y = y * F.silu(up(z))
+    out = y.to(dtype)
+    return (out, last) if return_last_state else out

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from kernels import selective_scan, selective_state_update
 from kernels._testing import RATIO, assert_close, assert_same_function, outputs_and_grads, selective_scan_inputs
 from kernels.selective_scan import selective_scan_ref, selective_state_update_ref
+from kernels.selective_scan.torch_scan import selective_scan_torch
 
 F64 = torch.float64
 
@@ -146,3 +147,73 @@ def test_unknown_backend_and_triton_on_cpu_are_refused(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     with pytest.raises(ValueError, match="triton"):
         selective_scan(**inp, backend="triton")
+
+
+def _torch_scan(chunk_size):
+    def run(u, delta, A, B, C, D=None, z=None, delta_bias=None, initial_state=None, **opts):
+        return selective_scan_torch(
+            u,
+            delta,
+            A,
+            B,
+            C,
+            D,
+            z,
+            delta_bias,
+            opts.get("delta_softplus", False),
+            opts.get("return_last_state", False),
+            initial_state,
+            chunk_size=chunk_size,
+        )
+
+    return run
+
+
+@pytest.mark.parametrize(("l", "chunk_size"), [(1, 8), (63, 8), (64, 16), (130, 32), (40, None)])
+@pytest.mark.parametrize("groups", [None, 2])
+@pytest.mark.parametrize("opts", list(OPTIONS))
+def test_torch_backend_matches_reference_float64(l, chunk_size, groups, opts):
+    full = opts == "all"
+    inputs = selective_scan_inputs(
+        2, 4, l, 3, groups=groups, dtype=F64, z=full, D=full, delta_bias=opts != "plain", initial_state=full
+    )
+    ref = outputs_and_grads(selective_scan_ref, inputs, **OPTIONS[opts])
+    out = outputs_and_grads(_torch_scan(chunk_size), inputs, **OPTIONS[opts])
+    assert_same_function(f"torch scan l={l} T={chunk_size}", ref, out, ratio=1e-10)
+
+
+@pytest.mark.parametrize("l", [1, 77, 300])
+@pytest.mark.parametrize("time_major", [False, True])
+def test_torch_backend_matches_reference_float32(l, time_major, nan_poison):
+    """The public op on float32, NaN-poisoned buffers, inputs as transposed views of (b, l, d) memory or not."""
+    inputs = selective_scan_inputs(2, 8, l, 4, groups=2, initial_state=True)
+    if time_major:
+        for k in ("u", "delta", "z"):
+            inputs[k] = inputs[k].transpose(1, 2).contiguous().transpose(1, 2)
+    opts = {"delta_softplus": True, "return_last_state": True}
+    ref = outputs_and_grads(selective_scan_ref, inputs, **opts)
+    out = outputs_and_grads(selective_scan, inputs, **opts, backend="torch")
+    assert_same_function(f"torch scan l={l}", ref, out, ratio=RATIO[torch.float32])
+
+
+def _saved_elements(fn, inputs) -> int:
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        total += t.numel()
+        return t
+
+    leaves = {k: v.requires_grad_(True) if v is not None else None for k, v in inputs.items()}
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(**leaves, delta_softplus=True)
+    return total
+
+
+def test_torch_backend_saves_no_per_step_states():
+    """Autograd keeps about two copies of the inputs (no (b, d, n, l) states), the reference far more."""
+    inputs = selective_scan_inputs(1, 64, 512, 16)
+    input_elements = sum(t.numel() for t in inputs.values() if t is not None)
+    saved = _saved_elements(lambda **kw: selective_scan(**kw, backend="torch"), inputs)
+    assert saved < 2.5 * input_elements
+    assert _saved_elements(selective_scan_ref, selective_scan_inputs(1, 64, 512, 16)) > 4 * input_elements

@@ -19,7 +19,8 @@ the two together (outputs and gradients).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -153,6 +154,28 @@ class MultiScan(nn.Module):
 
     def extra_repr(self) -> str:
         return f"directions={list(self.directions)}, search={self.search}"
+
+
+def extract_directions(state: Mapping[str, torch.Tensor], topk: int = 4) -> list[list[str]]:
+    """The search result: for each supernet layer, its top-k directions by softmax weight, listed in candidate
+    order (hunto/LocalMamba ``tools/vis_search_prob.py``).
+
+    Args:
+        state: a supernet state dict (ours or official): the ``...multi_scan.weights`` (8, 1, 1, 1) entries are
+            read in layer order.
+    """
+    keys = [k for k in state if k.endswith("multi_scan.weights")]
+    if not keys:
+        raise ValueError("no multi_scan.weights in the checkpoint: not a LocalMamba search supernet")
+    if not 1 <= topk <= len(ALL_DIRECTIONS):
+        raise ValueError(f"topk must be in 1..{len(ALL_DIRECTIONS)}; got {topk}")
+    chosen = []
+    for key in sorted(keys, key=lambda k: [int(n) for n in re.findall(r"\d+", k)]):
+        probs = state[key].float().reshape(-1).softmax(0)
+        if probs.numel() != len(ALL_DIRECTIONS):
+            raise ValueError(f"{key} has {probs.numel()} weights; a supernet layer has {len(ALL_DIRECTIONS)}")
+        chosen.append([ALL_DIRECTIONS[i] for i in sorted(probs.topk(topk).indices.tolist())])
+    return chosen
 
 
 class MultiScanMamba(nn.Module):
