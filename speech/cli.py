@@ -9,6 +9,7 @@ Flags may be written with dashes or underscores (``--prompt-audio`` = ``--prompt
 from __future__ import annotations
 
 import sys
+from typing import Literal
 
 from core.cli import run
 
@@ -168,6 +169,101 @@ def train(
     print(f"wrote {path}")
 
 
+def synth(
+    text: str | None = None,
+    out: str = "tts_output.wav",
+    model: str | None = None,
+    text_file: str | None = None,
+    prompt_audio: str | None = None,
+    prompt_text: str | None = None,
+    seed: int | None = None,
+    device: str = "cpu",
+    max_seconds: float = 20.0,
+    top_p: float = 0.8,
+    top_k: int = 0,
+    temperature: float = 1.0,
+    ras: bool = True,
+    ras_window: int = 10,
+    ras_threshold: float = 0.1,
+    ras_variant: Literal["paper", "common"] = "paper",
+    sample_rate: int | None = None,
+    spectrogram: str | None = None,
+    codec_weights: str | None = None,
+) -> None:
+    """Synthesize speech from text, optionally in the voice of a short prompt recording; writes a WAV.
+
+    Prints the audio duration and the real-time factor (compute time / audio time).
+
+    Args:
+        text: the text to speak.
+        out: output WAV file (written atomically).
+        model: a trained checkpoint directory (default: the bundled model in examples/speech_model).
+        text_file: read the text from this file instead.
+        prompt_audio: a voice prompt (about 3 s of speech, 1-10 s; any rate, stereo is downmixed).
+        prompt_text: the prompt's transcript (required with --prompt-audio).
+        seed: random seed (default: random).
+        device: cpu or cuda.
+        max_seconds: stop generating after this much audio.
+        top_p: nucleus sampling mass (0: greedy before the repetition check).
+        top_k: keep at most this many codes (0: no cap).
+        temperature: logit temperature.
+        ras: Repetition Aware Sampling (VALL-E 2); --ras false gives plain nucleus sampling.
+        ras_window: RAS window K.
+        ras_threshold: RAS threshold t_r.
+        ras_variant: paper (r > t_r) or common (r >= t_r with a top-k cap, as CosyVoice).
+        sample_rate: resample the output to this rate (default: the codec's).
+        spectrogram: also write a spectrogram PNG here.
+        codec_weights: EnCodec weights file or directory (EnCodec models; default: the torch hub cache).
+    """
+    from pathlib import Path
+
+    import torch
+
+    from core.io import InputError
+    from speech.audio import resample, save_audio
+    from speech.models.sampling import SamplingConfig
+    from speech.synthesis import load_model_and_codec, save_spectrogram, synthesize
+
+    if (text is None) == (text_file is None):
+        raise InputError("give exactly one of --text and --text-file")
+    if text_file is not None:
+        if not Path(text_file).is_file():
+            raise InputError(f"text file not found: {text_file}")
+        text = Path(text_file).read_text(encoding="utf-8")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device cuda was requested but CUDA is not available")
+    if sample_rate is not None and sample_rate < 1000:
+        raise InputError(f"sample rate must be at least 1000 Hz; got {sample_rate}")
+    try:
+        sampling = SamplingConfig(
+            top_p=top_p,
+            top_k=top_k,
+            temperature=temperature,
+            ras=ras,
+            ras_window=ras_window,
+            ras_threshold=ras_threshold,
+            ras_variant=ras_variant,
+        )
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    lm, codec = load_model_and_codec(model, codec_weights=codec_weights, device=device)
+    result = synthesize(
+        lm,
+        codec,
+        text,
+        prompt_audio=prompt_audio,
+        prompt_text=prompt_text,
+        sampling=sampling,
+        max_seconds=max_seconds,
+        seed=seed,
+    )
+    rate = sample_rate or result.sample_rate
+    save_audio(out, resample(result.wav, result.sample_rate, rate), rate)
+    if spectrogram is not None:
+        save_spectrogram(spectrogram, result.wav, result.sample_rate, title=text[:60])
+    print(f"wrote {out}: {result.seconds:.2f} s of audio in {result.elapsed:.2f} s (real-time factor {result.rtf:.2f})")
+
+
 def _dashes_to_underscores(argv: list[str]) -> list[str]:
     """``--prompt-audio x`` -> ``--prompt_audio x`` (jsonargparse knows the underscore spelling only)."""
     fixed = []
@@ -181,7 +277,11 @@ def _dashes_to_underscores(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    return run({"corpus": corpus, "encode": encode, "train": train}, _dashes_to_underscores(list(argv)), prog="tts")
+    return run(
+        {"corpus": corpus, "encode": encode, "train": train, "synth": synth},
+        _dashes_to_underscores(list(argv)),
+        prog="tts",
+    )
 
 
 if __name__ == "__main__":
