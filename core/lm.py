@@ -108,7 +108,8 @@ class LMConfig:
         d_model, n_layer: width and depth.
         mixer: one kind for every layer, or a list of kinds: n_layer of them, or a shorter pattern repeated
             (its length must divide n_layer).
-        d_intermediate: width of a gated (SwiGLU) MLP after each mixer; 0 = no MLP (as Mamba).
+        d_intermediate: a gated (SwiGLU) MLP after each mixer, of this width rounded up to a multiple of 128
+            (as mamba_ssm's ``GatedMLP``); 0 = no MLP (as Mamba).
         rms_norm: RMSNorm (else LayerNorm) everywhere. norm_epsilon: their eps.
         residual_in_fp32: keep the residual stream in float32.
         tie_embeddings: lm_head shares the embedding matrix.
@@ -158,6 +159,11 @@ class LMConfig:
     def padded_vocab_size(self) -> int:
         m = self.pad_vocab_size_multiple
         return math.ceil(self.vocab_size / m) * m
+
+    @property
+    def mlp_width(self) -> int:
+        """The MLP's hidden width: d_intermediate rounded up to a multiple of 128, as mamba_ssm's GatedMLP."""
+        return math.ceil(self.d_intermediate / 128) * 128
 
     def layer_kinds(self) -> list[str]:
         """The mixer kind of each of the n_layer layers."""
@@ -249,7 +255,7 @@ class Backbone(nn.Module):
         self.layers = nn.ModuleList()
         for kind in config.layer_kinds():
             with_mlp = config.d_intermediate > 0
-            mlp = Mlp(d, config.d_intermediate, activation="silu", gated=True, bias=False, **dd) if with_mlp else None
+            mlp = Mlp(d, config.mlp_width, activation="silu", gated=True, bias=False, **dd) if with_mlp else None
             self.layers.append(
                 Block(
                     make_mixer(kind, config, **dd),

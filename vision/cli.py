@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from core.cli import run
 from vision.tasks.btb3d_cli import convert3d, decode3d, tokenize3d
-from vision.tasks.local_mamba_cli import convert, extract_directions
+from vision.tasks.local_mamba_cli import convert, extract_directions, train_classifier
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,6 +15,7 @@ def main(argv: list[str] | None = None) -> int:
             "convert3d": convert3d,
             "convert": convert,
             "extract-directions": extract_directions,
+            "train-classifier": train_classifier,
         },
         argv,
         prog="vision",

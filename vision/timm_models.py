@@ -135,3 +135,15 @@ def localvmamba_test(pretrained: bool = False, **kwargs):
 def localvmamba_test_search(pretrained: bool = False, **kwargs):
     """A tiny LocalVMamba supernet for tests."""
     return _create("localvmamba_test_search", pretrained, **kwargs)
+
+
+@register_model
+def localvim_fmnist(pretrained: bool = False, **kwargs):
+    """A small LocalVim for 28x28 grey images (Fashion-MNIST), local directions (h, h_flip, w2, w2_flip)."""
+    return _create("localvim_fmnist", pretrained, **kwargs)
+
+
+@register_model
+def localvim_fmnist_search(pretrained: bool = False, **kwargs):
+    """The search supernet of `localvim_fmnist`."""
+    return _create("localvim_fmnist_search", pretrained, **kwargs)

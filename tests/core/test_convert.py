@@ -217,3 +217,18 @@ def test_presets_and_our_format_through_core_from_pretrained(tmp_path):
     ids = torch.randint(0, 101, (1, 9))
     with torch.no_grad():
         assert torch.equal(again(ids), model(ids))
+
+
+def test_mamba2_a_hybrid_reproduces_official_logits_and_greedy_continuation():
+    """Mamba2 (2 groups) + GQA attention + gated MLPs, from mamba_ssm's own save_pretrained (tests/fixtures)."""
+    directory = FIXTURES / "mamba2_a"
+    expected = load_file(directory / "expected.safetensors")
+    model = core.from_pretrained(directory / "state_spaces")
+    assert model.config.layer_kinds() == ["mamba2", "attention", "mamba2"]
+    assert model.config.mlp_width == 128
+    with torch.no_grad():
+        for L in (80, 33):
+            logits = model(expected[f"input_ids_L{L}"])
+            torch.testing.assert_close(logits, expected[f"logits_L{L}"], rtol=0, atol=1e-5)
+    prompt, output = expected["greedy_prompt"], expected["greedy_output"]
+    assert torch.equal(model.generate(prompt, max_new_tokens=output.shape[1] - prompt.shape[1]), output)

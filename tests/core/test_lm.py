@@ -87,7 +87,8 @@ def test_module_names_are_mamba_ssm_names():
         "backbone.norm_f.bias",
         "lm_head.weight",
     }
-    assert model.state_dict()[f"{layer}mlp.fc1.weight"].shape == (2 * 24, 16)  # gated: value and gate
+    assert model.state_dict()[f"{layer}mlp.fc1.weight"].shape == (2 * 128, 16)  # value and gate, 24 -> 128 wide
+    assert model.state_dict()[f"{layer}mlp.fc2.weight"].shape == (16, 128)
     assert model.backbone.embedding.weight.shape == (40, 16)  # 37 padded to a multiple of 8
 
 

@@ -115,6 +115,32 @@ PRESETS: dict[str, LocalVimConfig | LocalVMambaConfig] = {
     "localvmamba_small_search": LocalVMambaConfig(
         dims=[32, 64, 128, 256], depths=[2, 2, 27, 2], directions=None, drop_path_rate=0.1
     ),
+    # small models for Fashion-MNIST on a CPU (28x28 grey, 7x7 patches): the middle-class-token recipe with
+    # LocalMamba's un-searched local directions (``local_vim_tiny_wo_search``), and its search supernet
+    "localvim_fmnist": LocalVimConfig(
+        img_size=28,
+        patch_size=4,
+        in_chans=1,
+        num_classes=10,
+        embed_dim=64,
+        depth=4,
+        d_state=8,
+        directions=[["h", "h_flip", "w2", "w2_flip"]] * 4,
+        cls_token="middle",
+        rope=False,
+    ),
+    "localvim_fmnist_search": LocalVimConfig(
+        img_size=28,
+        patch_size=4,
+        in_chans=1,
+        num_classes=10,
+        embed_dim=64,
+        depth=4,
+        d_state=8,
+        directions=None,
+        cls_token="middle",
+        rope=False,
+    ),
     # tiny presets for tests: 32x32 images, every direction used somewhere
     "localvim_test": LocalVimConfig(
         img_size=32,

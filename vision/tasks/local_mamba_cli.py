@@ -1,4 +1,4 @@
-"""The LocalMamba commands of the `vision` console script: convert, extract-directions.
+"""The LocalMamba commands of the `vision` console script: convert, extract-directions, train-classifier.
 
 Plain typed functions (jsonargparse builds the CLI from them); heavy imports happen inside. Bad input raises
 `core.io.InputError` / `core.checkpoint.CheckpointError` (one line, exit 2); outputs are written under a temporary
@@ -8,6 +8,11 @@ name and renamed when complete.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the CLI reads these annotations; importing them for real would load lightning at --help
+    from core.train import OptimizerConfig, TrainerConfig
+    from vision.tasks.classify import ImageDataConfig
 
 
 def load_model_config(model: str, **overrides):
@@ -105,3 +110,54 @@ def extract_directions(checkpoint: Path, out: Path, topk: int = 4, model: str | 
         tmp.write_text(json.dumps({"model_type": model_type, **dataclasses.asdict(config)}, indent=2) + "\n")
     for i, layer in enumerate(directions):
         print(f"layer {i}: {', '.join(layer)}")
+
+
+def train_classifier(
+    out: Path,
+    model: str = "localvim_fmnist",
+    data: ImageDataConfig | None = None,
+    trainer: TrainerConfig | None = None,
+    optimizer: OptimizerConfig | None = None,
+    label_smoothing: float = 0.0,
+    resume: str | None = None,
+) -> None:
+    """Train a LocalVim / LocalVMamba classifier on an offline image set (Fashion-MNIST or scikit-learn digits).
+
+    Args:
+        out: the directory for the trained model (our format) and its metrics.json.
+        model: a preset (localvim_fmnist, localvim_fmnist_search, ...) or a .json config (extract-directions);
+            the channel count, class count and image size follow the data.
+        data: the image set (--data.dataset fashion-mnist|digits, --data.batch_size, ...).
+        trainer: length, checkpoints, logging (default: 1,700 steps, about 2 epochs of Fashion-MNIST).
+        optimizer: AdamW and the cosine schedule (default: lr 1e-3, weight decay 0.05, 100 warm-up steps).
+        label_smoothing: cross-entropy label smoothing.
+        resume: "last" or a .ckpt file to continue from (needs --trainer.checkpoint_dir).
+    """
+    import json
+
+    from core.io import InputError, atomic_output
+    from core.train import OptimizerConfig, TrainerConfig
+    from vision.models.local_mamba_presets import model_class
+    from vision.models.local_vim import LocalVimConfig
+    from vision.tasks.classify import ImageClassificationData, ImageDataConfig, train_classifier
+
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise InputError(f"cannot write {out}: directory {out.parent} does not exist")
+    data_module = ImageClassificationData(data or ImageDataConfig())
+    channels, height, _ = data_module.image_shape
+    fields = {"in_chans": channels, "num_classes": data_module.num_classes}
+    config = load_model_config(model)
+    if isinstance(config, LocalVimConfig):
+        fields["img_size"] = height
+    config = load_model_config(model, **fields)
+    net = model_class(config).from_config(config)
+    trainer = trainer or TrainerConfig(max_steps=1700, val_every_n_batches=500, limit_val_batches=8)
+    optimizer = optimizer or OptimizerConfig(lr=1e-3, weight_decay=0.05, warmup_steps=100)
+    metrics = train_classifier(
+        net, data_module, trainer=trainer, optimizer=optimizer, label_smoothing=label_smoothing, resume=resume
+    )
+    net.save_pretrained(out)
+    with atomic_output(out / "metrics.json") as tmp:
+        tmp.write_text(json.dumps({"model": model, "dataset": data_module.config.dataset, **metrics}, indent=2) + "\n")
+    print(f"test accuracy {metrics['test_acc']:.4f} ({metrics['params']} parameters) -> {out}")

@@ -1,0 +1,195 @@
+"""Fashion-MNIST on a CPU: a small LocalVim against a timm ViT of the same size and against the same LocalVim
+with other scans (Vim's bidirectional row scan; VMamba's 4-direction cross scan; directions searched here).
+
+Every variant gets the same data (55k training images, 5k held out, the official 10k test set), batch size,
+optimizer, schedule and number of steps. Run each variant as its own long job, then the report:
+
+    /work/bin/cpujob python -m benchmarks.vision_fmnist train --variant local
+    /work/bin/cpujob python -m benchmarks.vision_fmnist search          # supernet -> searched directions
+    /work/bin/cpujob python -m benchmarks.vision_fmnist train --variant searched
+    python -m benchmarks.vision_fmnist report                            # table + benchmarks/plots/
+
+Results go to benchmarks/results/vision_fmnist_<variant>.json (with the training curve from the CSV log); the
+trained weights to benchmarks/results/models/ (the ViT is the frozen image encoder of benchmarks/vision_vqa.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Literal
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
+SEARCHED = RESULTS / "vision_fmnist_searched_config.json"
+VARIANTS = ("local", "vim", "cross", "searched", "vit")
+LABELS = {
+    "local": "LocalVim, local scans (h, h_flip, w2, w2_flip)",
+    "vim": "same model, Vim's scan (h, h_flip)",
+    "cross": "same model, VMamba's cross scan (h, v, h_flip, v_flip)",
+    "searched": "same model, directions searched on Fashion-MNIST",
+    "vit": "timm ViT (dim 64, depth 4, 4 heads)",
+}
+
+
+def _model(variant: str):
+    import timm
+
+    import vision  # noqa: F401  (registers the LocalMamba models)
+    from vision.models.local_mamba_presets import preset
+    from vision.models.local_vim import LocalVim
+    from vision.tasks.local_mamba_cli import load_model_config
+
+    if variant == "vit":
+        return timm.create_model(
+            "vit_tiny_patch16_224", img_size=28, patch_size=4, in_chans=1, num_classes=10, embed_dim=64, depth=4,
+            num_heads=4,
+        )  # fmt: skip
+    directions = {
+        "local": [["h", "h_flip", "w2", "w2_flip"]] * 4,
+        "vim": [["h", "h_flip"]] * 4,
+        "cross": [["h", "v", "h_flip", "v_flip"]] * 4,
+    }
+    if variant == "searched":
+        return LocalVim.from_config(load_model_config(str(SEARCHED)))
+    return LocalVim.from_config(preset("localvim_fmnist", directions=directions[variant]))
+
+
+def _curve(log_dir: Path) -> list[dict]:
+    rows = []
+    for path in sorted(log_dir.rglob("metrics.csv")):
+        with path.open() as f:
+            for row in csv.DictReader(f):
+                if row.get("val/acc"):
+                    rows.append({"step": int(row["step"]), "val_acc": float(row["val/acc"])})
+    return rows
+
+
+def save_model(model, variant: str) -> Path:
+    """The trained weights: our checkpoint format for LocalVim, a timm state dict (safetensors) for the ViT."""
+    from safetensors.torch import save_file
+
+    path = RESULTS / "models" / f"vision_fmnist_{variant}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if variant == "vit":
+        path = path.with_suffix(".safetensors")
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    else:
+        model.save_pretrained(path)
+    return path
+
+
+def train(
+    variant: Literal["local", "vim", "cross", "searched", "vit"],
+    steps: int = 1700,
+    batch_size: int = 64,
+    val_every: int = 250,
+    seed: int = 0,
+) -> None:
+    """Train one variant on Fashion-MNIST and write its result JSON.
+
+    Args:
+        variant: which model (see the module docstring).
+        steps: optimizer steps (1,700 x 64 images is about two epochs).
+        batch_size: images per step.
+        val_every: validate on 2,048 held-out images every this many steps (the learning curve).
+        seed: initialisation and data order.
+    """
+    import torch
+
+    from core.train import OptimizerConfig, TrainerConfig
+    from vision.tasks.classify import ImageClassificationData, ImageDataConfig, train_classifier
+
+    torch.manual_seed(seed)
+    model = _model(variant)
+    log_dir = RESULTS / "logs" / f"vision_fmnist_{variant}"
+    trainer = TrainerConfig(
+        max_steps=steps, val_every_n_batches=val_every, limit_val_batches=8, log_dir=str(log_dir),
+        run_name=variant, log_every_n_steps=50, seed=seed, accelerator="cpu", devices=1,
+    )  # fmt: skip
+    optimizer = OptimizerConfig(lr=1e-3, weight_decay=0.05, warmup_steps=100)
+    data = ImageClassificationData(ImageDataConfig(batch_size=batch_size), seed=seed)
+    metrics = train_classifier(model, data, trainer=trainer, optimizer=optimizer)
+    result = {
+        "variant": variant,
+        "label": LABELS[variant],
+        "steps": steps,
+        "batch_size": batch_size,
+        "threads": torch.get_num_threads(),
+        **metrics,
+        "curve": _curve(log_dir),
+    }
+    if variant == "searched":
+        result["directions"] = model.config.directions
+    RESULTS.mkdir(exist_ok=True)
+    save_model(model.eval(), variant)
+    (RESULTS / f"vision_fmnist_{variant}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "curve"}))
+
+
+def search(steps: int = 400, batch_size: int = 64, seed: int = 0) -> None:
+    """Train the `localvim_fmnist_search` supernet (all eight directions, softmax weights, single-level as
+    upstream) for a few hundred steps and keep each layer's top 4 directions (`vision extract-directions`)."""
+    import torch
+
+    from core.train import OptimizerConfig, TrainerConfig
+    from vision.cli import main
+    from vision.models.local_mamba_presets import preset
+    from vision.models.local_vim import LocalVim
+    from vision.tasks.classify import ImageClassificationData, ImageDataConfig, train_classifier
+
+    torch.manual_seed(seed)
+    supernet = LocalVim.from_config(preset("localvim_fmnist_search"))
+    trainer = TrainerConfig(
+        max_steps=steps, val_every_n_batches=steps, limit_val_batches=8, log_dir=str(RESULTS / "logs"),
+        run_name="vision_fmnist_supernet", log_every_n_steps=50, seed=seed, accelerator="cpu", devices=1,
+    )  # fmt: skip
+    optimizer = OptimizerConfig(lr=1e-3, weight_decay=0.05, warmup_steps=50)
+    data = ImageClassificationData(ImageDataConfig(batch_size=batch_size), seed=seed)
+    metrics = train_classifier(supernet, data, trainer=trainer, optimizer=optimizer)
+    supernet_dir = RESULTS / "logs" / "vision_fmnist_supernet_model"
+    supernet.save_pretrained(supernet_dir)
+    probs = [layer.mixer.multi_scan.probabilities().tolist() for layer in supernet.layers]
+    code = main(["extract-directions", "--checkpoint", str(supernet_dir), "--out", str(SEARCHED),
+                 "--model", "localvim_fmnist"])  # fmt: skip
+    if code:
+        raise SystemExit(code)
+    summary = {"steps": steps, "supernet_test_acc": metrics["test_acc"], "probabilities": probs}
+    (RESULTS / "vision_fmnist_search.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary))
+
+
+def report() -> None:
+    """Print the Markdown table of the finished variants and draw the learning curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = [json.loads(p.read_text()) for v in VARIANTS if (p := RESULTS / f"vision_fmnist_{v}.json").is_file()]
+    print("| model | parameters | test accuracy | held-out accuracy | training time (s) |")
+    print("|---|---|---|---|---|")
+    for r in results:
+        print(
+            f"| {r['label']} | {r['params'] / 1e3:.0f}k | {100 * r['test_acc']:.2f} % | "
+            f"{100 * r['val_acc']:.2f} % | {r['train_seconds']:.0f} |"
+        )
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in results:
+        ax.plot([p["step"] for p in r["curve"]], [100 * p["val_acc"] for p in r["curve"]], marker="o", label=r["label"])
+    ax.set_xlabel("optimizer step (batch 64)")
+    ax.set_ylabel("held-out accuracy (%)")
+    ax.set_title("Fashion-MNIST, CPU, same data and schedule")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    (ROOT / "plots").mkdir(exist_ok=True)
+    fig.savefig(ROOT / "plots" / "vision_fmnist.png", dpi=120)
+    print(f"plot: {ROOT / 'plots' / 'vision_fmnist.png'}")
+
+
+if __name__ == "__main__":
+    from jsonargparse import CLI
+
+    CLI([train, search, report], as_positional=False)
