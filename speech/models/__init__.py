@@ -18,10 +18,10 @@ PRESETS: dict[str, tuple[type, object]] = {
         Valle2,
         Valle2Config(d_model=32, n_heads=2, ar_layers=1, nar_layers=1, codebook_size=16, n_codebooks=4, dropout=0.0),
     ),
-    # the bundled CPU-trained model (mel codec: 25 frames/s, 8 codebooks of 256)
+    # the bundled CPU-trained model (mel codec: 25 frames/s, 8 codebooks of 256): 4.2 M parameters
     "valle2-small": (
         Valle2,
-        Valle2Config(d_model=256, n_heads=4, ar_layers=6, nar_layers=4, codebook_size=256, n_codebooks=8),
+        Valle2Config(d_model=192, n_heads=4, ar_layers=4, nar_layers=3, codebook_size=256, n_codebooks=8),
     ),
     # the released VALL-E X size (Plachtaa), EnCodec 6 kbps
     "valle-x": (

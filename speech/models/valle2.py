@@ -218,10 +218,12 @@ class ValleAR(nn.Module):
         *,
         max_frames: int,
         sampling: SamplingConfig,
+        min_frames: int = 0,
         languages: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Codebook 0 after the prompt: (1, T) with T <= max_frames, ending at EOS or the bound.
+        """Codebook 0 after the prompt: (1, T) with T <= max_frames, ending at EOS or the bound; EOS is
+        suppressed for the first ``min_frames`` (fixed-length runs, e.g. for timing).
 
         Inside a group the G codes come from one forward pass and are sampled one after another, so the
         repetition check of RAS sees the codes before them.
@@ -233,6 +235,8 @@ class ValleAR(nn.Module):
         out: list[int] = []
         while True:
             group = []
+            if len(out) < min_frames:
+                logits = logits.index_fill(-1, torch.tensor([eos], device=logits.device), float("-inf"))
             for i in range(g):
                 group.append(sample_token(logits[0, i], out + group, sampling, generator=generator))
             if eos in group:
@@ -360,6 +364,7 @@ class Valle2(nn.Module):
         *,
         max_frames: int,
         sampling: SamplingConfig,
+        min_frames: int = 0,
         languages: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
@@ -372,7 +377,13 @@ class Valle2(nn.Module):
             prompt = torch.zeros(1, self.config.n_codebooks, 0, dtype=torch.long, device=text.device)
         prompt = prompt[..., prompt.shape[-1] % self.config.group_size :]
         first = self.ar.generate(
-            text, prompt[:, 0], max_frames=max_frames, sampling=sampling, languages=languages, generator=generator
+            text,
+            prompt[:, 0],
+            max_frames=max_frames,
+            min_frames=min_frames,
+            sampling=sampling,
+            languages=languages,
+            generator=generator,
         )
         if first.shape[1] == 0:
             return prompt.new_zeros(1, self.config.n_codebooks, 0)
