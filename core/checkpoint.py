@@ -109,6 +109,11 @@ def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return dict(obj)
 
 
+def format_keys(keys: list[str], limit: int = 3) -> str:
+    """The first ``limit`` keys and how many more, for one-line error messages."""
+    return ", ".join(keys[:limit]) + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+
 def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
     """Raise a one-line `CheckpointError` naming missing, unexpected or mis-shaped keys."""
     expected = model.state_dict()
@@ -119,17 +124,13 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], s
         for k, v in expected.items()
         if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
     ]
-
-    def some(keys: list[str]) -> str:
-        return ", ".join(keys[:3]) + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
-
     problems = []
     if missing:
-        problems.append(f"missing {some(missing)}")
+        problems.append(f"missing {format_keys(missing)}")
     if unexpected:
-        problems.append(f"unexpected {some(unexpected)}")
+        problems.append(f"unexpected {format_keys(unexpected)}")
     if wrong:
-        problems.append(f"shape mismatch (file vs model) {some(wrong)}")
+        problems.append(f"shape mismatch (file vs model) {format_keys(wrong)}")
     if problems:
         raise CheckpointError(f"{source} does not fit {type(model).__name__}: " + "; ".join(problems))
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from core.checkpoint import CheckpointError, load_strict, load_tensors, read_config
+from core.checkpoint import CheckpointError, format_keys, load_strict, load_tensors, read_config
 from core.lm import MODEL_TYPE, PRESETS, AttentionOptions, CausalLM, LMConfig, Mamba2Options, MambaOptions
 
 # mamba_ssm module options (ssm_cfg, attn_cfg), per mixer kind, by what they mean for a loaded model:
@@ -74,7 +74,7 @@ def from_pretrained(name_or_path: str | os.PathLike) -> CausalLM:
         raise CheckpointError(f"{directory} is not a checkpoint directory or a preset ({', '.join(sorted(PRESETS))})")
     values = read_config(directory)
     source = str(directory)
-    if "model_type" in values and values["model_type"] == MODEL_TYPE:
+    if values.get("model_type") == MODEL_TYPE:
         return CausalLM.from_pretrained(directory)
     if values.get("model_type") == "mamba":
         config = config_from_hf(values, source)
@@ -188,7 +188,7 @@ def _load(config: LMConfig, tensors: dict[str, torch.Tensor], key_map: Callable[
     missing = sorted(set(wanted) - set(tensors))
     if unmapped or missing:
         problems = [
-            f"{label} {_some(keys)}" for label, keys in (("missing", missing), ("unexpected", unmapped)) if keys
+            f"{label} {format_keys(keys)}" for label, keys in (("missing", missing), ("unexpected", unmapped)) if keys
         ]
         raise CheckpointError(f"{source} does not fit a {_describe(config)}: " + "; ".join(problems))
     state = {ours: tensors[theirs] for theirs, ours in wanted.items()}
@@ -218,7 +218,7 @@ def _read_shards(index: Path) -> dict[str, torch.Tensor]:
         tensors.update(load_tensors(index.parent / shard))
     absent = sorted(set(weight_map) - set(tensors))
     if absent:
-        raise CheckpointError(f"{index} lists tensors its shards do not hold: {_some(absent)}")
+        raise CheckpointError(f"{index} lists tensors its shards do not hold: {format_keys(absent)}")
     return tensors
 
 
@@ -257,7 +257,3 @@ def _make_config(source: str, **kwargs) -> LMConfig:
 def _describe(config: LMConfig) -> str:
     kinds = sorted(set(config.layer_kinds()))
     return f"{'/'.join(kinds)} LM with d_model {config.d_model} and {config.n_layer} layers"
-
-
-def _some(keys: list[str]) -> str:
-    return ", ".join(keys[:3]) + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")

@@ -393,13 +393,12 @@ class CausalLM(nn.Module):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike) -> CausalLM:
-        """A preset name (a fresh model of that shape, see `PRESETS`) or a directory in our format.
-
-        Official Mamba checkpoints (state-spaces, Hugging Face) load through `core.from_pretrained`.
+        """A preset name (a fresh model of that shape, see `PRESETS`) or a directory in our format (loaded in
+        eval mode). Official Mamba checkpoints (state-spaces, Hugging Face) load through `core.from_pretrained`.
         """
         if str(name_or_path) in PRESETS:
             return cls(copy.deepcopy(PRESETS[str(name_or_path)]))
-        return load_checkpoint(name_or_path, {MODEL_TYPE: (LMConfig, cls)})
+        return load_checkpoint(name_or_path, {MODEL_TYPE: (LMConfig, cls)}).eval()
 
 
 def _check_generate_args(input_ids, vocab, max_new_tokens, temperature, top_k, top_p, eos_token_id) -> None:

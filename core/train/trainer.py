@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import lightning as L
@@ -16,6 +17,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from core.block import Block
 from core.checkpoint import CheckpointError, load_pickle
+from core.io import InputError
 from core.train.resume import StepSeed
 
 
@@ -171,13 +173,20 @@ def fit(
     """``trainer.fit``, optionally resuming exactly from a checkpoint.
 
     Args:
-        resume: None (start fresh), ``"last"`` (the ``last.ckpt`` in the trainer's checkpoint dir if there is
-            one, else start fresh) or the path of a ``.ckpt`` file.
+        resume: None (start fresh), ``"last"`` (``last.ckpt`` in the checkpoint dir if it is there, else start
+            fresh) or the path of a ``.ckpt`` file.
 
     Raises:
-        CheckpointError: ``resume`` names a file that is missing, corrupt, unsafe or not a training checkpoint.
+        InputError: ``resume="last"`` without a checkpoint dir.
+        CheckpointError: the checkpoint is missing, corrupt, unsafe or not a training checkpoint.
     """
-    if resume is not None and str(resume) != "last":
+    if resume is not None and str(resume) == "last":
+        if trainer.checkpoint_callback is None:
+            raise InputError("resume='last' needs a checkpoint_dir in the TrainerConfig")
+        last = Path(trainer.checkpoint_callback.dirpath) / "last.ckpt"
+        resume = last if last.is_file() else None
+        rank_zero_info(f"resuming from {last}" if resume else f"no {last} yet: starting from scratch")
+    if resume is not None:
         state = load_pickle(resume)
         if not isinstance(state, dict) or "state_dict" not in state or "loops" not in state:
             raise CheckpointError(f"{resume} is not a training checkpoint (no state_dict and loop state)")

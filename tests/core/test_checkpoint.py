@@ -56,7 +56,7 @@ def test_round_trip_gives_identical_logits_and_stores_tied_weights_once(tmp_path
     assert len(heads) == (1 if tie else 2)
     assert read_config(tmp_path / "ckpt")["model_type"] == MODEL_TYPE
     loaded = CausalLM.from_pretrained(tmp_path / "ckpt")
-    assert loaded.config == model.config
+    assert loaded.config == model.config and not loaded.training
     assert (loaded.lm_head.weight is loaded.backbone.embedding.weight) == tie
     ids = torch.randint(0, 37, (2, 10))
     with torch.no_grad():

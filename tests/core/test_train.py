@@ -26,11 +26,11 @@ from tests.core.train_helpers import LossRecorder, TinyLM, periodic_tokens, tiny
 
 def test_a_tiny_lm_trains_and_its_loss_falls(tmp_path):
     recorder = LossRecorder()
-    task = tiny_run(str(tmp_path), callbacks=[recorder], max_steps=30)
+    task = tiny_run(str(tmp_path), callbacks=[recorder], max_steps=20)
     losses = [recorder.losses[k] for k in sorted(recorder.losses)]
-    assert len(losses) == 30
+    assert len(losses) == 20
     assert sum(losses[-5:]) / 5 < 0.6 * losses[0]
-    assert task.trainer.global_step == 30
+    assert task.trainer.global_step == 20
     assert (tmp_path / "last.ckpt").is_file()
 
 
@@ -78,13 +78,27 @@ def test_resume_from_a_bad_file_is_a_one_line_error(tmp_path):
         fit(trainer, task, data, resume=tmp_path / "missing.ckpt")
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes(b"PK\x03\x04 not a whole file")
-    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+    with pytest.raises(CheckpointError, match="cannot read"):
         fit(trainer, task, data, resume=truncated)
     weights_only = tmp_path / "weights.pt"
     torch.save(TinyLM().state_dict(), weights_only)
     with pytest.raises(CheckpointError, match="not a training checkpoint"):
         fit(trainer, task, data, resume=weights_only)
     assert trainer.global_step == 0
+
+
+def test_resume_last_needs_a_checkpoint_dir_and_starts_fresh_without_a_checkpoint(tmp_path):
+    data = TokenWindowDataModule(periodic_tokens(200), seq_len=8, batch_size=4)
+    without_dir = build_trainer(TrainerConfig(max_steps=2, logger="none", progress_bar=False))
+    with pytest.raises(InputError, match="needs a checkpoint_dir"):
+        fit(without_dir, CausalLMTask(TinyLM()), data, resume="last")
+    config = TrainerConfig(max_steps=2, checkpoint_dir=str(tmp_path), logger="none", progress_bar=False)
+    trainer = build_trainer(config)
+    fit(trainer, CausalLMTask(TinyLM()), data, resume="last")
+    assert trainer.global_step == 2
+    (tmp_path / "last.ckpt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        fit(build_trainer(config), CausalLMTask(TinyLM()), data, resume="last")
 
 
 @pytest.mark.parametrize(

@@ -71,7 +71,7 @@ def tiny_run(
     """14 steps of TinyLM (dropout on) on 10 batches per epoch, validating every 3 batches (which draws random
     numbers between steps). ``model_seed`` sets the initial weights, which a resumed run must not depend on."""
     tokens = periodic_tokens(41 * 8 + 1)  # 41 windows of 8 tokens: 10 batches of 4 per epoch
-    datamodule = TokenWindowDataModule(tokens, tokens[:200], seq_len=8, batch_size=4)
+    datamodule = TokenWindowDataModule(tokens, tokens[:72], seq_len=8, batch_size=4)  # 2 validation batches
     config = TrainerConfig(
         max_steps=max_steps,
         checkpoint_dir=checkpoint_dir,
