@@ -86,7 +86,7 @@ def repetition_ratio(token: int, history: list[int], window: int) -> float:
 def sample_token(logits: torch.Tensor, history: list[int], config: SamplingConfig, *, generator=None) -> int:
     """One code from logits (v,) given the previously generated codes, per ``config`` (RAS or plain)."""
     common = config.ras and config.ras_variant == "common"
-    top_k = config.top_k or 25 if common else config.top_k
+    top_k = (config.top_k or 25) if common else config.top_k
     token = int(
         nucleus_sample(logits, top_p=config.top_p, top_k=top_k, temperature=config.temperature, generator=generator)
     )

@@ -121,20 +121,19 @@ def train_model(
     trainer.save_checkpoint(out_dir / "checkpoints" / "last.ckpt")
     model.eval()
     if trainer.global_rank == 0:
-        model.save_pretrained(out_dir)
         if isinstance(model, Valle2) and Path(codec).is_dir():
-            _bundle_codec(Path(codec), out_dir, model)
+            _copy_codec(Path(codec), out_dir)
+            model.config.codec = "codec"
+        model.save_pretrained(out_dir)
     return out_dir
 
 
-def _bundle_codec(codec_dir: Path, out: Path, model: Valle2) -> None:
-    """Copy the codec beside the model and point the config at the copy."""
+def _copy_codec(codec_dir: Path, out: Path) -> None:
+    """The codec beside the model (``out/codec``), so that the output directory synthesizes on its own."""
     target = out / "codec"
     if codec_dir.resolve() != target.resolve():
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(codec_dir, target)
-    model.config.codec = "codec"
-    model.save_pretrained(out)
 
 
 def _codec_setup(model: MelCodec, corpus: str, options: TrainOptions):

@@ -39,8 +39,9 @@ class Valle2Task(L.LightningModule):
 
         stage = int(torch.randint(1, self.model.config.n_codebooks, ()))
         low, high = code_lens // 4, (code_lens // 2).clamp(min=1)
-        prompt_lens = (low + (torch.rand(len(code_lens)) * (high - low + 1)).long()).clamp(1, self.max_prompt)
-        prompt_lens = torch.minimum(prompt_lens.to(code_lens.device), code_lens - 1)
+        uniform = torch.rand(len(code_lens), device=code_lens.device)
+        prompt_lens = (low + (uniform * (high - low + 1)).long()).clamp(1, self.max_prompt)
+        prompt_lens = torch.minimum(prompt_lens, code_lens - 1)
         nar_logits = self.model.nar(text, text_lens, codes, code_lens, prompt_lens, stage)
         frame = torch.arange(codes.shape[-1], device=codes.device)
         target = (frame >= prompt_lens[:, None]) & (frame < code_lens[:, None])
