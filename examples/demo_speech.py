@@ -11,7 +11,7 @@ PROMPT_TEXT = (HERE / "speech" / "LJ049-0124.txt").read_text().strip()
 TEXT = "Alice was beginning to get very tired of sitting by her sister on the bank."
 
 
-def run(out_dir: str | Path = "demo_out") -> list[Path]:
+def run(out_dir: Path) -> None:
     from speech.cli import main
 
     out = Path(out_dir)
@@ -23,8 +23,8 @@ def run(out_dir: str | Path = "demo_out") -> list[Path]:
     prompt = ["--prompt-audio", str(PROMPT), "--prompt-text", PROMPT_TEXT]
     if main([*common, "--out", str(cloned), *prompt]) != 0:
         raise SystemExit("speech demo: prompted synthesis failed")
-    return [plain, cloned]
+    print(f"speech: wrote {plain} and {cloned} (in the voice of {PROMPT.name})")
 
 
 if __name__ == "__main__":
-    run()
+    run(Path("out/demo/speech"))

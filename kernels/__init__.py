@@ -13,13 +13,17 @@ when triton imports, else torch; the environment variable ``LONGSEQ_BACKEND`` ov
 
 from kernels.causal_conv1d import causal_conv1d, causal_conv1d_update
 from kernels.fftconv import fftconv
+from kernels.hyena import hyena_conv
+from kernels.norm import add_norm
 from kernels.selective_scan import selective_scan, selective_state_update
 from kernels.ssd import ssd_scan
 
 __all__ = [
+    "add_norm",
     "causal_conv1d",
     "causal_conv1d_update",
     "fftconv",
+    "hyena_conv",
     "selective_scan",
     "selective_state_update",
     "ssd_scan",

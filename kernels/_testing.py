@@ -6,6 +6,7 @@ Nothing here is imported by the public ops.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Callable, Sequence
 
@@ -13,6 +14,11 @@ import torch
 
 # rel-RMS bound per dtype for "same function, different summation order"
 RATIO = {torch.float64: 1e-9, torch.float32: 1e-5, torch.float16: 5e-3, torch.bfloat16: 2e-2}
+
+
+def has_triton() -> bool:
+    """Whether Triton kernels can be tested here (on the CPU they run through the interpreter)."""
+    return importlib.util.find_spec("triton") is not None
 
 
 def assert_close(name: str, ref: torch.Tensor, out: torch.Tensor, *, ratio: float, atol: float = 0.0) -> None:

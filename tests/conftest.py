@@ -11,6 +11,12 @@ import torch
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
+# Without CUDA, the kernel tests run Triton kernels on the CPU through the interpreter. Triton reads this when a
+# kernel is defined, and libraries (torch._dynamo) may import triton early, so it is set here, first. Only
+# explicit backend="triton" calls use it; automatic backend choice on the CPU is unaffected.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from core.cli import run
-from vision.tasks.btb3d_cli import convert3d, decode3d, tokenize3d
+from vision.tasks.btb3d_cli import convert3d, decode3d, tokenize3d, train3d
 from vision.tasks.local_mamba_cli import convert, extract_directions, train_classifier
 
 
@@ -13,6 +13,7 @@ def main(argv: list[str] | None = None) -> int:
             "tokenize3d": tokenize3d,
             "decode3d": decode3d,
             "convert3d": convert3d,
+            "train3d": train3d,
             "convert": convert,
             "extract-directions": extract_directions,
             "train-classifier": train_classifier,

@@ -44,7 +44,10 @@ def causal_conv1d(
         raise ValueError(f"bias must be (d={d},); got {tuple(bias.shape)}")
     if initial_states is not None and initial_states.shape != (b, d, w - 1):
         raise ValueError(f"initial_states must be (b, d, w - 1) = {(b, d, w - 1)}; got {tuple(initial_states.shape)}")
-    _backend.choose(x, backend, has_triton=False)
+    if _backend.choose(x, backend) == "triton":
+        from kernels.causal_conv1d.autograd import causal_conv1d_triton
+
+        return causal_conv1d_triton(x, weight, bias, initial_states, return_final_states, activation)
     return causal_conv1d_ref(x, weight, bias, initial_states, return_final_states, activation)
 
 
@@ -74,5 +77,13 @@ def causal_conv1d_update(
         raise ValueError(f"bias must be (d={weight.shape[0]},); got {tuple(bias.shape)}")
     if conv_state.dim() != 3 or conv_state.shape[-1] < weight.shape[1] - 1 or conv_state.shape[:2] != x.shape[:2]:
         raise ValueError(f"conv_state must be (b, d, k >= w - 1); got {tuple(conv_state.shape)} for x {tuple(x.shape)}")
-    _backend.choose(x, backend, has_triton=False)
+    choice = _backend.choose(x, backend)
+    if choice == "triton":
+        from kernels.causal_conv1d.autograd import causal_conv1d_update_triton
+
+        return causal_conv1d_update_triton(x, conv_state, weight, bias, activation)
+    if choice == "torch":
+        from kernels.causal_conv1d.torch_conv import causal_conv1d_update_torch
+
+        return causal_conv1d_update_torch(x, conv_state, weight, bias, activation)
     return causal_conv1d_update_ref(x, conv_state, weight, bias, activation)

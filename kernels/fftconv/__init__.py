@@ -23,5 +23,8 @@ def fftconv(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor, *, backend: str |
         raise ValueError(f"expected u (b, h, l) and k (h, lk <= l); got {tuple(u.shape)} and {tuple(k.shape)}")
     if D.shape != (u.shape[1],):
         raise ValueError(f"D must be (h={u.shape[1]},); got {tuple(D.shape)}")
-    _backend.choose(u, backend, has_triton=False)
+    if _backend.choose(u, backend, has_triton=False) == "torch":
+        from kernels.fftconv.torch_fftconv import fftconv_torch
+
+        return fftconv_torch(u, k, D)
     return fftconv_ref(u, k, D)

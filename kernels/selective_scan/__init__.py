@@ -62,8 +62,12 @@ def selective_scan(
         out (b, d, l) in u's dtype; with ``return_last_state`` also the final state (b, d, n) in float32.
     """
     _check_scan(u, delta, A, B, C, D, z, delta_bias, initial_state)
-    choice = _backend.choose(u, backend, has_triton=False)
+    choice = _backend.choose(u, backend)
     args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, initial_state)
+    if choice == "triton":
+        from kernels.selective_scan.autograd import selective_scan_triton
+
+        return selective_scan_triton(*args)
     if choice == "torch":
         from kernels.selective_scan.torch_scan import selective_scan_torch
 
@@ -102,5 +106,13 @@ def selective_state_update(
     for name, t in (("B", B), ("C", C)):
         if not ((t.dim() == 2 and t.shape == (b, n)) or (t.dim() == 3 and t.shape[0] == b and t.shape[2] == n)):
             raise ValueError(f"{name} must be (b, n) or (b, g, n); got {tuple(t.shape)}")
-    _backend.choose(x, backend, has_triton=False)
+    choice = _backend.choose(x, backend)
+    if choice == "triton":
+        from kernels.selective_scan.autograd import selective_state_update_triton
+
+        return selective_state_update_triton(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
+    if choice == "torch":
+        from kernels.selective_scan.torch_scan import selective_state_update_torch
+
+        return selective_state_update_torch(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
     return selective_state_update_ref(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)

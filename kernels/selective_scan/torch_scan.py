@@ -174,3 +174,25 @@ def selective_scan_torch(
         y = y * F.silu(up(z))
     out = y.to(dtype)
     return (out, last) if return_last_state else out
+
+
+def selective_state_update_torch(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus):
+    """Same contract as `selective_state_update_ref`, in fewer and in-place ops (a decode step is op-bound)."""
+    b, d, n = state.shape
+    g = 1 if B.dim() == 2 else B.shape[1]
+    dt = up(dt) if dt_bias is None else up(dt) + up(dt_bias)
+    if dt_softplus:
+        dt = F.softplus(dt)
+    x32 = up(x)
+    h = up(state)  # the state itself when it is float32 or float64: updated in place
+    h5 = h.view(b, g, d // g, n)
+    h.mul_(torch.exp(dt[..., None] * up(A)))
+    h5.addcmul_((dt * x32).view(b, g, d // g, 1), up(B).view(b, g, 1, n))
+    y = torch.matmul(h5, up(C).view(b, g, n, 1)).view(b, d)
+    if h is not state:
+        state.copy_(h)
+    if D is not None:
+        y = torch.addcmul(y, x32, up(D))
+    if z is not None:
+        y = y * F.silu(up(z))
+    return y.to(x.dtype)

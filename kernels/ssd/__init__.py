@@ -10,6 +10,10 @@ from kernels.ssd.reference import ssd_scan_ref
 
 __all__ = ["ssd_scan", "ssd_scan_chunked", "ssd_scan_ref"]
 
+# The chunk length the torch backend uses on the CPU at most: the results do not depend on it, and 64 measured
+# fastest there (the GPU default of 256 is ~1.5x slower; benchmarks/RESULTS.md).
+CPU_CHUNK_SIZE = 64
+
 
 def ssd_scan(
     x: torch.Tensor,
@@ -30,7 +34,8 @@ def ssd_scan(
     """Mamba-2 scan: S_t = exp(dt_t A) S_{t-1} + dt_t x_t B_t^T, y_t = S_t C_t + D x_t, out = y * silu(z).
 
     Args:
-        x: (b, l, h, p). dt: (b, l, h). A: (h,). B, C: (b, l, g, n), g dividing h. chunk_size: steps per chunk.
+        x: (b, l, h, p). dt: (b, l, h). A: (h,). B, C: (b, l, g, n), g dividing h. chunk_size: steps per chunk
+            (a work split that does not change the function; the torch backend on the CPU caps it at 64).
         D: (h,) or (h, p). z: (b, l, h, p). dt_bias: (h,). initial_states: (b, h, p, n).
 
     Returns:
@@ -55,6 +60,15 @@ def ssd_scan(
         raise ValueError(f"z must be (b, l, h, p) like x; got {tuple(z.shape)}")
     if dt_bias is not None and dt_bias.shape != (h,):
         raise ValueError(f"dt_bias must be (h={h},); got {tuple(dt_bias.shape)}")
-    choice = _backend.choose(x, backend, has_triton=False)
-    fn = ssd_scan_ref if choice == "reference" else ssd_scan_chunked
-    return fn(x, dt, A, B, C, chunk_size, D, z, dt_bias, dt_softplus, initial_states, return_final_states)
+    choice = _backend.choose(x, backend)
+    if choice == "triton":
+        from kernels.ssd.autograd import ssd_scan_triton
+
+        return ssd_scan_triton(
+            x, dt, A, B, C, chunk_size, D, z, dt_bias, dt_softplus, initial_states, return_final_states
+        )
+    if choice == "reference":
+        return ssd_scan_ref(x, dt, A, B, C, chunk_size, D, z, dt_bias, dt_softplus, initial_states, return_final_states)
+    if not x.is_cuda:
+        chunk_size = min(chunk_size, CPU_CHUNK_SIZE)
+    return ssd_scan_chunked(x, dt, A, B, C, chunk_size, D, z, dt_bias, dt_softplus, initial_states, return_final_states)

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from kernels import causal_conv1d, causal_conv1d_update
-from kernels._testing import assert_close, assert_same_function, outputs_and_grads
-from kernels.causal_conv1d import causal_conv1d_ref, causal_conv1d_update_ref
+from kernels._testing import RATIO, assert_close, assert_same_function, has_triton, outputs_and_grads
+from kernels.causal_conv1d import causal_conv1d_ref
 
 F64 = torch.float64
 
@@ -55,9 +55,10 @@ def test_reference_without_bias_or_initial_states():
     assert_same_function("causal_conv1d_ref plain", oracle, ref, ratio=1e-12)
 
 
+@pytest.mark.parametrize("backend", ["reference", "torch"])
 @pytest.mark.parametrize("extra_state", [0, 3])
-@pytest.mark.parametrize("tokens_per_step", [1, 3])
-def test_update_loop_matches_full_conv(extra_state, tokens_per_step):
+@pytest.mark.parametrize("tokens_per_step", [1, 3, 5])
+def test_update_loop_matches_full_conv(extra_state, tokens_per_step, backend):
     b, d, l, w = 2, 5, 12, 4
     inputs = conv_inputs(b, d, l, w, dtype=F64)
     history = torch.randn(b, d, w - 1 + extra_state, dtype=F64)
@@ -68,7 +69,7 @@ def test_update_loop_matches_full_conv(extra_state, tokens_per_step):
     ys = []
     for x_t in inputs["x"].split(tokens_per_step, dim=-1):
         step_in = x_t[..., 0] if tokens_per_step == 1 else x_t
-        y_t = causal_conv1d_update_ref(step_in, state, inputs["weight"], inputs["bias"], activation="silu")
+        y_t = causal_conv1d_update(step_in, state, inputs["weight"], inputs["bias"], activation="silu", backend=backend)
         ys.append(y_t.unsqueeze(-1) if tokens_per_step == 1 else y_t)
     assert_close("update outputs", y_full, torch.cat(ys, dim=-1), ratio=1e-12)
     assert_close("final state", final, state[..., -(w - 1) :], ratio=1e-12)
@@ -106,3 +107,42 @@ def test_update_rejects_bad_inputs():
         causal_conv1d_update(torch.zeros(1, 3), torch.zeros(1, 3, 3), weight, activation="gelu")
     with pytest.raises(ValueError, match="weight"):
         causal_conv1d_update(torch.zeros(1, 3), torch.zeros(1, 3, 3), torch.zeros(4, 4))
+
+
+needs_triton = pytest.mark.skipif(not has_triton(), reason="triton is not installed")
+
+
+@needs_triton
+@pytest.mark.parametrize(
+    ("l", "w", "init", "activation"), [(1, 4, True, "silu"), (70, 4, True, None), (67, 3, False, "silu")]
+)
+def test_triton_matches_reference(l, w, init, activation, nan_poison):
+    """Under TRITON_INTERPRET=1 on the CPU: outputs, final states, every input gradient."""
+    inputs = conv_inputs(2, 20, l, w, initial_states=init)
+    opts = {"return_final_states": True, "activation": activation}
+    ref = outputs_and_grads(causal_conv1d_ref, inputs, **opts)
+    out = outputs_and_grads(causal_conv1d, inputs, **opts, backend="triton")
+    assert_same_function(f"triton conv l={l}", ref, out, ratio=RATIO[torch.float32])
+
+
+@needs_triton
+@pytest.mark.parametrize(("tokens", "state_len"), [(1, 3), (3, 5), (7, 5)])
+def test_triton_update_matches_reference(tokens, state_len, nan_poison):
+    x, weight, bias = torch.randn(2, 20, tokens), torch.randn(20, 4), torch.randn(20)
+    state = torch.randn(2, 20, state_len)
+    state_ref = state.clone()
+    step_in = x[..., 0] if tokens == 1 else x
+    y_ref = causal_conv1d_update(step_in, state_ref, weight, bias, "silu", backend="reference")
+    y = causal_conv1d_update(step_in, state, weight, bias, "silu", backend="triton")
+    assert_close("y", y_ref, y, ratio=RATIO[torch.float32])
+    assert_close("state", state_ref, state, ratio=RATIO[torch.float32])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_triton_matches_reference_on_gpu(dtype):
+    inputs = {k: v.to("cuda", dtype) for k, v in conv_inputs(4, 1536, 4097, 4, initial_states=True).items()}
+    opts = {"return_final_states": True, "activation": "silu"}
+    ref = outputs_and_grads(causal_conv1d, inputs, **opts, backend="reference")
+    out = outputs_and_grads(causal_conv1d, inputs, **opts, backend="triton")
+    assert_same_function(f"gpu conv {dtype}", ref, out, ratio=RATIO[dtype])

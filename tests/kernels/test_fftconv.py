@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from kernels import fftconv
-from kernels._testing import assert_same_function, outputs_and_grads
+from kernels._testing import RATIO, assert_same_function, outputs_and_grads
 from kernels.fftconv import direct_conv_ref, fftconv_ref
+from kernels.fftconv.torch_fftconv import fast_fft_size
 
 F64 = torch.float64
 
@@ -49,3 +50,25 @@ def test_output_is_causal():
 def test_rejects_bad_inputs(change, message):
     with pytest.raises(ValueError, match=message):
         fftconv(**{**fft_inputs(1, 3, 8, 8), **change})
+
+
+@pytest.mark.parametrize(("l", "lk"), [(1, 1), (63, 5), (63, 16), (63, 17), (257, 257), (300, 40)])
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+def test_torch_backend_matches_reference(l, lk, dtype, nan_poison):
+    """Both torch paths (direct conv for filters up to DIRECT_MAX, FFT at a fast size beyond)."""
+    inputs = fft_inputs(2, 3, l, lk, dtype=dtype)
+    inputs["D"] = inputs["D"].to(dtype)
+    ref = outputs_and_grads(fftconv_ref, inputs)
+    out = outputs_and_grads(fftconv, inputs, backend="torch")
+    assert_same_function(f"fftconv torch l={l} lk={lk}", ref, out, ratio=RATIO[dtype])
+
+
+def test_fast_fft_size_is_the_smallest_5_smooth_size():
+    def smooth(v):
+        for f in (2, 3, 5):
+            while v % f == 0:
+                v //= f
+        return v == 1
+
+    for m in range(1, 400):
+        assert fast_fft_size(m) == next(v for v in range(m, 2 * m + 1) if smooth(v))

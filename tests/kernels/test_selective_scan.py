@@ -8,7 +8,14 @@ import torch
 import torch.nn.functional as F
 
 from kernels import selective_scan, selective_state_update
-from kernels._testing import RATIO, assert_close, assert_same_function, outputs_and_grads, selective_scan_inputs
+from kernels._testing import (
+    RATIO,
+    assert_close,
+    assert_same_function,
+    has_triton,
+    outputs_and_grads,
+    selective_scan_inputs,
+)
 from kernels.selective_scan import selective_scan_ref, selective_state_update_ref
 from kernels.selective_scan.torch_scan import selective_scan_torch
 
@@ -60,14 +67,15 @@ def test_reference_matches_closed_form_float64(l, groups, opts):
     assert_same_function(f"selective_scan_ref l={l}", oracle, ref, ratio=1e-10)
 
 
+@pytest.mark.parametrize("backend", ["reference", "torch"])
 @pytest.mark.parametrize("groups", [None, 2])
-def test_state_update_loop_matches_scan(groups):
+def test_state_update_loop_matches_scan(groups, backend):
     b, d, l, n = 2, 4, 9, 3
     inp = selective_scan_inputs(b, d, l, n, groups=groups, dtype=F64, initial_state=True)
     y_scan, last = selective_scan_ref(**inp, delta_softplus=True, return_last_state=True)
     state = inp["initial_state"].clone()
     for t in range(l):
-        y_t = selective_state_update_ref(
+        y_t = selective_state_update(
             state,
             inp["u"][..., t],
             inp["delta"][..., t],
@@ -78,6 +86,7 @@ def test_state_update_loop_matches_scan(groups):
             z=inp["z"][..., t],
             dt_bias=inp["delta_bias"],
             dt_softplus=True,
+            backend=backend,
         )
         assert_close(f"step {t}", y_scan[..., t], y_t, ratio=1e-12)
     assert_close("final state", last, state, ratio=1e-12)
@@ -96,15 +105,19 @@ def test_public_op_returns_input_dtype():
     assert out.dtype == torch.bfloat16 and last.dtype == torch.float32
 
 
-def test_state_update_in_place_and_public_op_matches_reference():
-    inp = selective_scan_inputs(2, 4, 1, 3, groups=2, initial_state=True)
+@pytest.mark.parametrize("state_dtype", [torch.float32, torch.bfloat16])
+def test_state_update_in_place_matches_reference(state_dtype, nan_poison):
+    inp = selective_scan_inputs(2, 4, 1, 3, groups=2, initial_state=True, dtype=torch.bfloat16)
     args = [inp[k][..., 0] for k in ("u", "delta")] + [inp["A"], inp["B"][..., 0], inp["C"][..., 0]]
-    state_ref, state = inp["initial_state"].clone(), inp["initial_state"].clone()
-    y_ref = selective_state_update_ref(state_ref, *args, D=inp["D"], dt_bias=inp["delta_bias"], dt_softplus=True)
-    y = selective_state_update(state, *args, D=inp["D"], dt_bias=inp["delta_bias"], dt_softplus=True)
-    assert_close("y", y_ref, y, ratio=RATIO[torch.float32])
-    assert_close("state", state_ref, state, ratio=RATIO[torch.float32])
-    assert not torch.equal(state, inp["initial_state"])
+    opts = {"D": inp["D"], "z": inp["z"][..., 0], "dt_bias": inp["delta_bias"], "dt_softplus": True}
+    start = inp["initial_state"].to(state_dtype)
+    state_ref, state = start.clone(), start.clone()
+    y_ref = selective_state_update_ref(state_ref, *args, **opts)
+    y = selective_state_update(state, *args, **opts, backend="torch")
+    assert y.dtype == torch.bfloat16 and state.dtype == state_dtype
+    assert_close("y", y_ref, y, ratio=RATIO[torch.bfloat16])
+    assert_close("state", state_ref, state, ratio=RATIO[state_dtype])
+    assert not torch.equal(state, start)
 
 
 BAD_SCAN = {
@@ -217,3 +230,63 @@ def test_torch_backend_saves_no_per_step_states():
     saved = _saved_elements(lambda **kw: selective_scan(**kw, backend="torch"), inputs)
     assert saved < 2.5 * input_elements
     assert _saved_elements(selective_scan_ref, selective_scan_inputs(1, 64, 512, 16)) > 4 * input_elements
+
+
+needs_triton = pytest.mark.skipif(not has_triton(), reason="triton is not installed")
+TRITON_CASES = {
+    "l1-all": ({"l": 1, "groups": None}, {"delta_softplus": True, "return_last_state": True}),
+    "l37-groups-all": ({"l": 37, "groups": 2}, {"delta_softplus": True, "return_last_state": True}),
+    "l40-plain": ({"l": 40, "groups": None, "z": False, "D": False, "delta_bias": False}, {}),
+}
+
+
+@needs_triton
+@pytest.mark.parametrize("case", list(TRITON_CASES))
+def test_triton_matches_reference(case, nan_poison):
+    """Under TRITON_INTERPRET=1 on the CPU: outputs, final state, every input gradient."""
+    shape, opts = TRITON_CASES[case]
+    full = bool(opts)
+    inputs = selective_scan_inputs(2, 6, n=3, initial_state=full, **shape)
+    if not full:
+        inputs["delta"] = inputs["delta"].abs()
+        inputs["u"] = inputs["u"].transpose(1, 2).contiguous().transpose(1, 2)  # time-major memory
+    ref = outputs_and_grads(selective_scan_ref, inputs, **opts)
+    out = outputs_and_grads(selective_scan, inputs, **opts, backend="triton")
+    assert_same_function(f"triton scan {case}", ref, out, ratio=RATIO[torch.float32])
+
+
+@needs_triton
+@pytest.mark.parametrize("groups", [None, 2])
+def test_triton_state_update_matches_reference(groups):
+    inp = selective_scan_inputs(2, 20, 1, 5, groups=groups, initial_state=True)
+    args = [inp[k][..., 0] for k in ("u", "delta")] + [inp["A"], inp["B"][..., 0], inp["C"][..., 0]]
+    opts = {"D": inp["D"], "z": inp["z"][..., 0], "dt_bias": inp["delta_bias"], "dt_softplus": True}
+    state_ref, state = inp["initial_state"].clone(), inp["initial_state"].clone()
+    y_ref = selective_state_update_ref(state_ref, *args, **opts)
+    y = selective_state_update(state, *args, **opts, backend="triton")
+    assert_close("y", y_ref, y, ratio=RATIO[torch.float32])
+    assert_close("state", state_ref, state, ratio=RATIO[torch.float32])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(("b", "d", "l", "groups"), [(2, 1536, 4096, None), (1, 768, 2049, 2)])
+def test_triton_matches_torch_backend_on_gpu(b, d, l, groups, dtype):
+    """Real sizes on CUDA, against the chunked torch path (pinned to the reference by the tests above)."""
+    inputs = selective_scan_inputs(b, d, l, 16, groups=groups, dtype=dtype, device="cuda", initial_state=True)
+    opts = {"delta_softplus": True, "return_last_state": True}
+    ref = outputs_and_grads(selective_scan, inputs, **opts, backend="torch")
+    out = outputs_and_grads(selective_scan, inputs, **opts, backend="triton")
+    assert_same_function(f"gpu scan {dtype}", ref, out, ratio=1e-4 if dtype == torch.float32 else RATIO[dtype])
+
+
+@pytest.mark.gpu
+def test_triton_state_update_on_gpu():
+    inp = selective_scan_inputs(4, 1536, 1, 16, device="cuda", initial_state=True)
+    args = [inp[k][..., 0] for k in ("u", "delta")] + [inp["A"], inp["B"][..., 0], inp["C"][..., 0]]
+    opts = {"D": inp["D"], "z": inp["z"][..., 0], "dt_bias": inp["delta_bias"], "dt_softplus": True}
+    state_ref, state = inp["initial_state"].clone(), inp["initial_state"].clone()
+    y_ref = selective_state_update_ref(state_ref, *args, **opts)
+    y = selective_state_update(state, *args, **opts, backend="triton")
+    assert_close("y", y_ref, y, ratio=1e-5)
+    assert_close("state", state_ref, state, ratio=1e-5)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from kernels import ssd_scan
-from kernels._testing import assert_same_function, outputs_and_grads, ssd_inputs
+from kernels._testing import RATIO, assert_same_function, has_triton, outputs_and_grads, ssd_inputs
 from kernels.ssd import ssd_scan_chunked, ssd_scan_ref
 
 F64 = torch.float64
@@ -70,3 +70,39 @@ def test_rejects_bad_shapes(case):
 def test_rejects_bad_chunk_size():
     with pytest.raises(ValueError, match="chunk_size"):
         ssd_scan(**ssd_inputs(1, 8, 4, 3, 5), chunk_size=0)
+
+
+@pytest.mark.parametrize(("l", "chunk_size"), [(1, 256), (77, 256), (100, 16)])
+def test_torch_backend_matches_reference_float32(l, chunk_size, nan_poison):
+    inputs = ssd_inputs(2, l, 4, 8, 6, groups=2, initial_states=True)
+    opts = {"chunk_size": chunk_size, "dt_softplus": True, "return_final_states": True}
+    ref = outputs_and_grads(ssd_scan_ref, inputs, **opts)
+    out = outputs_and_grads(ssd_scan, inputs, **opts, backend="torch")
+    assert_same_function(f"ssd torch l={l}", ref, out, ratio=RATIO[torch.float32])
+
+
+needs_triton = pytest.mark.skipif(not has_triton(), reason="triton is not installed")
+
+
+@needs_triton
+@pytest.mark.parametrize(
+    ("l", "chunk_size", "groups", "init"), [(1, 16, 1, True), (37, 16, 2, True), (40, 24, 1, False)]
+)
+def test_triton_matches_reference(l, chunk_size, groups, init, nan_poison):
+    """Under TRITON_INTERPRET=1 on the CPU: outputs, final states, every input gradient (chunk 24 runs as 32)."""
+    inputs = ssd_inputs(1, l, 4, 8, 6, groups=groups, initial_states=init, D_per_channel=groups == 2)
+    opts = {"chunk_size": chunk_size, "dt_softplus": True, "return_final_states": True}
+    ref = outputs_and_grads(ssd_scan_ref, inputs, **opts)
+    out = outputs_and_grads(ssd_scan, inputs, **opts, backend="triton")
+    assert_same_function(f"triton ssd l={l}", ref, out, ratio=RATIO[torch.float32])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_triton_matches_torch_backend_on_gpu(dtype):
+    """Real sizes on CUDA (tl.dot rounds float32 to tf32, hence the looser bound), against the chunked path."""
+    inputs = ssd_inputs(2, 4097, 24, 64, 128, dtype=dtype, device="cuda", initial_states=True)
+    opts = {"chunk_size": 256, "dt_softplus": True, "return_final_states": True}
+    ref = outputs_and_grads(ssd_scan, inputs, **opts, backend="torch")
+    out = outputs_and_grads(ssd_scan, inputs, **opts, backend="triton")
+    assert_same_function(f"gpu ssd {dtype}", ref, out, ratio=5e-3 if dtype == torch.float32 else RATIO[dtype])

@@ -126,3 +126,21 @@ def test_bad_tokens_and_arguments(tmp_path, capsys):
         capsys,
         "neither a checkpoint directory nor a preset",
     )
+
+
+def test_import_vision_leaves_btb3d_unloaded():
+    import subprocess
+    import sys
+
+    code = "import sys, vision, vision.cli; print(sorted(m for m in sys.modules if 'btb3d' in m and 'cli' not in m))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['vision.tasks.btb3d_config']"  # the CLI's dataclass only; no model, no lightning
+
+
+def test_demo_step_round_trips_a_real_mri_with_the_bundled_tokenizer(tmp_path, capsys):
+    from examples import demo
+
+    demo.main(["--only", "btb3d", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "tokens of 10 bits" in out and "demo finished" in out
+    assert read_volume(tmp_path / "btb3d" / "recon.nii.gz").data.shape == (25, 41, 33)

@@ -205,3 +205,21 @@ def test_save_pretrained_round_trip(tmp_path):
     assert isinstance(BTB3D.from_pretrained("btb3d-tiny").config, BTB3DConfig)
     with pytest.raises(CheckpointError, match="neither"):
         BTB3D.from_pretrained(tmp_path / "nothing")
+
+
+def _largest_encoder_activation(model: BTB3D, x: torch.Tensor, tiled: bool) -> int:
+    sizes = []
+    hooks = [m.register_forward_hook(lambda m, i, o: sizes.append(o.numel())) for m in model.encoder.modules()]
+    with torch.no_grad():
+        model.encode(x, tiled=tiled)
+    for hook in hooks:
+        hook.remove()
+    return max(sizes)
+
+
+def test_tiled_encoding_activations_do_not_grow_with_depth():
+    # The structural reason for flat memory: no encoder activation is larger than one window's.
+    model = tiny()
+    short, long = torch.randn(1, 1, 17, 16, 16), torch.randn(1, 1, 65, 16, 16)
+    assert _largest_encoder_activation(model, short, True) == _largest_encoder_activation(model, long, True)
+    assert _largest_encoder_activation(model, long, False) > 3 * _largest_encoder_activation(model, long, True)

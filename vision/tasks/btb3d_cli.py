@@ -8,6 +8,9 @@ outputs are written to a temporary name and renamed when complete.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
+
+from vision.tasks.btb3d_config import BTB3DTrainConfig
 
 TOKENS_FORMAT = "btb3d-tokens-v1"
 
@@ -149,3 +152,90 @@ def convert3d(checkpoint: Path, out: Path, layout: str = "auto") -> None:
     model, _ = load_released(checkpoint, layout=layout)
     model.save_pretrained(out)
     print(f"{checkpoint} -> {out} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters)")
+
+
+def train3d(
+    scans: list[Path],
+    out: Path,
+    model: str = "btb3d-tiny",
+    train: BTB3DTrainConfig | None = None,
+    steps: int = 1000,
+    steps_per_epoch: int = 100,
+    batch_size: int = 1,
+    depth: int | None = None,
+    slice_every: int | None = None,
+    intensity: Literal["ct", "percentile"] = "ct",
+    spacing: tuple[float, float, float] | None = (1.5, 0.75, 0.75),
+    checkpoint_dir: Path | None = None,
+    checkpoint_every: int = 100,
+    resume: bool = False,
+    log_dir: Path = Path("runs"),
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "cpu",
+) -> None:
+    """Train (or continue training) a BTB3D tokenizer at one curriculum stage, then save it to ``out``.
+
+    Args:
+        scans: training volumes (NIfTI, DICOM files or series directories).
+        out: checkpoint directory to write the trained tokenizer to (our format).
+        model: starting point: a checkpoint directory or a preset (stage 3 needs a trained encoder).
+        train: losses and optimisation (``--train.stage``, ``--train.lr``, ``--train.crop_size``, ...).
+        steps: training batches (each one generator and one discriminator step).
+        steps_per_epoch: batches per epoch (the excerpts are drawn afresh every epoch).
+        batch_size: excerpts per batch.
+        depth: slices per 3D excerpt (default 9 in stage 1, 41 in stages 2 and 3).
+        slice_every: every n-th batch is 2D single slices (default 2 in stage 1, none later; 0 for none).
+        intensity: "ct" (Hounsfield window) or "percentile" (MRI and other unitless scans).
+        spacing: resample the scans to this spacing (mm) first; null keeps their grids.
+        checkpoint_dir: where Lightning checkpoints go (``last.ckpt``; needed for --resume).
+        checkpoint_every: write a checkpoint every this many batches.
+        resume: continue from ``checkpoint_dir/last.ckpt`` exactly where it stopped (fresh start if absent).
+        log_dir: CSV logs.
+        accelerator: Lightning accelerator.
+    """
+    from core.io import InputError
+    from core.train import TrainerConfig, build_trainer, fit
+    from vision.data.volumes_dataset import ExcerptBatches, load_training_volume
+    from vision.models.btb3d import BTB3D
+    from vision.tasks.btb3d import BTB3DTask, ExcerptDataModule
+
+    train = train or BTB3DTrainConfig()
+    if min(steps, steps_per_epoch, batch_size, checkpoint_every) < 1:
+        raise InputError("steps, steps_per_epoch, batch_size and checkpoint_every must be positive")
+    if resume and checkpoint_dir is None:
+        raise InputError("--resume needs --checkpoint_dir")
+    depth = depth or (9 if train.stage == 1 else 41)
+    slice_every = (2 if train.stage == 1 else 0) if slice_every is None else slice_every
+    volumes = [load_training_volume(scan, intensity=intensity, spacing=spacing) for scan in scans]
+    tokenizer = BTB3D.from_pretrained(model)
+    try:
+        tokenizer.config.check_shape(depth, train.crop_size, train.crop_size)
+    except ValueError as err:
+        raise InputError(f"training excerpts of {depth} slices, {train.crop_size} pixels: {err}") from None
+    task = BTB3DTask(tokenizer, train, total_steps=steps)
+    batches = ExcerptBatches(
+        volumes,
+        depth=depth,
+        size=train.crop_size,
+        batch_size=batch_size,
+        length=steps_per_epoch,
+        slice_every=slice_every,
+        seed=train.seed,
+    )
+    # With manual optimisation Lightning counts every optimizer step: two per batch with the GAN.
+    per_batch = 2 if train.use_gan else 1
+    trainer = build_trainer(
+        TrainerConfig(
+            max_steps=steps * per_batch,
+            accelerator=accelerator,
+            devices=1,
+            gradient_clip_val=None,
+            checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
+            checkpoint_every_n_steps=None if checkpoint_dir is None else checkpoint_every * per_batch,
+            log_dir=str(log_dir),
+            run_name="btb3d",
+            seed=train.seed,
+        )
+    )
+    fit(trainer, task, ExcerptDataModule(batches), resume="last" if resume else None)
+    tokenizer.save_pretrained(out)
+    print(f"trained {int(task.step)} steps (stage {train.stage}) -> {out}")

@@ -1,0 +1,42 @@
+"""Pieces shared by the Triton launchers. Only `*/triton_kernels.py` import this module (lazily, through the
+autograd wrappers), so `import kernels` never imports triton."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels._backend import interpreting
+
+
+def autotune_configs(*configs: triton.Config) -> list[triton.Config]:
+    """All the configurations on a GPU; only the first under the interpreter, where autotuning would need a
+    GPU benchmarker (so every kernel runs under TRITON_INTERPRET=1)."""
+    return list(configs[:1]) if interpreting() else list(configs)
+
+
+def on_device(x: torch.Tensor):
+    """Make x's GPU current for a launch (multi-GPU); nothing on the CPU. No torch.cuda call."""
+    return torch.accelerator.device_index(x.device.index) if x.is_cuda else contextlib.nullcontext()
+
+
+def pow2(n: int, minimum: int = 1) -> int:
+    """The block size covering n: the next power of two, at least ``minimum`` (tl.dot wants 16)."""
+    return max(minimum, triton.next_power_of_2(max(1, n)))
+
+
+@triton.jit
+def softplus(x):
+    """log(1 + exp(x)) with log1p accuracy for small exp(x) (Kahan's trick), x itself above 20 (as torch)."""
+    e = tl.exp(tl.minimum(x, 20.0))
+    w = 1.0 + e
+    log1p = tl.where(w == 1.0, e, tl.log(w) * e / (w - 1.0))
+    return tl.where(x > 20.0, x, log1p)
+
+
+@triton.jit
+def sigmoid(x):
+    return 1.0 / (1.0 + tl.exp(-x))

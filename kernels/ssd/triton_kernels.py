@@ -1,0 +1,286 @@
+"""Triton kernels of the chunked SSD scan and their launchers (no autograd, no validation).
+
+Three kernels cover the forward and the backward, because the backward of each step is the same kind of
+contraction run the other way along the chunk (kernels/ssd/autograd.py has the algebra):
+
+    chunk_state    out[b, c, h] = sum_{i in chunk c} w_i V_i^T U_i        (P x N per chunk; tl.dot)
+                   w_i = exp(a_T - a_i) (state a chunk leaves at its end) or exp(a_i) (reverse)
+    state_passing  s <- exp(a_T of chunk c) s + add[c] over the chunks, storing s before each update
+                   (forward from the initial state, or reverse from the final state's gradient)
+    chunk_scan     out_r = ws_r Q_r S + sum_{j <= r} (Q_r . K_j) exp(a_r - a_j) V_j      (causal), or
+                   out_r = ws_r Q_r S + sum_{j >= r} (Q_r . K_j) exp(a_j - a_r) V_j      (reverse)
+                   with ws_r = exp(a_r) or exp(a_T - a_r); S is the chunk's (Q-dim x V-dim) state.
+
+a is the within-chunk cumulative sum of dt * A, (b, h, c, T) float32. Q, K, V, U are (b, l, heads or groups,
+dim) with any strides; a tensor indexed by group serves ``heads_per`` consecutive heads. All offsets are 64-bit.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels._triton import autotune_configs, on_device, pow2
+
+
+@triton.autotune(
+    configs=autotune_configs(
+        triton.Config({"BLOCK_P": 32, "BLOCK_N": 32, "BLOCK_K": 32}, num_warps=4),
+        triton.Config({"BLOCK_P": 64, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=4),
+        triton.Config({"BLOCK_P": 64, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=8),
+        triton.Config({"BLOCK_P": 128, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=8),
+    ),
+    key=["P", "N", "T"],
+)
+@triton.jit
+def _chunk_state_kernel(
+    v_ptr,
+    u_ptr,
+    a_ptr,
+    out_ptr,
+    l,
+    h,
+    P,
+    N,
+    T,
+    n_chunks,
+    v_per,
+    u_per,
+    s_vb,
+    s_vl,
+    s_vh,
+    s_vp,
+    s_ub,
+    s_ul,
+    s_uh,
+    s_un,
+    REVERSE: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    pid_bh = tl.program_id(0).to(tl.int64)
+    c = tl.program_id(1).to(tl.int64)
+    n_pb = tl.cdiv(P, BLOCK_P)
+    pp = (tl.program_id(2) % n_pb) * BLOCK_P + tl.arange(0, BLOCK_P).to(tl.int64)
+    nn = (tl.program_id(2) // n_pb) * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)
+    bi, hi = pid_bh // h, pid_bh % h
+    a_row = a_ptr + (pid_bh * n_chunks + c) * T
+    a_end = tl.load(a_row + T - 1)
+    v_base = v_ptr + bi * s_vb + (hi // v_per) * s_vh
+    u_base = u_ptr + bi * s_ub + (hi // u_per) * s_uh
+    acc = tl.zeros([BLOCK_P, BLOCK_N], dtype=tl.float32)
+    for k0 in range(0, T, BLOCK_K):
+        kk = k0 + tl.arange(0, BLOCK_K).to(tl.int64)
+        t = c * T + kk
+        t_ok = (kk < T) & (t < l)
+        a = tl.load(a_row + kk, mask=kk < T, other=0.0)
+        if REVERSE:
+            w = tl.exp(a)
+        else:
+            w = tl.exp(a_end - a)
+        w = tl.where(t_ok, w, 0.0)
+        vt = tl.load(v_base + t[:, None] * s_vl + pp[None, :] * s_vp, mask=t_ok[:, None] & (pp < P)[None, :], other=0.0)
+        ut = tl.load(u_base + t[:, None] * s_ul + nn[None, :] * s_un, mask=t_ok[:, None] & (nn < N)[None, :], other=0.0)
+        acc += tl.dot(tl.trans(vt.to(tl.float32)), ut.to(tl.float32) * w[:, None])
+    out = out_ptr + ((bi * n_chunks + c) * h + hi) * P * N
+    tl.store(out + pp[:, None] * N + nn[None, :], acc, mask=(pp < P)[:, None] & (nn < N)[None, :])
+
+
+@triton.jit
+def _state_passing_kernel(
+    add_ptr,
+    a_ptr,
+    init_ptr,
+    seq_ptr,
+    final_ptr,
+    h,
+    PN,
+    T,
+    n_chunks,
+    HAS_INIT: tl.constexpr,
+    REVERSE: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    pid_bh = tl.program_id(0).to(tl.int64)
+    e = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
+    m = e < PN
+    bi, hi = pid_bh // h, pid_bh % h
+    s = tl.zeros([BLOCK], dtype=tl.float32)
+    if HAS_INIT:
+        s = tl.load(init_ptr + pid_bh * PN + e, mask=m, other=0.0).to(tl.float32)
+    for i in range(0, n_chunks):
+        c = i
+        if REVERSE:
+            c = n_chunks - 1 - i
+        off = ((bi * n_chunks + c) * h + hi) * PN + e  # (b, c, h, P, N)
+        tl.store(seq_ptr + off, s, mask=m)
+        decay = tl.exp(tl.load(a_ptr + (pid_bh * n_chunks + c) * T + T - 1))
+        s = decay * s + tl.load(add_ptr + off, mask=m, other=0.0)
+    tl.store(final_ptr + pid_bh * PN + e, s, mask=m)
+
+
+@triton.autotune(
+    configs=autotune_configs(
+        triton.Config({"BLOCK_M": 32, "BLOCK_V": 32}, num_warps=4),
+        triton.Config({"BLOCK_M": 64, "BLOCK_V": 64}, num_warps=4),
+        triton.Config({"BLOCK_M": 64, "BLOCK_V": 32}, num_warps=4),
+        triton.Config({"BLOCK_M": 64, "BLOCK_V": 128}, num_warps=8),
+    ),
+    key=["DQ", "DV", "T"],
+)
+@triton.jit
+def _chunk_scan_kernel(
+    q_ptr,
+    k_ptr,
+    v_ptr,
+    s_ptr,
+    a_ptr,
+    out_ptr,
+    l,
+    h,
+    DQ,
+    DV,
+    T,
+    n_chunks,
+    q_per,
+    k_per,
+    v_per,
+    s_qb,
+    s_ql,
+    s_qh,
+    s_qd,
+    s_kb,
+    s_kl,
+    s_kh,
+    s_kd,
+    s_vb,
+    s_vl,
+    s_vh,
+    s_vd,
+    s_sb,
+    s_sc,
+    s_sh,
+    s_sq,
+    s_sv,
+    s_ob,
+    s_ol,
+    s_oh,
+    s_od,
+    REVERSE: tl.constexpr,
+    BLOCK_Q: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_V: tl.constexpr,
+):
+    pid_bh = tl.program_id(0).to(tl.int64)
+    c = tl.program_id(1).to(tl.int64)
+    n_vb = tl.cdiv(DV, BLOCK_V)
+    rb = tl.program_id(2) // n_vb
+    vv = (tl.program_id(2) % n_vb) * BLOCK_V + tl.arange(0, BLOCK_V).to(tl.int64)
+    bi, hi = pid_bh // h, pid_bh % h
+    qd = tl.arange(0, BLOCK_Q).to(tl.int64)
+    rr = rb * BLOCK_M + tl.arange(0, BLOCK_M).to(tl.int64)  # rows within the chunk
+    t_r = c * T + rr
+    r_ok = (rr < T) & (t_r < l)
+    a_row = a_ptr + (pid_bh * n_chunks + c) * T
+    a_r = tl.load(a_row + rr, mask=rr < T, other=0.0)
+    q_base = q_ptr + bi * s_qb + (hi // q_per) * s_qh
+    k_base = k_ptr + bi * s_kb + (hi // k_per) * s_kh
+    v_base = v_ptr + bi * s_vb + (hi // v_per) * s_vh
+    q = tl.load(
+        q_base + t_r[:, None] * s_ql + qd[None, :] * s_qd, mask=r_ok[:, None] & (qd < DQ)[None, :], other=0.0
+    ).to(tl.float32)
+
+    # the state's part
+    S = tl.load(
+        s_ptr + bi * s_sb + c * s_sc + hi * s_sh + qd[:, None] * s_sq + vv[None, :] * s_sv,
+        mask=(qd < DQ)[:, None] & (vv < DV)[None, :],
+        other=0.0,
+    )
+    if REVERSE:
+        ws = tl.exp(tl.load(a_row + T - 1) - a_r)
+    else:
+        ws = tl.exp(a_r)
+    acc = tl.dot(q, S) * ws[:, None]
+
+    # the chunk's own inputs, up to (or from) the diagonal block
+    if REVERSE:
+        lo, hi_b = rb, tl.cdiv(T, BLOCK_M)
+    else:
+        lo, hi_b = 0, rb + 1
+    for cb in range(lo, hi_b):
+        cc = cb * BLOCK_M + tl.arange(0, BLOCK_M).to(tl.int64)
+        t_c = c * T + cc
+        c_ok = (cc < T) & (t_c < l)
+        kt = tl.load(
+            k_base + t_c[:, None] * s_kl + qd[None, :] * s_kd, mask=c_ok[:, None] & (qd < DQ)[None, :], other=0.0
+        ).to(tl.float32)
+        vt = tl.load(
+            v_base + t_c[:, None] * s_vl + vv[None, :] * s_vd, mask=c_ok[:, None] & (vv < DV)[None, :], other=0.0
+        ).to(tl.float32)
+        a_c = tl.load(a_row + cc, mask=cc < T, other=0.0)
+        if REVERSE:
+            keep = (cc[None, :] >= rr[:, None]) & c_ok[None, :]
+            gap = a_c[None, :] - a_r[:, None]
+        else:
+            keep = (cc[None, :] <= rr[:, None]) & c_ok[None, :]
+            gap = a_r[:, None] - a_c[None, :]
+        decay = tl.exp(tl.where(keep, gap, float("-inf")))
+        acc += tl.dot(tl.dot(q, tl.trans(kt)) * decay, vt)
+    tl.store(
+        out_ptr + bi * s_ob + t_r[:, None] * s_ol + hi * s_oh + vv[None, :] * s_od,
+        acc,
+        mask=r_ok[:, None] & (vv < DV)[None, :],
+    )
+
+
+def chunk_state(v, u, a_cum, *, reverse: bool):
+    """v (b, l, hv, P), u (b, l, hu, N) with hv, hu dividing h; a_cum (b, h, c, T). Returns (b, c, h, P, N)."""
+    b, h, n_chunks, T = a_cum.shape
+    P, N = v.shape[-1], u.shape[-1]
+    out = torch.empty(b, n_chunks, h, P, N, device=v.device, dtype=torch.float32)
+    grid = lambda meta: (b * h, n_chunks, triton.cdiv(P, meta["BLOCK_P"]) * triton.cdiv(N, meta["BLOCK_N"]))  # noqa: E731
+    with on_device(v):
+        _chunk_state_kernel[grid](
+            v, u, a_cum, out,
+            v.shape[1], h, P, N, T, n_chunks, h // v.shape[2], h // u.shape[2],
+            *v.stride(), *u.stride(),
+            REVERSE=reverse,
+        )  # fmt: skip
+    return out
+
+
+def state_passing(add, a_cum, init, *, reverse: bool):
+    """add (b, c, h, P, N) float32 contiguous; init (b, h, P, N) or None. Returns the states before each update
+    (b, c, h, P, N) and the last one (b, h, P, N)."""
+    b, n_chunks, h, P, N = add.shape
+    seq = torch.empty_like(add)
+    final = torch.empty(b, h, P, N, device=add.device, dtype=torch.float32)
+    block = min(1024, pow2(P * N))
+    with on_device(add):
+        _state_passing_kernel[(b * h, triton.cdiv(P * N, block))](
+            add, a_cum, init, seq, final,
+            h, P * N, a_cum.shape[-1], n_chunks,
+            HAS_INIT=init is not None, REVERSE=reverse, BLOCK=block,
+        )  # fmt: skip
+    return seq, final
+
+
+def chunk_scan(q, k, v, states, a_cum, *, reverse: bool, transpose_states: bool):
+    """q, k (b, l, ·, DQ); v (b, l, ·, DV); states (b, c, h, P, N) holding S as (DQ, DV), or as its transpose
+    when ``transpose_states``. Returns (b, l, h, DV) float32."""
+    b, h, n_chunks, T = a_cum.shape
+    l, DQ, DV = q.shape[1], q.shape[-1], v.shape[-1]
+    out = torch.empty(b, l, h, DV, device=q.device, dtype=torch.float32)
+    s_b, s_c, s_h, s_p, s_n = states.stride()
+    s_q, s_v = (s_n, s_p) if transpose_states else (s_p, s_n)
+    grid = lambda meta: (b * h, n_chunks, triton.cdiv(T, meta["BLOCK_M"]) * triton.cdiv(DV, meta["BLOCK_V"]))  # noqa: E731
+    with on_device(q):
+        _chunk_scan_kernel[grid](
+            q, k, v, states, a_cum, out,
+            l, h, DQ, DV, T, n_chunks, h // q.shape[2], h // k.shape[2], h // v.shape[2],
+            *q.stride(), *k.stride(), *v.stride(), s_b, s_c, s_h, s_q, s_v, *out.stride(),
+            REVERSE=reverse, BLOCK_Q=pow2(DQ, 16),
+        )  # fmt: skip
+    return out
