@@ -18,14 +18,18 @@ the two together (outputs and gradients).
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.checkpoint import CheckpointError, save_checkpoint
 from core.norm import LayerNorm
 from kernels import causal_conv1d, selective_scan
 from vision.scans import ALL_DIRECTIONS, multi_scan, multi_unscan, parse_direction
@@ -218,6 +222,7 @@ class MultiScanMamba(nn.Module):
         """Direction k's own conv1d, x_proj, dt_proj, A_log and D (separate tensors, unlike upstream's A_log)."""
         dd = {"device": device, "dtype": dtype}
         d = self.d_inner
+        # an nn.Conv1d for upstream's names and init; it runs through kernels.causal_conv1d (stacked over directions)
         setattr(self, f"conv1d_{k}", nn.Conv1d(d, d, d_conv, groups=d, padding=d_conv - 1, **dd))
         setattr(self, f"x_proj_{k}", nn.Linear(d, self.dt_rank + 2 * self.d_state, bias=False, **dd))
         dt_proj = nn.Linear(self.dt_rank, d, **dd)
@@ -257,7 +262,7 @@ class MultiScanMamba(nn.Module):
 
     def forward(self, x: torch.Tensor, grid: tuple[int, int], cls_position: int | None = None) -> torch.Tensor:
         """x: (b, l, d_model), the h*w patches in row-major order (plus a class token at ``cls_position``)."""
-        b, l, _ = x.shape
+        b = x.shape[0]
         k, d = len(self.directions), self.d_inner
         p = self._stacked()
         seqs = multi_scan(self.in_proj(x), self.directions, grid, cls_position=cls_position)  # (b, k, s, 2d)
@@ -352,3 +357,34 @@ class MultiScanSS2D(nn.Module):
         x, z = self.in_proj(x).chunk(2, dim=-1)
         x = F.silu(self.conv2d(x.permute(0, 3, 1, 2)))
         return self.out_proj(self.out_norm(self.scan_mix(x)) * F.silu(z))
+
+
+class LocalMambaCheckpoints:
+    """The checkpoint API LocalVim and LocalVMamba share (a mixin): ``config`` / ``MODEL_TYPE`` come from the class."""
+
+    MODEL_TYPE: str
+
+    @classmethod
+    def from_config(cls, config, *, device=None, dtype=None):
+        return cls(**dataclasses.asdict(config), device=device, dtype=dtype)
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` (our format)."""
+        return save_checkpoint(directory, self, self.config, self.MODEL_TYPE)
+
+    @classmethod
+    def from_pretrained(cls, dir_or_preset: str | os.PathLike):
+        """A checkpoint directory in our format, or a preset name with released weights (loaded from the
+        local weights directory, see `vision.models.local_mamba_presets.weights_dir`)."""
+        from vision.models.local_mamba_presets import from_pretrained
+
+        model = from_pretrained(dir_or_preset)
+        if not isinstance(model, cls):
+            raise CheckpointError(f"{dir_or_preset} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
+    def load_pretrained(self, checkpoint_path: str | os.PathLike) -> None:
+        """timm's ``custom_load`` hook: load an official LocalMamba file through `vision.convert`."""
+        from vision.convert import load_official
+
+        load_official(self, checkpoint_path)
