@@ -20,6 +20,7 @@ STEPS = {
     "bytes": "examples.demo_bytes",
     "btb3d": "examples.demo_btb3d",
     "genomics": "examples.demo_genomics",
+    "speech": "examples.demo_speech",
 }
 
 

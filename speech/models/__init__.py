@@ -1,0 +1,81 @@
+"""Speech models, their presets, and loading by checkpoint directory or preset name."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from core.checkpoint import CheckpointError, load_checkpoint, load_strict
+from speech.codecs.mel import PRESETS as CODEC_PRESETS
+from speech.codecs.mel import MelCodec, MelCodecConfig
+from speech.models.valle2 import Valle2, Valle2Config
+
+PRESETS: dict[str, tuple[type, object]] = {
+    **{name: (MelCodec, config) for name, config in CODEC_PRESETS.items()},
+    # tests
+    "valle2-tiny": (
+        Valle2,
+        Valle2Config(d_model=32, n_heads=2, ar_layers=1, nar_layers=1, codebook_size=16, n_codebooks=4, dropout=0.0),
+    ),
+    # the bundled CPU-trained model (mel codec: 25 frames/s, 8 codebooks of 256), sized to train on one shared
+    # CPU core within about an hour; untied NAR heads, since heads tied to N(0, 1) embeddings start with
+    # logits of std ~sqrt(d) (an initial NAR loss ~30 instead of ~ln 256) and cost a short run its first steps
+    "valle2-small": (
+        Valle2,
+        Valle2Config(
+            d_model=128, n_heads=4, ar_layers=4, nar_layers=3, codebook_size=256, n_codebooks=8, nar_tie_heads=False
+        ),
+    ),
+    # the released VALL-E X size (Plachtaa), EnCodec 6 kbps
+    "valle-x": (
+        Valle2,
+        Valle2Config(
+            d_model=1024,
+            n_heads=16,
+            ar_layers=12,
+            nar_layers=12,
+            text_vocab_size=2048,
+            n_languages=3,
+            codebook_size=1024,
+            n_codebooks=8,
+        ),
+    ),
+}
+
+MODEL_TYPES = {"valle2": (Valle2Config, Valle2), "mel_codec": (MelCodecConfig, MelCodec)}
+
+
+def preset_config(name: str):
+    """A fresh copy of a preset's config."""
+    if name not in PRESETS:
+        raise CheckpointError(f"unknown model {name!r}: give a checkpoint directory or one of {', '.join(PRESETS)}")
+    return dataclasses.replace(PRESETS[name][1])
+
+
+def from_pretrained(name_or_dir: str | os.PathLike, **overrides):
+    """A model from a checkpoint directory (our format, eval mode), or a preset with random weights.
+
+    ``overrides`` replace config fields (e.g. ``group_size=2``). For a directory, only the VALL-E 2 group
+    size may change: the group layers it adds start fresh (fine-tuning VALL-E X with grouping).
+    """
+    path = Path(name_or_dir)
+    if path.is_dir():
+        if not overrides:
+            return load_checkpoint(path, MODEL_TYPES).eval()
+        return _regrouped(path, **overrides)
+    config = dataclasses.replace(preset_config(str(name_or_dir)), **overrides)
+    return PRESETS[str(name_or_dir)][0](config)
+
+
+def _regrouped(path: Path, **overrides) -> Valle2:
+    if set(overrides) - {"group_size"}:
+        raise CheckpointError(f"only group_size can change when loading {path}; got {', '.join(overrides)}")
+    old = load_checkpoint(path, MODEL_TYPES)
+    if not isinstance(old, Valle2):
+        raise CheckpointError(f"{path} is not a VALL-E 2 checkpoint; group_size applies to VALL-E 2 only")
+    model = Valle2(dataclasses.replace(old.config, **overrides))
+    group = ("ar.group_in.", "ar.group_out.")
+    state = {k: v for k, v in old.state_dict().items() if not k.startswith(group)}
+    state.update({k: v for k, v in model.state_dict().items() if k.startswith(group)})
+    return load_strict(model, state, str(path))
