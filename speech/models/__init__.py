@@ -9,10 +9,13 @@ from pathlib import Path
 from core.checkpoint import CheckpointError, load_checkpoint, load_strict
 from speech.codecs.mel import PRESETS as CODEC_PRESETS
 from speech.codecs.mel import MelCodec, MelCodecConfig
+from speech.codecs.mel_vae import PRESETS as MEL_VAE_PRESETS
+from speech.codecs.mel_vae import MelVAE, MelVAEConfig
 from speech.models.valle2 import Valle2, Valle2Config
 
 PRESETS: dict[str, tuple[type, object]] = {
     **{name: (MelCodec, config) for name, config in CODEC_PRESETS.items()},
+    **{name: (MelVAE, config) for name, config in MEL_VAE_PRESETS.items()},
     # tests
     "valle2-tiny": (
         Valle2,
@@ -39,7 +42,11 @@ PRESETS: dict[str, tuple[type, object]] = {
     ),
 }
 
-MODEL_TYPES = {"valle2": (Valle2Config, Valle2), "mel_codec": (MelCodecConfig, MelCodec)}
+MODEL_TYPES = {
+    "valle2": (Valle2Config, Valle2),
+    "mel_codec": (MelCodecConfig, MelCodec),
+    "mel_vae": (MelVAEConfig, MelVAE),
+}
 
 
 def preset_config(name: str):
