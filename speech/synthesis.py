@@ -65,6 +65,8 @@ def load_model_and_codec(model: str | os.PathLike | None, *, codec_weights=None,
             f"codec {lm.config.codec!r} gives {codec.n_codebooks} codebooks of {codec.codebook_size}; the model "
             f"needs {lm.config.n_codebooks} of {lm.config.codebook_size}"
         )
+    if hasattr(lm, "check_codec"):  # models that quantize with their codec's codebooks (CLaM-TTS)
+        lm.check_codec(codec)
     return lm.to(device).eval(), codec.to(device).eval()
 
 

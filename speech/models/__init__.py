@@ -11,6 +11,7 @@ from speech.codecs.mel import PRESETS as CODEC_PRESETS
 from speech.codecs.mel import MelCodec, MelCodecConfig
 from speech.codecs.mel_vae import PRESETS as MEL_VAE_PRESETS
 from speech.codecs.mel_vae import MelVAE, MelVAEConfig
+from speech.models.clam_tts import ClamTTS, ClamTTSConfig
 from speech.models.valle2 import Valle2, Valle2Config
 
 PRESETS: dict[str, tuple[type, object]] = {
@@ -26,6 +27,22 @@ PRESETS: dict[str, tuple[type, object]] = {
         Valle2,
         Valle2Config(d_model=192, n_heads=4, ar_layers=4, nar_layers=3, codebook_size=256, n_codebooks=8),
     ),
+    # CLaM-TTS over a Mel-VAE: tests (mel-vae-tiny) and the CPU-trained model (mel-vae: 16 x 256, 64-d latents)
+    "clam-tts-tiny": (
+        ClamTTS,
+        ClamTTSConfig(
+            d_model=32,
+            n_heads=2,
+            text_layers=1,
+            decoder_layers=1,
+            n_mixtures=4,
+            latent_dim=8,
+            n_codebooks=4,
+            codebook_size=16,
+            dropout=0.0,
+        ),
+    ),
+    "clam-tts-small": (ClamTTS, ClamTTSConfig(d_model=192, n_heads=4, text_layers=2, decoder_layers=5)),
     # the released VALL-E X size (Plachtaa), EnCodec 6 kbps
     "valle-x": (
         Valle2,
@@ -46,6 +63,7 @@ MODEL_TYPES = {
     "valle2": (Valle2Config, Valle2),
     "mel_codec": (MelCodecConfig, MelCodec),
     "mel_vae": (MelVAEConfig, MelVAE),
+    "clam_tts": (ClamTTSConfig, ClamTTS),
 }
 
 
