@@ -96,6 +96,8 @@ def synthesize(
     seed: int | None = None,
 ) -> Synthesis:
     """Speak ``text``; with ``prompt_audio`` (and its transcript ``prompt_text``) in the prompt's voice."""
+    if not hasattr(model.config, "text_tokenizer"):
+        raise InputError(f"a {type(model).__name__} model continues speech without text: give --minutes")
     device = next(model.parameters()).device
     tokenizer = model.config.text_tokenizer()
     target = tokenizer.encode(text)

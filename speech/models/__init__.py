@@ -12,6 +12,7 @@ from speech.codecs.mel import MelCodec, MelCodecConfig
 from speech.codecs.mel_vae import PRESETS as MEL_VAE_PRESETS
 from speech.codecs.mel_vae import MelVAE, MelVAEConfig
 from speech.models.clam_tts import ClamTTS, ClamTTSConfig
+from speech.models.speechssm import SpeechSSM, SpeechSSMConfig
 from speech.models.valle2 import Valle2, Valle2Config
 
 PRESETS: dict[str, tuple[type, object]] = {
@@ -43,6 +44,27 @@ PRESETS: dict[str, tuple[type, object]] = {
         ),
     ),
     "clam-tts-small": (ClamTTS, ClamTTSConfig(d_model=192, n_heads=4, text_layers=2, decoder_layers=5)),
+    # SpeechSSM over a mel codec: tests (mel-tiny) and the CPU-trained long-form model (mel-24k: 8 x 256)
+    "speechssm-tiny": (
+        SpeechSSM,
+        SpeechSSMConfig(
+            d_model=32,
+            n_layers=3,
+            d_intermediate=64,
+            d_state=8,
+            n_heads=2,
+            attention_window=16,
+            n_codebooks=4,
+            codebook_size=16,
+            segment_seconds=2.0,
+            window_seconds=4.0,
+            overlap_seconds=0.4,
+        ),
+    ),
+    "speechssm-small": (
+        SpeechSSM,
+        SpeechSSMConfig(d_model=128, n_layers=6, d_intermediate=256, attention_window=125, segment_seconds=10.0),
+    ),
     # the released VALL-E X size (Plachtaa), EnCodec 6 kbps
     "valle-x": (
         Valle2,
@@ -64,6 +86,7 @@ MODEL_TYPES = {
     "mel_codec": (MelCodecConfig, MelCodec),
     "mel_vae": (MelVAEConfig, MelVAE),
     "clam_tts": (ClamTTSConfig, ClamTTS),
+    "speechssm": (SpeechSSMConfig, SpeechSSM),
 }
 
 

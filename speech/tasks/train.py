@@ -20,14 +20,16 @@ from speech.data.codes import EncodedCorpus, encode_corpus
 from speech.data.manifest import read_manifest
 from speech.models import from_pretrained
 from speech.models.clam_tts import ClamTTS
+from speech.models.speechssm import SpeechSSM
 from speech.models.valle2 import Valle2
 from speech.tasks.clam import ClamTTSTask
 from speech.tasks.codec import MelCodecTask
 from speech.tasks.data import AudioCropDataModule, AudioCrops, CodeDataModule, CodeUtterances
+from speech.tasks.speechssm import CodeSegments, SegmentDataModule, SpeechSSMTask
 from speech.tasks.valle import Valle2Task
 
 # Models trained on codec codes, saved with their codec beside them.
-LANGUAGE_MODELS = (Valle2, ClamTTS)
+LANGUAGE_MODELS = (Valle2, ClamTTS, SpeechSSM)
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -120,6 +122,8 @@ def train_model(
         task, data, codec = _valle_setup(model, corpus, codec, codec_weights, out_dir, options)
     elif isinstance(model, ClamTTS):
         task, data, codec = _clam_setup(model, corpus, codec, codec_weights, out_dir, options)
+    elif isinstance(model, SpeechSSM):
+        task, data, codec = _speechssm_setup(model, corpus, codec, codec_weights, out_dir, options)
     else:
         raise CheckpointError(f"cannot train a {type(model).__name__}")
     trainer = _trainer(out_dir, options, run_name=type(model).__name__.lower())
@@ -203,3 +207,22 @@ def _clam_setup(model: ClamTTS, corpus: str, codec: str | None, codec_weights, o
     model.attach_codec(load_codec(codec, encodec_weights=codec_weights))
     data = _utterance_data(model, encoded, options, group_size=1)
     return ClamTTSTask(model, optimizer=_optimizer(options)), data, codec
+
+
+def _speechssm_setup(model: SpeechSSM, corpus: str, codec: str | None, codec_weights, out: Path, options: TrainOptions):
+    """Fixed-length segments (``model.config.segment_seconds``) of the training speakers' streams."""
+    encoded, codec = _model_codes(model, corpus, codec, codec_weights, out)
+    size = {
+        "n_codebooks": model.config.n_codebooks,
+        "segment_frames": round(model.config.segment_seconds * encoded.frame_rate),
+        "seed": options.seed,
+    }
+    train_ids = encoded.indices("train") or list(range(len(encoded)))
+    heldout = encoded.indices("test_speaker")
+    data = SegmentDataModule(
+        CodeSegments(encoded, train_ids, **size),
+        CodeSegments(encoded, heldout, **size) if heldout else None,
+        batch_size=options.batch_size,
+        seed=options.seed,
+    )
+    return SpeechSSMTask(model, optimizer=_optimizer(options)), data, codec

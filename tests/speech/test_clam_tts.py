@@ -185,4 +185,6 @@ def test_synth_refuses_a_model_whose_codec_changed(clam_model, tmp_path, capsys)
     out = tmp_path / "o.wav"
     assert main(["synth", "--model", str(copy), "--text", "hi", "--out", str(out)]) == 2
     assert "codebooks differ" in one_line_error(capsys)
+    assert main(["synth", "--model", str(clam_model), "--out", str(out), "--minutes", "1"]) == 2
+    assert "needs a SpeechSSM model" in one_line_error(capsys)
     assert not out.exists()
