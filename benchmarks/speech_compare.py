@@ -1,0 +1,78 @@
+"""CLaM-TTS against VALL-E 2 (or any speech models `tts synth` runs) trained on the same espeak-ng corpus.
+
+For every held-out voice and held-out sentence (as `benchmarks.speech_quality`): synthesis prompted with one
+utterance of that voice (and its transcript), then
+
+- mel-cepstral distortion (DTW, `speech.eval.mcd`) against espeak-ng's rendering of the sentence in that voice;
+- decoder steps per second of generated speech: forward passes of the models' generating decoders (CLaM-TTS:
+  one per frame for all codebooks; VALL-E 2: one AR step per group of codebook-0 codes plus one NAR pass per
+  further codebook), counted with forward hooks, so the figure is exact and does not depend on the machine.
+
+    python -m benchmarks.speech_compare --corpus <espeak corpus> --models <clam dir>,<valle dir> --sentences 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+from speech.audio import load_audio
+from speech.data.manifest import read_manifest
+from speech.eval import mcd
+from speech.synthesis import load_model_and_codec, synthesize
+
+# The decoders whose every forward pass is one generation step (the text encoders run once per utterance).
+STEP_MODULES = {"ClamTTS": ["decoder"], "Valle2": ["ar.decoder", "nar.decoder"]}
+
+
+def evaluate(model_dir: str, targets: list, prompts: dict, rate: int) -> dict:
+    lm, codec = load_model_and_codec(model_dir)
+    steps = []
+    for name in STEP_MODULES[type(lm).__name__]:
+        lm.get_submodule(name).register_forward_hook(lambda *args: steps.append(1))
+    scores, seconds = [], 0.0
+    for target in targets:
+        prompt = prompts[target.speaker]
+        result = synthesize(lm, codec, target.text, prompt_audio=prompt.audio, prompt_text=prompt.text, seed=0)
+        scores.append(mcd(load_audio(target.audio, rate), rate, result.wav, result.sample_rate))
+        seconds += result.wav.shape[-1] / result.sample_rate
+    return {
+        "model": type(lm).__name__,
+        "codec": f"{codec.n_codebooks} x {codec.codebook_size} at {codec.frame_rate:g} Hz",
+        "mcd": scores,
+        "steps_per_second": len(steps) / seconds,
+        "seconds": seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", required=True)
+    parser.add_argument("--models", required=True, help="comma-separated checkpoint directories")
+    parser.add_argument("--sentences", type=int, default=5, help="held-out sentences per held-out voice")
+    args = parser.parse_args()
+
+    utterances = read_manifest(args.corpus)
+    voices = sorted({u.speaker for u in utterances if u.split == "test_sentence"})
+    prompts = {v: next(u for u in utterances if u.speaker == v and u.split == "test_speaker") for v in voices}
+    targets = [
+        u
+        for v in voices
+        for u in [u for u in utterances if u.speaker == v and u.split == "test_sentence"][: args.sentences]
+    ]
+    print(f"{len(voices)} held-out voices x {len(targets) // len(voices)} held-out sentences, prompted synthesis")
+    print("| model | codec | MCD (dB) mean ± std | decoder steps per second of speech | seconds generated |")
+    print("| --- | --- | --- | --- | --- |")
+    for model_dir in args.models.split(","):
+        r = evaluate(model_dir, targets, prompts, 24_000)
+        spread = statistics.stdev(r["mcd"]) if len(r["mcd"]) > 1 else 0.0
+        print(
+            f"| {r['model']} ({Path(model_dir).name}) | {r['codec']} | {statistics.mean(r['mcd']):.2f} ± "
+            f"{spread:.2f} | {r['steps_per_second']:.1f} | {r['seconds']:.1f} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
