@@ -11,16 +11,17 @@ from __future__ import annotations
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from core.io import InputError
-from core.train import OptimizerConfig, ResumableDataLoader, configure_optimizers
+from core.train import OptimizerConfig, configure_optimizers
 from speech.data.codes import EncodedCorpus
 from speech.models.speechssm import SpeechSSM
 
 
 class CodeSegments(Dataset):
-    """Item i: codes (n_codebooks, segment_frames) from one speaker's stream, fixed by (seed, i).
+    """Item i: codes (n_codebooks, segment_frames) from one speaker's stream, fixed by (seed, i). Batches of these
+    fixed-size crops come from `speech.tasks.data.AudioCropDataModule` as audio crops do.
 
     Streams are chosen in proportion to their length; one epoch covers as many frames as the streams hold.
     """
@@ -59,26 +60,6 @@ class CodeSegments(Dataset):
         stream = self.streams[int(rng.choice(len(self.streams), p=self.weights))]
         start = int(rng.integers(stream.shape[-1]))
         return stream[:, (start + torch.arange(self.segment_frames)) % stream.shape[-1]]
-
-
-class SegmentDataModule(L.LightningDataModule):
-    def __init__(self, train: CodeSegments, val: CodeSegments | None, *, batch_size: int, seed: int = 0):
-        super().__init__()
-        if len(train) < batch_size:
-            raise InputError(f"{len(train)} training segments are fewer than one batch of {batch_size}")
-        self.train, self.val, self.batch_size, self.seed = train, val, batch_size, seed
-
-    def train_dataloader(self) -> ResumableDataLoader:
-        return ResumableDataLoader(
-            self.train,
-            batch_size=self.batch_size,
-            seed=self.seed,
-            num_replicas=self.trainer.world_size,
-            rank=self.trainer.global_rank,
-        )
-
-    def val_dataloader(self) -> DataLoader | list:
-        return [] if self.val is None else DataLoader(self.val, batch_size=self.batch_size)
 
 
 class SpeechSSMTask(L.LightningModule):

@@ -25,7 +25,7 @@ from speech.models.valle2 import Valle2
 from speech.tasks.clam import ClamTTSTask
 from speech.tasks.codec import MelCodecTask
 from speech.tasks.data import AudioCropDataModule, AudioCrops, CodeDataModule, CodeUtterances
-from speech.tasks.speechssm import CodeSegments, SegmentDataModule, SpeechSSMTask
+from speech.tasks.speechssm import CodeSegments, SpeechSSMTask
 from speech.tasks.valle import Valle2Task
 
 # Models trained on codec codes, saved with their codec beside them.
@@ -219,7 +219,7 @@ def _speechssm_setup(model: SpeechSSM, corpus: str, codec: str | None, codec_wei
     }
     train_ids = encoded.indices("train") or list(range(len(encoded)))
     heldout = encoded.indices("test_speaker")
-    data = SegmentDataModule(
+    data = AudioCropDataModule(
         CodeSegments(encoded, train_ids, **size),
         CodeSegments(encoded, heldout, **size) if heldout else None,
         batch_size=options.batch_size,
