@@ -1,5 +1,5 @@
 """A tiny speech corpus that needs no espeak-ng: harmonic tones with a pitch per speaker and a syllable-rate
-envelope, in our manifest format (two training speakers, one held out)."""
+envelope, in our manifest format (two training speakers, one held out); and a tiny Mel-VAE codec trained on it."""
 
 from __future__ import annotations
 
@@ -32,3 +32,22 @@ def synthetic_corpus(tmp_path_factory):
             rows.append({"audio": name, "text": text, "speaker": f"spk{speaker}", "split": split})
     (root / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return root
+
+
+@pytest.fixture(scope="session")
+def quick_train() -> list[str]:
+    """`tts train` flags for a few steps of a tiny model in tests."""
+    return ["--steps", "3", "--batch-size", "2", "--warmup-steps", "1", "--progress-bar", "false"]
+
+
+@pytest.fixture(scope="session")
+def mel_vae_codec(synthetic_corpus, quick_train, tmp_path_factory):
+    """A mel-vae-tiny codec (4 x 16 codes at 12.5 Hz) trained a few steps on the synthetic corpus."""
+    from speech.cli import main
+
+    out = tmp_path_factory.mktemp("mel_vae") / "vae"
+    assert (
+        main(["train", "--model", "mel-vae-tiny", "--corpus", str(synthetic_corpus), "--out", str(out), *quick_train])
+        == 0
+    )
+    return out

@@ -49,15 +49,15 @@ def test_losses_reach_every_parameter(clam):
 def test_mixture_nll_decreases_when_fitting_a_batch(clam):
     model, _ = clam
     data = batch(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     first = None
-    for _ in range(60):
+    for _ in range(15):
         losses = model.losses(*data)
         first = float(losses["vb"].detach()) if first is None else first
         optimizer.zero_grad()
         losses["loss"].backward()
         optimizer.step()
-    assert float(model.losses(*data)["vb"]) < 0.5 * first
+    assert float(model.losses(*data)["vb"].detach()) < 0.5 * first
 
 
 def test_causal_in_frames(clam):
@@ -146,15 +146,12 @@ def test_codec_checks(clam, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def clam_model(synthetic_corpus, tmp_path_factory):
-    """A mel-vae-tiny codec and a clam-tts-tiny model, trained a few steps on the synthetic corpus."""
-    root = tmp_path_factory.mktemp("clam")
-    quick = ["--steps", "3", "--batch-size", "2", "--warmup-steps", "1", "--progress-bar", "false"]
-    codec = ["train", "--model", "mel-vae-tiny", "--corpus", str(synthetic_corpus), "--out", str(root / "vae")]
-    assert main([*codec, *quick]) == 0
-    args = ["--model", "clam-tts-tiny", "--corpus", str(synthetic_corpus), "--codec", str(root / "vae")]
-    assert main(["train", *args, "--out", str(root / "tts"), "--checkpoint-every", "2", *quick]) == 0
-    return root / "tts"
+def clam_model(synthetic_corpus, mel_vae_codec, quick_train, tmp_path_factory):
+    """A clam-tts-tiny model over the tiny Mel-VAE, trained a few steps on the synthetic corpus."""
+    out = tmp_path_factory.mktemp("clam") / "tts"
+    args = ["--model", "clam-tts-tiny", "--corpus", str(synthetic_corpus), "--codec", str(mel_vae_codec)]
+    assert main(["train", *args, "--out", str(out), "--checkpoint-every", "2", *quick_train]) == 0
+    return out
 
 
 def test_train_resume_and_synth(clam_model, tmp_path, capsys):
