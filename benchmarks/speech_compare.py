@@ -1,7 +1,7 @@
 """CLaM-TTS against VALL-E 2 (or any speech models `tts synth` runs) trained on the same espeak-ng corpus.
 
-For every held-out voice and held-out sentence (as `benchmarks.speech_quality`): synthesis prompted with one
-utterance of that voice (and its transcript), then
+For every held-out voice and held-out sentence (as `benchmarks.speech_quality`): synthesis without a prompt and
+prompted with one utterance of that voice (and its transcript), then
 
 - mel-cepstral distortion (DTW, `speech.eval.mcd`) against espeak-ng's rendering of the sentence in that voice;
 - decoder steps per second of generated speech: forward passes of the models' generating decoders (CLaM-TTS:
@@ -17,6 +17,7 @@ import argparse
 import statistics
 from pathlib import Path
 
+from core.io import InputError
 from speech.audio import load_audio
 from speech.data.manifest import read_manifest
 from speech.eval import mcd
@@ -26,22 +27,28 @@ from speech.synthesis import load_model_and_codec, synthesize
 STEP_MODULES = {"ClamTTS": ["decoder"], "Valle2": ["ar.decoder", "nar.decoder"]}
 
 
-def evaluate(model_dir: str, targets: list, prompts: dict, rate: int) -> dict:
+def evaluate(model_dir: str, targets: list, prompts: dict, rate: int, *, prompted: bool) -> dict:
     lm, codec = load_model_and_codec(model_dir)
     steps = []
     for name in STEP_MODULES[type(lm).__name__]:
         lm.get_submodule(name).register_forward_hook(lambda *args: steps.append(1))
-    scores, seconds = [], 0.0
+    scores, seconds, failed = [], 0.0, 0
     for target in targets:
         prompt = prompts[target.speaker]
-        result = synthesize(lm, codec, target.text, prompt_audio=prompt.audio, prompt_text=prompt.text, seed=0)
+        voice = {"prompt_audio": prompt.audio, "prompt_text": prompt.text} if prompted else {}
+        try:
+            result = synthesize(lm, codec, target.text, seed=0, **voice)
+        except InputError:  # the model ended the speech before it began: counted, not scored
+            failed += 1
+            continue
         scores.append(mcd(load_audio(target.audio, rate), rate, result.wav, result.sample_rate))
         seconds += result.wav.shape[-1] / result.sample_rate
     return {
         "model": type(lm).__name__,
         "codec": f"{codec.n_codebooks} x {codec.codebook_size} at {codec.frame_rate:g} Hz",
         "mcd": scores,
-        "steps_per_second": len(steps) / seconds,
+        "failed": failed,
+        "steps_per_second": len(steps) / seconds if seconds else float("nan"),
         "seconds": seconds,
     }
 
@@ -61,17 +68,19 @@ def main() -> None:
         for v in voices
         for u in [u for u in utterances if u.speaker == v and u.split == "test_sentence"][: args.sentences]
     ]
-    print(f"{len(voices)} held-out voices x {len(targets) // len(voices)} held-out sentences, prompted synthesis")
-    print("| model | codec | MCD (dB) mean ± std | decoder steps per second of speech | seconds generated |")
-    print("| --- | --- | --- | --- | --- |")
+    print(f"{len(voices)} held-out voices x {len(targets) // len(voices)} held-out sentences")
+    print("| model | codec | prompt | MCD (dB) mean ± std | no speech (EOS first) | decoder steps per s of speech |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for model_dir in args.models.split(","):
-        r = evaluate(model_dir, targets, prompts, 24_000)
-        spread = statistics.stdev(r["mcd"]) if len(r["mcd"]) > 1 else 0.0
-        print(
-            f"| {r['model']} ({Path(model_dir).name}) | {r['codec']} | {statistics.mean(r['mcd']):.2f} ± "
-            f"{spread:.2f} | {r['steps_per_second']:.1f} | {r['seconds']:.1f} |",
-            flush=True,
-        )
+        for prompted in (False, True):
+            r = evaluate(model_dir, targets, prompts, 24_000, prompted=prompted)
+            mean = statistics.mean(r["mcd"]) if r["mcd"] else float("nan")
+            spread = statistics.stdev(r["mcd"]) if len(r["mcd"]) > 1 else 0.0
+            print(
+                f"| {r['model']} ({Path(model_dir).name}) | {r['codec']} | {'yes' if prompted else 'no'} | "
+                f"{mean:.2f} ± {spread:.2f} | {r['failed']} / {len(targets)} | {r['steps_per_second']:.1f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
