@@ -27,6 +27,22 @@ from speech.synthesis import load_model_and_codec, synthesize
 STEP_MODULES = {"ClamTTS": ["decoder"], "Valle2": ["ar.decoder", "nar.decoder"]}
 
 
+def codebook_perplexity(codes_file: Path) -> list[float]:
+    """exp(entropy) of each depth's codes over an encoded corpus (`tts encode`; training writes one beside the
+    model): how many codewords a codec really uses."""
+    import torch
+
+    from speech.data.codes import EncodedCorpus
+
+    codes = torch.cat(EncodedCorpus.load(codes_file).codes, dim=-1).long()
+    out = []
+    for depth in codes:
+        p = torch.bincount(depth).float() / len(depth)
+        p = p[p > 0]
+        out.append(float(torch.exp(-(p * p.log()).sum())))
+    return out
+
+
 def evaluate(model_dir: str, targets: list, prompts: dict, rate: int, *, prompted: bool) -> dict:
     lm, codec = load_model_and_codec(model_dir)
     steps = []
@@ -81,6 +97,11 @@ def main() -> None:
                 f"{mean:.2f} ± {spread:.2f} | {r['failed']} / {len(targets)} | {r['steps_per_second']:.1f} |",
                 flush=True,
             )
+    for model_dir in args.models.split(","):
+        codes_file = Path(model_dir) / "codes.safetensors"
+        if codes_file.is_file():
+            usage = " / ".join(f"{x:.1f}" for x in codebook_perplexity(codes_file))
+            print(f"codebook perplexity per depth of {Path(model_dir).name}'s codec on its training codes: {usage}")
 
 
 if __name__ == "__main__":
