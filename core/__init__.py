@@ -13,6 +13,7 @@ from core.attention import Attention, KVCache
 from core.block import Block, Mixer
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.convert import from_pretrained
+from core.hierarchical import HierarchicalState, PatchDecoder
 from core.hyena import HyenaOperator, HyenaState
 from core.io import InputError, atomic_output
 from core.lm import CausalLM, LMConfig
@@ -20,6 +21,7 @@ from core.mlp import Mlp
 from core.norm import GatedRMSNorm, LayerNorm, RMSNorm, add_norm
 from core.rotary import RotaryEmbedding
 from core.ssm import Mamba, Mamba2, Mamba2State, MambaState
+from core.stack import MixerStack, make_mixer
 
 __all__ = [
     "Attention",
@@ -27,6 +29,7 @@ __all__ = [
     "CausalLM",
     "CheckpointError",
     "GatedRMSNorm",
+    "HierarchicalState",
     "HyenaOperator",
     "HyenaState",
     "InputError",
@@ -38,12 +41,15 @@ __all__ = [
     "Mamba2State",
     "MambaState",
     "Mixer",
+    "MixerStack",
     "Mlp",
+    "PatchDecoder",
     "RMSNorm",
     "RotaryEmbedding",
     "add_norm",
     "atomic_output",
     "from_pretrained",
     "load_checkpoint",
+    "make_mixer",
     "save_checkpoint",
 ]

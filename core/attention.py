@@ -309,21 +309,22 @@ class Attention(nn.Module):
             k, v, k_start = state.update(k, v)
             l_k = k.shape[2]
         # A plain causal pass needs no mask tensor: SDPA's is_causal implies it (and allows flash kernels).
-        implied_causal = state is None and self.causal and self.window is None
-        mask = build_mask(
-            offset,
-            l,
-            k_start,
-            l_k,
-            causal=self.causal and not implied_causal,
-            window=self.window,
-            device=x.device,
-            key_padding_mask=key_padding_mask,
-            attn_mask=attn_mask,
+        implied_causal = (
+            state is None and self.causal and self.window is None and key_padding_mask is None and attn_mask is None
         )
-        if implied_causal and mask is not None:
-            mask = mask & build_mask(0, l, 0, l, causal=True, window=None, device=x.device)
-            implied_causal = False
+        mask = None
+        if not implied_causal:
+            mask = build_mask(
+                offset,
+                l,
+                k_start,
+                l_k,
+                causal=self.causal,
+                window=self.window,
+                device=x.device,
+                key_padding_mask=key_padding_mask,
+                attn_mask=attn_mask,
+            )
         out = self._attend(q, k, v, mask, implied_causal=implied_causal)
         return self.out_proj(out.transpose(1, 2).reshape(b, l, h * p))
 

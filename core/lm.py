@@ -267,9 +267,19 @@ class Backbone(nn.Module):
             )
         self.norm_f = make_norm(norm_kind, d, eps=config.norm_epsilon, **dd)
 
-    def forward(self, input_ids: torch.Tensor, states: list[Any] | None = None) -> torch.Tensor:
-        """input_ids (b, l) -> hidden (b, l, d). With states: continue from them and update them."""
-        hidden, residual = self.embedding(input_ids), None
+    def forward(
+        self,
+        input_ids: torch.Tensor | None,
+        states: list[Any] | None = None,
+        *,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """input_ids (b, l) -> hidden (b, l, d). With states: continue from them and update them.
+
+        ``inputs_embeds`` (b, l, d) replaces the embedding lookup (e.g. image features spliced into the text).
+        """
+        hidden = self.embedding(input_ids) if inputs_embeds is None else inputs_embeds
+        residual = None
         for i, layer in enumerate(self.layers):
             hidden, residual = layer(hidden, residual, state=None if states is None else states[i])
         return add_norm(hidden, residual, self.norm_f, residual_in_fp32=self.residual_in_fp32)[0]
@@ -312,13 +322,19 @@ class CausalLM(nn.Module):
             self.lm_head.weight = self.backbone.embedding.weight
 
     def forward(
-        self, input_ids: torch.Tensor, states: list[Any] | None = None, *, num_last_tokens: int = 0
+        self,
+        input_ids: torch.Tensor | None,
+        states: list[Any] | None = None,
+        *,
+        num_last_tokens: int = 0,
+        inputs_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """input_ids (b, l) -> logits (b, l, v_padded), or (b, num_last_tokens, v_padded) when that is > 0.
 
         With ``states`` (from `init_states`): continue from them and update them (a prefill or a chunk).
+        ``inputs_embeds`` (b, l, d) is given instead of input_ids (multimodal prefixes).
         """
-        hidden = self.backbone(input_ids, states)
+        hidden = self.backbone(input_ids, states, inputs_embeds=inputs_embeds)
         if num_last_tokens > 0:
             hidden = hidden[:, -num_last_tokens:]
         return self.lm_head(hidden)

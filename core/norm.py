@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from kernels import add_norm as fused_add_norm
+
 
 class RMSNorm(nn.Module):
     """y = x / sqrt(mean(x^2) + eps) * weight, computed in float32 and returned in x's dtype.
@@ -100,6 +102,17 @@ def add_norm(
     The semantics of mamba_ssm's fused add-norm (``prenorm=True``): the residual stream is kept apart from
     the normalised branch input, in float32 when ``residual_in_fp32``.
     """
+    if x.is_cuda and type(norm) in (RMSNorm, LayerNorm):
+        # one fused kernel on the GPU (kernels.add_norm: the float32 sum is normalised before any rounding)
+        return fused_add_norm(
+            x,
+            residual,
+            norm.weight,
+            getattr(norm, "bias", None),
+            eps=norm.eps,
+            is_rms_norm=type(norm) is RMSNorm,
+            residual_in_fp32=residual_in_fp32,
+        )
     residual = x if residual is None else x + residual
     if residual_in_fp32:
         residual = residual.float()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 STEPS = {
     "core": "examples.demo_core",
+    "bytes": "examples.demo_bytes",
     "btb3d": "examples.demo_btb3d",
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from core.cli import run
 from vision.tasks.btb3d_cli import convert3d, decode3d, tokenize3d, train3d
 from vision.tasks.local_mamba_cli import convert, extract_directions, train_classifier
+from vision.tasks.vl_mamba_cli import make_vqa_data, train_vlm, vqa
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
             "convert": convert,
             "extract-directions": extract_directions,
             "train-classifier": train_classifier,
+            "make-vqa-data": make_vqa_data,
+            "train-vlm": train_vlm,
+            "vqa": vqa,
         },
         argv,
         prog="vision",

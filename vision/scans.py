@@ -128,7 +128,9 @@ def _plan(directions: tuple[str, ...], h: int, w: int, cls_position: int | None)
         where = {t: i for i, t in enumerate(order) if t >= 0}
         give.extend(k * s + where[t] for t in range(l))
     lengths = [len(o) for o in orders]
-    return torch.tensor(take), torch.tensor(give), torch.tensor(lengths)
+    # cached for every later call: never an inference-mode tensor, which autograd could not save
+    with torch.inference_mode(False):
+        return torch.tensor(take), torch.tensor(give), torch.tensor(lengths)
 
 
 def _check(x: torch.Tensor, directions: Sequence[str], grid: tuple[int, int], cls_position: int | None) -> int:

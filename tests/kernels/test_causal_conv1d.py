@@ -146,3 +146,16 @@ def test_triton_matches_reference_on_gpu(dtype):
     ref = outputs_and_grads(causal_conv1d, inputs, **opts, backend="reference")
     out = outputs_and_grads(causal_conv1d, inputs, **opts, backend="triton")
     assert_same_function(f"gpu conv {dtype}", ref, out, ratio=RATIO[dtype])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_triton_update_matches_reference_on_gpu(dtype):
+    x = torch.randn(16, 3072, 2, device="cuda", dtype=dtype)
+    weight, bias = torch.randn(3072, 4, device="cuda", dtype=dtype), torch.randn(3072, device="cuda", dtype=dtype)
+    state = torch.randn(16, 3072, 3, device="cuda", dtype=dtype)
+    state_ref = state.clone()
+    y_ref = causal_conv1d_update(x, state_ref, weight, bias, "silu", backend="reference")
+    y = causal_conv1d_update(x, state, weight, bias, "silu", backend="triton")
+    assert_close("y", y_ref, y, ratio=RATIO[dtype])
+    assert torch.equal(state_ref, state)

@@ -86,3 +86,18 @@ def test_triton_matches_reference_on_gpu(dtype, is_rms_norm):
 def test_rejects_bad_inputs(change, message):
     with pytest.raises(ValueError, match=message):
         add_norm(**{**norm_inputs((3, 8)), **change})
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["rms", "layer"])
+def test_core_add_norm_uses_the_fused_op_on_gpu(kind):
+    """core.norm.add_norm on CUDA (fused) equals its CPU formulation in float32."""
+    from core.norm import add_norm as core_add_norm
+    from core.norm import make_norm
+
+    norm = make_norm(kind, 256)
+    x, residual = torch.randn(4, 64, 256), torch.randn(4, 64, 256)
+    y_cpu, r_cpu = core_add_norm(x, residual, norm, residual_in_fp32=True)
+    y_gpu, r_gpu = core_add_norm(x.cuda(), residual.cuda(), norm.cuda(), residual_in_fp32=True)
+    torch.testing.assert_close(y_gpu.cpu(), y_cpu, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(r_gpu.cpu(), r_cpu)

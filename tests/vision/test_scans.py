@@ -119,3 +119,12 @@ def test_bad_directions_and_shapes():
     with pytest.raises(ValueError, match="tokens"):
         multi_scan(torch.randn(1, 5, 2), ("h",), (2, 2))
     assert parse_direction("w7_flip") == ("w", 7, True)
+
+
+def test_plans_made_under_inference_mode_still_serve_autograd():
+    x = torch.randn(1, 6, 2)
+    with torch.inference_mode():
+        multi_scan(x, ("w2", "v_flip"), (2, 3))
+    x.requires_grad_()
+    multi_unscan(multi_scan(x, ("w2", "v_flip"), (2, 3)), ("w2", "v_flip"), (2, 3)).sum().backward()
+    assert torch.equal(x.grad, torch.full_like(x, 2.0))

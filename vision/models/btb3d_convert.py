@@ -25,7 +25,7 @@ from typing import Literal
 
 import torch
 
-from core.checkpoint import CheckpointError, check_state_dict, load_tensors
+from core.checkpoint import CheckpointError, check_state_dict, format_keys, load_tensors
 from vision.models.btb3d import BTB3D, BTB3DConfig
 from vision.models.btb3d_lfq import bit_weights
 
@@ -148,8 +148,7 @@ def convert_state_dict(
     used.add(_MASK_KEY)
     unexpected = sorted(set(state) - used)
     if unexpected:
-        more = f" (+{len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
-        raise CheckpointError(f"{source}: unexpected key {unexpected[0]}{more}")
+        raise CheckpointError(f"{source}: unexpected key {format_keys(unexpected, limit=1)}")
     check_state_dict(model, out, source)
     return out
 

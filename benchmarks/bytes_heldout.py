@@ -1,0 +1,53 @@
+"""Held-out bits per byte of a trained byte model next to ``gzip -9`` and ``xz -9`` on the same bytes.
+
+Reads a ``bytelm train`` run directory: its ``split.json`` names the test files (never trained on, never used
+for validation); their bytes, concatenated in the listed order, are scored by the model (consecutive windows
+of its context, each starting without history) and compressed by the gzip and xz command-line tools (the whole
+stream at once: the compressors get all the history they can use).
+
+    .venv/bin/python -m benchmarks.bytes_heldout --run RUN_DIR --data CORPUS_DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+from pathlib import Path
+
+import torch
+
+from bytes.data.files import read_bytes
+from bytes.models import from_pretrained
+
+
+def compressed_bits(data: bytes, command: list[str]) -> int:
+    return 8 * len(subprocess.run(command, input=data, capture_output=True, check=True).stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, required=True, help="a bytelm train run directory")
+    parser.add_argument("--data", type=Path, required=True, help="the corpus directory it was trained on")
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args()
+    split = json.loads((args.run / "split.json").read_text())
+    files = [args.data / name for name in split["test"]]
+    stream = read_bytes(files)
+    raw = bytes(stream.tolist())
+    model = from_pretrained(args.run / "model").eval()
+    with torch.inference_mode():
+        bpb = model.bits_per_byte(stream, batch_size=args.batch_size, progress=True)
+    n = len(raw)
+    gzip_bpb = compressed_bits(raw, ["gzip", "-9", "-c"]) / n
+    xz_bpb = compressed_bits(raw, ["xz", "-9", "-c"]) / n
+    summary = json.loads((args.run / "summary.json").read_text())
+    print(f"held-out: {len(files)} files, {n:,} bytes; model trained {summary['steps']} steps on "
+          f"{summary['train_bytes']:,} bytes ({summary['files']['train']} files), context {model.context}")  # fmt: skip
+    print("| held-out bytes | model (bits/byte) | gzip -9 | xz -9 |")
+    print("| --- | --- | --- | --- |")
+    print(f"| {n:,} | {bpb:.3f} | {gzip_bpb:.3f} | {xz_bpb:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

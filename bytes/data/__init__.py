@@ -1,0 +1,1 @@
+"""Byte data from files: listing, a split by file, reading."""

@@ -1,0 +1,111 @@
+"""What MEGABYTE and MBLM share: a `core.hierarchical.PatchDecoder` over bytes, next-token logits, scoring in
+bits per byte, generation and our checkpoint format."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.checkpoint import save_checkpoint
+from core.hierarchical import PatchDecoder
+
+
+class ByteLM(nn.Module):
+    """A byte-level language model on a patch decoder. Subclasses build ``self.decoder`` from their config."""
+
+    model_type: ClassVar[str]
+    config: Any
+    decoder: PatchDecoder
+
+    @property
+    def context(self) -> int:
+        """The most bytes the model sees at once (a prompt plus its continuation fit in it)."""
+        return self.decoder.context
+
+    def _check_ids(self, ids: torch.Tensor, limit: int) -> None:
+        if ids.ndim != 2 or ids.is_floating_point():
+            raise ValueError(f"byte ids must be a (b, l) integer tensor, got {tuple(ids.shape)} {ids.dtype}")
+        if ids.shape[1] > limit:
+            raise ValueError(f"{ids.shape[1]} bytes exceed the {limit} this model takes (context {self.context})")
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.decoder.vocab_size):
+            raise ValueError(f"byte ids must lie in [0, {self.decoder.vocab_size})")
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """Byte ids (b, l) -> next-byte logits (b, l, vocab): ``logits[:, t]`` predicts byte t + 1 from bytes <= t.
+
+        ``l`` is at most ``context - 1`` (the prediction after the last byte needs one more position).
+        """
+        self._check_ids(ids, self.context - 1)
+        # The decoder's logits at position t predict byte t from bytes < t, so one placeholder byte at the end
+        # yields the prediction that follows the input (and cannot influence anything before it).
+        return self.decoder(F.pad(ids, (0, 1)))[:, 1:]
+
+    def byte_logits(self, ids: torch.Tensor) -> torch.Tensor:
+        """Byte ids (b, l) -> logits (b, l, vocab) where ``logits[:, t]`` predicts byte t from bytes < t (byte 0
+        from nothing); ``l`` up to the context. What scoring a file needs: every byte gets a prediction."""
+        self._check_ids(ids, self.context)
+        return self.decoder(ids)
+
+    def bits(self, ids: torch.Tensor) -> torch.Tensor:
+        """Total code length of each sequence in bits: -sum_t log2 p(byte t | bytes < t), shape (b,)."""
+        logits = self.byte_logits(ids)
+        nats = F.cross_entropy(logits.flatten(0, 1).float(), ids.flatten(), reduction="none")
+        return nats.view(ids.shape).sum(dim=1) / math.log(2)
+
+    @torch.no_grad()
+    def bits_per_byte(self, data: torch.Tensor, *, batch_size: int = 8, progress: bool = False) -> float:
+        """Bits per byte of a byte stream (n,), scored in consecutive windows of the context (each window starts
+        without history, so this is the model as a compressor that restarts every ``context`` bytes)."""
+        if data.ndim != 1 or data.numel() == 0:
+            raise ValueError(f"need a non-empty byte stream (n,), got shape {tuple(data.shape)}")
+        from tqdm import tqdm
+
+        data = data.long().to(self.decoder.head.weight.device)
+        n, window = data.numel(), self.context
+        full = n // window
+        total = 0.0
+        starts = range(0, full, batch_size)
+        for first in tqdm(starts, desc="scoring", unit="batch", disable=not progress):
+            rows = data[first * window : min(first + batch_size, full) * window].view(-1, window)
+            total += float(self.bits(rows).sum())
+        if n % window:
+            total += float(self.bits(data[full * window :][None]).sum())
+        return total / n
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompt: torch.Tensor,
+        max_new_bytes: int,
+        *,
+        use_cache: bool = True,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        generator: torch.Generator | None = None,
+        callback: Callable[[torch.Tensor], None] | None = None,
+    ) -> torch.Tensor:
+        """Continue byte ids (b, l) by ``max_new_bytes``: (b, l + max_new_bytes). See `PatchDecoder.generate`."""
+        self._check_ids(prompt, self.context)
+        return self.decoder.generate(
+            prompt,
+            max_new_bytes,
+            use_cache=use_cache,
+            do_sample=do_sample,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            generator=generator,
+            callback=callback,
+        )
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory``."""
+        save_checkpoint(directory, self, self.config, self.model_type)

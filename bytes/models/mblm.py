@@ -1,0 +1,125 @@
+"""MBLM, the Multiscale Byte Language Model (Egli et al., 2025; ai4sd/multiscale-byte-lm).
+
+A model-agnostic hierarchy of N stages, configured global to local as MBLM does (``hidden_dims``,
+``num_layers``, ``seq_lens``, a block per stage): every stage is a stack of transformer, Mamba, Mamba-2 or
+Hyena blocks; the mechanics are those of `core.hierarchical` with ``variant="mblm"``: learned start token per
+stage, per-stage byte embeddings concatenated over a unit and projected (LayerNorm -> Linear -> LayerNorm),
+one Linear from each stage output to its children, next-byte prediction across patch boundaries, and
+activation checkpointing of the stages after the first in chunks of their patch batch
+(``train_checkpoint_chunks``), which makes million-byte contexts trainable.
+
+Differences from the released code (no MBLM checkpoints are published, so nothing forces them): bytes use the
+full vocabulary of 256 without a pad id (padding only ever follows real bytes and is cut off, so it needs no
+id of its own; MBLM's ``ignore_index=pad`` also drops every real 0x00 byte from its loss), transformer blocks
+are pre-norm attention + GELU MLP without lucidrains' token shift, and a Mamba stage is `core.ssm.Mamba` or
+`core.ssm.Mamba2` blocks on any device (MBLM falls back from Mamba-2 to mambapy's Mamba-1 without CUDA).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from bytes.models.base import ByteLM
+from core.hierarchical import PatchDecoder
+from core.stack import MixerStack
+
+
+@dataclass(kw_only=True)
+class StageConfig:
+    """One stage of the hierarchy."""
+
+    d_model: int
+    n_layers: int
+    seq_len: int
+    """Units per parent sequence (the global stage: the most patches in the context)."""
+    mixer: Literal["attention", "mamba", "mamba2", "hyena"] = "attention"
+    # attention
+    num_heads: int = 4
+    rotary: bool = True
+    window: int | None = None
+    # Mamba / Mamba-2
+    d_state: int = 16
+    d_conv: int = 4
+    expand: int = 2
+    headdim: int = 32
+    # every block
+    mlp_ratio: float = 2.0
+    """MLP width / d_model after each mixer (MBLM's transformer ``ff_multiplier`` 2; 0 = no MLP, as its Mamba)."""
+    pos_emb: bool = False
+    """Add a learned embedding of the unit index (MBLM's ``pos_emb_type="fixed"``)."""
+
+    def __post_init__(self):
+        for name in ("d_model", "n_layers", "seq_len", "num_heads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"stage {name} must be >= 1, got {getattr(self, name)}")
+        if self.mixer == "attention" and self.d_model % self.num_heads:
+            raise ValueError(f"attention stage: d_model {self.d_model} is not divisible by num_heads {self.num_heads}")
+        if self.mlp_ratio < 0:
+            raise ValueError(f"mlp_ratio must be >= 0, got {self.mlp_ratio}")
+
+
+@dataclass(kw_only=True)
+class MBLMConfig:
+    """An N-stage MBLM, stages listed global to local."""
+
+    stages: list[StageConfig] = field(default_factory=list)
+    vocab_size: int = 256
+    train_checkpoint_chunks: list[int] | None = None
+    """Per stage after the first: checkpoint its patch batch in this many chunks when training (0: off)."""
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        # from config.json the stages arrive as plain dicts
+        self.stages = [s if isinstance(s, StageConfig) else StageConfig(**s) for s in self.stages]
+        if not self.stages:
+            raise ValueError("an MBLM needs at least one stage")
+        if self.vocab_size < 256:
+            raise ValueError(f"vocab_size must cover the 256 byte values, got {self.vocab_size}")
+        chunks = self.train_checkpoint_chunks
+        if chunks is not None and (len(chunks) != len(self.stages) - 1 or any(c < 0 for c in chunks)):
+            raise ValueError(f"train_checkpoint_chunks needs {len(self.stages) - 1} entries >= 0, got {chunks}")
+
+    @property
+    def context(self) -> int:
+        return math.prod(s.seq_len for s in self.stages)
+
+
+class MBLM(ByteLM):
+    """MBLM over bytes: ``model(ids)`` (b, l) -> next-byte logits (b, l, vocab)."""
+
+    model_type = "mblm"
+
+    def __init__(self, config: MBLMConfig, *, device=None, dtype=None):
+        super().__init__()
+        self.config = config
+        dd = {"device": device, "dtype": dtype}
+        stages = [
+            MixerStack(
+                s.d_model,
+                s.n_layers,
+                mixer=s.mixer,
+                max_seqlen=s.seq_len + 1,
+                num_heads=s.num_heads,
+                rotary=s.rotary,
+                window=s.window,
+                d_state=s.d_state,
+                d_conv=s.d_conv,
+                expand=s.expand,
+                headdim=s.headdim,
+                mlp_ratio=s.mlp_ratio,
+                dropout=config.dropout,
+                **dd,
+            )
+            for s in config.stages
+        ]
+        self.decoder = PatchDecoder(
+            stages,
+            seq_lens=[s.seq_len for s in config.stages],
+            vocab_size=config.vocab_size,
+            variant="mblm",
+            pos_emb=[s.pos_emb for s in config.stages],
+            checkpoint_chunks=config.train_checkpoint_chunks,
+            **dd,
+        )

@@ -1,0 +1,134 @@
+"""MEGABYTE and MBLM: next-byte logits, no leak from the future, cached generation == recomputation, checkpoints."""
+
+import json
+
+import pytest
+import torch
+
+import bytes as bytes_pkg  # the public entry point, as users write `import bytes`
+from bytes.models import PRESETS, MBLMConfig, MegabyteConfig, StageConfig, build, from_pretrained
+from core.checkpoint import CheckpointError
+from core.io import InputError
+
+TINY = ["mblm-tiny", "mblm-tiny-3stage", "megabyte-tiny"]
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_next_byte_logits_and_bits(name):
+    model = from_pretrained(name).eval()
+    ids = torch.randint(0, 256, (2, model.context - 1))
+    logits = model(ids)
+    assert logits.shape == (2, model.context - 1, 256)
+    # logits[:, t] predicts byte t + 1: the same as the scoring logits one position later
+    scoring = model.byte_logits(torch.cat((ids, torch.zeros(2, 1, dtype=torch.long)), dim=1))
+    torch.testing.assert_close(logits, scoring[:, 1:])
+    bits = model.bits(ids)
+    assert bits.shape == (2,) and bool((bits > 0).all())
+    expected = torch.nn.functional.cross_entropy(scoring[:, :-1].flatten(0, 1), ids.flatten(), reduction="sum")
+    torch.testing.assert_close(bits.sum(), expected / torch.log(torch.tensor(2.0)))
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_no_future_leak(name):
+    model = from_pretrained(name).double().eval()
+    ids = torch.randint(0, 256, (1, model.context - 1))
+    logits = model(ids)
+    t = int(torch.randint(0, model.context - 2, ()))
+    changed = ids.clone()
+    changed[0, t] = (changed[0, t] + 1) % 256
+    other = model(changed)
+    torch.testing.assert_close(other[:, :t], logits[:, :t], rtol=0, atol=1e-12)
+    assert (other[:, t:] - logits[:, t:]).abs().max() > 1e-6
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_cached_greedy_generation_equals_full_recompute(name):
+    model = from_pretrained(name).eval()
+    prompt = torch.randint(0, 256, (2, 7))
+    new = 3 * model.decoder.unit_sizes[0]  # crosses global units (the core tests run whole contexts)
+    assert torch.equal(model.generate(prompt, new), model.generate(prompt, new, use_cache=False))
+
+
+def test_bits_per_byte_covers_every_byte():
+    model = from_pretrained("mblm-tiny").eval()
+    data = torch.randint(0, 256, (model.context * 2 + 5,), dtype=torch.uint8)
+    bpb = model.bits_per_byte(data, batch_size=1)
+    windows = [data[: model.context], data[model.context : 2 * model.context], data[2 * model.context :]]
+    with torch.no_grad():
+        expected = sum(float(model.bits(w.long()[None])) for w in windows) / data.numel()
+    assert bpb == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="non-empty"):
+        model.bits_per_byte(torch.zeros(0, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_save_and_load_round_trip(name, tmp_path):
+    model = from_pretrained(name).eval()
+    model.save_pretrained(tmp_path / "m")
+    loaded = bytes_pkg.from_pretrained(tmp_path / "m").eval()
+    assert type(loaded) is type(model) and loaded.config == model.config
+    ids = torch.randint(0, 256, (1, 20))
+    torch.testing.assert_close(loaded(ids), model(ids))
+
+
+def test_checkpoint_of_another_architecture_is_refused(tmp_path):
+    from core.lm import CausalLM
+
+    CausalLM.from_pretrained("mamba-tiny").save_pretrained(tmp_path / "lm")
+    with pytest.raises(CheckpointError, match="expected one of: mblm, megabyte"):
+        from_pretrained(tmp_path / "lm")
+    # an MBLM config with weights of another shape
+    from_pretrained("mblm-tiny").save_pretrained(tmp_path / "a")
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    config["stages"][0]["d_model"] = 48
+    (tmp_path / "a" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="does not fit"):
+        from_pretrained(tmp_path / "a")
+    with pytest.raises(InputError, match="neither a preset"):
+        from_pretrained(tmp_path / "missing")
+
+
+def test_configs_validate():
+    with pytest.raises(ValueError, match="at least one stage"):
+        MBLMConfig(stages=[])
+    with pytest.raises(ValueError, match="train_checkpoint_chunks"):
+        MBLMConfig(stages=[StageConfig(d_model=8, n_layers=1, seq_len=4)] * 2, train_checkpoint_chunks=[1, 1])
+    with pytest.raises(ValueError, match="num_heads"):
+        StageConfig(d_model=10, n_layers=1, seq_len=4, num_heads=4)
+    with pytest.raises(ValueError, match="heads"):
+        MegabyteConfig(patch_size=3, d_global_byte=5, num_heads_global=4)
+    with pytest.raises(ValueError, match="256"):
+        MegabyteConfig(vocab_size=100)
+
+
+def test_bad_ids_are_refused():
+    model = from_pretrained("mblm-tiny")
+    with pytest.raises(ValueError, match="exceed"):
+        model(torch.zeros(1, model.context, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"\[0, 256\)"):
+        model(torch.full((1, 4), 256))
+    with pytest.raises(ValueError, match="integer"):
+        model(torch.zeros(1, 4))
+
+
+def test_presets_build_and_context():
+    for name, config in PRESETS.items():
+        if config.context <= 2**16:
+            assert build(config).context == config.context, name
+    assert PRESETS["mblm-1m"].context == 1_048_576
+
+
+def test_training_reduces_the_loss():
+    """A few AdamW steps on one repeated window: the tiny MBLM learns."""
+    model = from_pretrained("mblm-tiny").train()
+    ids = torch.randint(0, 256, (2, model.context - 1))
+    targets = torch.roll(ids, -1, dims=1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(10):
+        loss = torch.nn.functional.cross_entropy(model(ids).flatten(0, 1), targets.flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert losses[-1] < losses[0] - 0.5
