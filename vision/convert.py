@@ -171,6 +171,14 @@ def fresh_head(state: dict[str, torch.Tensor], model: nn.Module) -> None:
                 state[name] = own[name].clone()
 
 
+def adapt_in_chans(state: dict[str, torch.Tensor], model: nn.Module) -> None:
+    """A stem trained on RGB for a model with another channel count: timm's ``adapt_input_conv``."""
+    name = "patch_embed.proj.weight"
+    want = model.state_dict()[name].shape[1]
+    if name in state and state[name].shape[1] == 3 and want != 3:
+        state[name] = adapt_input_conv(want, state[name])
+
+
 def convert_state_dict(checkpoint: Mapping, model: nn.Module, source: str) -> dict[str, torch.Tensor]:
     """An official (or our own) LocalVim / LocalVMamba checkpoint -> the model's state dict, shapes checked."""
     if type(model) not in _MAPS:
@@ -185,14 +193,6 @@ def convert_state_dict(checkpoint: Mapping, model: nn.Module, source: str) -> di
     adapt_in_chans(state, model)
     check_state_dict(model, state, source)
     return state
-
-
-def adapt_in_chans(state: dict[str, torch.Tensor], model: nn.Module) -> None:
-    """A stem trained on RGB for a model with another channel count: timm's ``adapt_input_conv``."""
-    name = "patch_embed.proj.weight"
-    want = model.state_dict()[name].shape[1]
-    if name in state and state[name].shape[1] == 3 and want != 3:
-        state[name] = adapt_input_conv(want, state[name])
 
 
 def checkpoint_filter_fn(state_dict: Mapping, model: nn.Module) -> dict[str, torch.Tensor]:

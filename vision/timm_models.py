@@ -56,7 +56,7 @@ def _create(variant: str, pretrained: bool, **kwargs):
     config = PRESETS[variant]
     cls = model_class(config)
     args = {**dataclasses.asdict(config), **kwargs}
-    if cls.__name__ == "LocalVim":
+    if isinstance(config, LocalVimConfig):
         feature_cfg = {"feature_cls": "getter", "out_indices": min(4, args["depth"])}
     else:
         feature_cfg = {"feature_cls": "getter", "out_indices": tuple(range(len(args["depths"])))}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from examples import demo, demo_core
@@ -17,10 +19,8 @@ def test_the_core_demo_step_trains_saves_reloads_and_generates(tmp_path, monkeyp
     assert sorted(p.name for p in (step / "model").iterdir()) == ["config.json", "model.safetensors"]
     assert (step / "checkpoints" / "last.ckpt").is_file()
     assert "logits identical = True" in out
-    assert "greedy continuation: " in out and "bases match" in out
-    continuation = next(line for line in out.splitlines() if line.startswith("greedy continuation: "))
-    assert len(continuation.split(": ", 1)[1]) == 60
-    assert set(continuation.split(": ", 1)[1]) <= set("ACGTN")
+    assert "sampled continuation (top-4): " in out
+    assert re.search(r"^\d+/60 bases match", out, re.MULTILINE)
     assert "demo finished" in out
 
 

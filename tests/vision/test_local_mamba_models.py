@@ -132,3 +132,27 @@ def test_configs_validate():
         LocalVMambaConfig(dims=[8], depths=[1], directions=[["zigzag"]])
     with pytest.raises(InputError, match="unknown LocalMamba preset"):
         preset("localvim_huge")
+
+
+def test_timm_builds_every_registered_variant():
+    names = timm.list_models("local*")
+    assert set(names) == set(PRESETS)
+    for name in names:
+        with torch.device("meta"):
+            model = timm.create_model(name)
+        assert model.num_classes == PRESETS[name].num_classes, name
+
+
+def test_import_vision_registers_without_heavy_imports():
+    """`import vision` registers the LocalMamba models with timm, and loads neither BTB3D nor lightning."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, timm, vision; print('localvim_tiny' in timm.list_models('localvim*'), "
+        "any(m.startswith('vision.models.btb3d') for m in sys.modules), 'lightning' in sys.modules)"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
+    assert out.stdout.split() == ["True", "False", "False"]

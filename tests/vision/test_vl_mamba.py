@@ -149,3 +149,22 @@ def test_lm_accepts_embeddings_instead_of_ids():
     ids = torch.randint(0, 64, (2, 5))
     with torch.no_grad():
         torch.testing.assert_close(lm(None, inputs_embeds=lm.backbone.embedding(ids)), lm(ids), rtol=0, atol=0)
+
+
+def test_vision_tower_weights_from_a_local_file(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    from vision.models.vl_mamba import build_vision_tower
+
+    tower_config = PRESETS["vl-mamba-test"].vision
+    source = timm.create_model(tower_config.arch, num_classes=0, **tower_config.timm_kwargs())
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(tmp_path / "tower.safetensors"))
+    tower = build_vision_tower(tower_config, tmp_path / "tower.safetensors")
+    assert len(tower.blocks) == 1  # depth 2, select_layer -2: the last block is pruned
+    assert torch.equal(tower.blocks[0].attn.qkv.weight, source.blocks[0].attn.qkv.weight)
+    with pytest.raises(CheckpointError, match="not found"):
+        build_vision_tower(tower_config, tmp_path / "missing.safetensors")
+    wider = dataclasses.replace(tower_config, width=48, heads=2)
+    with pytest.raises(CheckpointError, match="does not fit vit_tiny_patch16_224"):
+        build_vision_tower(wider, tmp_path / "tower.safetensors")

@@ -218,6 +218,7 @@ class MultiScanMamba(nn.Module):
         """Direction k's own conv1d, x_proj, dt_proj, A_log and D (separate tensors, unlike upstream's A_log)."""
         dd = {"device": device, "dtype": dtype}
         d = self.d_inner
+        # an nn.Conv1d for upstream's names and init; it runs through kernels.causal_conv1d (stacked over directions)
         setattr(self, f"conv1d_{k}", nn.Conv1d(d, d, d_conv, groups=d, padding=d_conv - 1, **dd))
         setattr(self, f"x_proj_{k}", nn.Linear(d, self.dt_rank + 2 * self.d_state, bias=False, **dd))
         dt_proj = nn.Linear(self.dt_rank, d, **dd)
@@ -257,7 +258,7 @@ class MultiScanMamba(nn.Module):
 
     def forward(self, x: torch.Tensor, grid: tuple[int, int], cls_position: int | None = None) -> torch.Tensor:
         """x: (b, l, d_model), the h*w patches in row-major order (plus a class token at ``cls_position``)."""
-        b, l, _ = x.shape
+        b = x.shape[0]
         k, d = len(self.directions), self.d_inner
         p = self._stacked()
         seqs = multi_scan(self.in_proj(x), self.directions, grid, cls_position=cls_position)  # (b, k, s, 2d)

@@ -408,8 +408,8 @@ class LocalVim(nn.Module):
         if output_fmt not in ("NCHW", "NLC"):
             raise ValueError(f"output_fmt must be 'NCHW' or 'NLC'; got {output_fmt!r}")
         take, max_index = feature_take_indices(len(self.layers), indices)
-        b, _, H, W = x.shape
         tokens, grid, c = self._tokens(x)
+        b = tokens.shape[0]
         hidden, residual, streams = self._run_blocks(tokens, grid, c, take, stop=max_index if stop_early else None)
         intermediates = []
         for stream in streams:
