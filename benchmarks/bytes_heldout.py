@@ -43,7 +43,8 @@ def main() -> None:
     xz_bpb = compressed_bits(raw, ["xz", "-9", "-c"]) / n
     summary = json.loads((args.run / "summary.json").read_text())
     print(f"held-out: {len(files)} files, {n:,} bytes; model trained {summary['steps']} steps on "
-          f"{summary['train_bytes']:,} bytes ({summary['files']['train']} files), context {model.context}")  # fmt: skip
+          f"{summary['files']['train']} training files of {summary['train_bytes']:,} bytes, "
+          f"context {model.context}")  # fmt: skip
     print("| held-out bytes | model (bits/byte) | gzip -9 | xz -9 |")
     print("| --- | --- | --- | --- |")
     print(f"| {n:,} | {bpb:.3f} | {gzip_bpb:.3f} | {xz_bpb:.3f} |")

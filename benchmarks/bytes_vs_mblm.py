@@ -60,7 +60,7 @@ def train_ours(batches: torch.Tensor, evals: torch.Tensor, lr: float) -> dict:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         times.append(time.perf_counter() - start)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     model.eval()
     with torch.inference_mode():
         bits = sum(float(model.bits(w[None].long())) for w in evals)

@@ -2,11 +2,12 @@
 with other scans (Vim's bidirectional row scan; VMamba's 4-direction cross scan; directions searched here).
 
 Every variant gets the same data (55k training images, 5k held out, the official 10k test set), batch size,
-optimizer, schedule and number of steps. Run each variant as its own long job, then the report:
+optimizer, schedule and number of steps. Run each variant as its own long job, then the report (the short runs
+recorded in benchmarks/RESULTS.md used --steps 200 --batch_size 32 --val_every 100):
 
-    /work/bin/cpujob python -m benchmarks.vision_fmnist train --variant local
-    /work/bin/cpujob python -m benchmarks.vision_fmnist search          # supernet -> searched directions
-    /work/bin/cpujob python -m benchmarks.vision_fmnist train --variant searched
+    /work/bin/bgjob python -m benchmarks.vision_fmnist train --variant local     # also vim, cross, vit
+    /work/bin/bgjob python -m benchmarks.vision_fmnist search          # supernet -> searched directions
+    /work/bin/bgjob python -m benchmarks.vision_fmnist train --variant searched
     python -m benchmarks.vision_fmnist report                            # table + benchmarks/plots/
 
 Results go to benchmarks/results/vision_fmnist_<variant>.json (with the training curve from the CSV log); the
@@ -57,13 +58,15 @@ def _model(variant: str):
 
 
 def _curve(log_dir: Path) -> list[dict]:
-    rows = []
-    for path in sorted(log_dir.rglob("metrics.csv")):
+    """Held-out accuracy by step from the newest run's CSV log (one point per step: the CSV repeats a step's row
+    when several values land; older runs of the variant stay in their own version directories)."""
+    points = {}
+    for path in sorted(log_dir.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime)[-1:]:
         with path.open() as f:
             for row in csv.DictReader(f):
                 if row.get("val/acc"):
-                    rows.append({"step": int(row["step"]), "val_acc": float(row["val/acc"])})
-    return rows
+                    points[int(row["step"])] = float(row["val/acc"])
+    return [{"step": step, "val_acc": acc} for step, acc in sorted(points.items())]
 
 
 def save_model(model, variant: str) -> Path:
@@ -178,7 +181,7 @@ def report() -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in results:
         ax.plot([p["step"] for p in r["curve"]], [100 * p["val_acc"] for p in r["curve"]], marker="o", label=r["label"])
-    ax.set_xlabel("optimizer step (batch 64)")
+    ax.set_xlabel(f"optimizer step (batch {results[0]['batch_size']})")
     ax.set_ylabel("held-out accuracy (%)")
     ax.set_title("Fashion-MNIST, CPU, same data and schedule")
     ax.grid(alpha=0.3)

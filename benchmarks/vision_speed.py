@@ -1,8 +1,8 @@
 """CPU inference speed and peak memory: LocalVim-T against a timm ViT with the same parameter count, at growing
 image sizes (the token count grows with the square of the side: linear-time scans vs quadratic attention).
 
-    /work/bin/benchjob python -m benchmarks.vision_speed run      # writes benchmarks/results/vision_speed.json
-    python -m benchmarks.vision_speed report                      # Markdown table + benchmarks/plots/
+    /work/bin/benchjob python -m benchmarks.vision_speed run --sizes '[224, 512, 1024]' --repeats 2
+    python -m benchmarks.vision_speed report     # Markdown table + benchmarks/plots/vision_speed.png
 
 Each (model, size) point runs in a fresh process: build the model, one warm-up forward, then the median of
 ``repeats`` timed forwards (eval mode, no autograd, batch 1). Peak memory is the process's resident-set high-water
@@ -84,8 +84,8 @@ def point(name: str, size: int, repeats: int = 3) -> None:
     print(json.dumps(measure(name, size, repeats)))
 
 
-def run(sizes: list[int] | None = None, repeats: int = 3) -> None:
-    """Measure every model at every size, each in a fresh process, side by side in this one run."""
+def run(sizes: list[int] | None = None, repeats: int = 3, out: Path = RESULTS) -> None:
+    """Measure every model at every size, each in a fresh process, side by side in this one run; write ``out``."""
     sizes = sizes or [224, 512, 1024]
     rows = []
     for size in sizes:
@@ -95,18 +95,19 @@ def run(sizes: list[int] | None = None, repeats: int = 3) -> None:
             out = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=ROOT.parent)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(json.dumps(rows[-1]), flush=True)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(rows, indent=2) + "\n")
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(rows, indent=2) + "\n")
 
 
-def report() -> None:
-    """The Markdown table (with ratios to the ViT at each size) and the plot."""
+def report(results: Path = RESULTS, plot: Path = ROOT / "plots" / "vision_speed.png") -> None:
+    """The Markdown table (with ratios to the ViT at each size, from the same run) and the plot."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = json.loads(RESULTS.read_text())
+    rows = json.loads(Path(results).read_text())
     vit = {r["size"]: r for r in rows if r["model"] == "vit_same_params"}
     print("| model | params | image | tokens | images/s | vs ViT | peak memory (MiB) | vs ViT |")
     print("|---|---|---|---|---|---|---|---|")
@@ -125,15 +126,18 @@ def report() -> None:
         axes[1].loglog(tokens, [r["peak_mib"] for r in points], marker="o", label=LABELS[name])
     axes[0].set_ylabel("seconds per image (batch 1)")
     axes[1].set_ylabel("peak extra memory (MiB)")
+    sizes = sorted({(r["tokens"], r["size"]) for r in rows})
     for ax in axes:
-        ax.set_xlabel("tokens (image side / 16, squared)")
-        ax.grid(alpha=0.3, which="both")
+        ax.set_xlabel("image side in pixels (tokens)")
+        ax.set_xticks([t for t, _ in sizes], [f"{s} ({t})" for t, s in sizes])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.suptitle("CPU inference, 2 threads, torch 2.9.1")
+    fig.suptitle(f"CPU inference, {rows[0]['threads']} thread(s), torch 2.9.1")
     fig.tight_layout()
-    (ROOT / "plots").mkdir(exist_ok=True)
-    fig.savefig(ROOT / "plots" / "vision_speed.png", dpi=120)
-    print(f"plot: {ROOT / 'plots' / 'vision_speed.png'}")
+    Path(plot).parent.mkdir(exist_ok=True)
+    fig.savefig(plot, dpi=120)
+    print(f"plot: {plot}")
 
 
 if __name__ == "__main__":

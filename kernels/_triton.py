@@ -23,6 +23,11 @@ def on_device(x: torch.Tensor):
     return torch.accelerator.device_index(x.device.index) if x.is_cuda else contextlib.nullcontext()
 
 
+def strides(t: torch.Tensor | None, ndim: int) -> tuple[int, ...]:
+    """t's strides, or zeros for an absent optional tensor (its kernel branch is compiled out)."""
+    return (0,) * ndim if t is None else tuple(t.stride())
+
+
 def pow2(n: int, minimum: int = 1) -> int:
     """The block size covering n: the next power of two, at least ``minimum`` (tl.dot wants 16)."""
     return max(minimum, triton.next_power_of_2(max(1, n)))

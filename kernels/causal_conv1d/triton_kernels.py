@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._triton import on_device, pow2, sigmoid
+from kernels._triton import on_device, pow2, sigmoid, strides
 
 BLOCK_D, BLOCK_L = 16, 64
 
@@ -178,14 +178,10 @@ def conv_bwd_from_dpre(x, weight, initial_states, dpre):
     with on_device(x):
         _conv_bwd_kernel[(b, triton.cdiv(d, BLOCK_D), n_lblocks)](
             x, weight, initial_states, dpre, dx, dinit, dw,
-            l, d, n_lblocks, *x.stride(), *_strides3(initial_states),
+            l, d, n_lblocks, *x.stride(), *strides(initial_states, 3),
             W=w, HAS_INIT=initial_states is not None, BLOCK_D=BLOCK_D, BLOCK_L=BLOCK_L, BLOCK_W=pow2(w - 1),
         )  # fmt: skip
     return dx, dw.sum((0, 1)), dinit
-
-
-def _strides3(t):
-    return (0, 0, 0) if t is None else tuple(t.stride())
 
 
 def _launch_fwd(x, weight, bias, initial_states, dy, out, silu):
@@ -194,7 +190,7 @@ def _launch_fwd(x, weight, bias, initial_states, dy, out, silu):
     with on_device(x):
         _conv_fwd_kernel[grid](
             x, weight, bias, initial_states, dy, out,
-            l, d, *x.stride(), *_strides3(initial_states), *_strides3(dy), *out.stride(),
+            l, d, *x.stride(), *strides(initial_states, 3), *strides(dy, 3), *out.stride(),
             W=weight.shape[1], HAS_BIAS=bias is not None, HAS_INIT=initial_states is not None, SILU=silu,
             GRAD=dy is not None, BLOCK_D=BLOCK_D, BLOCK_L=BLOCK_L,
         )  # fmt: skip

@@ -7,11 +7,11 @@ autograd Function walks the sequence in chunks of T steps, in a time-major layou
 recurrence is a single in-place `addcmul_` over contiguous memory:
 
     forward   per chunk: dA = exp(delta A) and H = delta u B, both (b, T, d, n); then H_t += dA_t * H_{t-1}
-              step by step; y = <H, C> by batched matmul. Only the state entering each chunk is kept (l / T of
+              step by step; y = <H, C> by einsum. Only the state entering each chunk is kept (l / T of
               them), never the (b, l, d, n) states.
     backward  chunks in reverse: recompute dA and H from the saved entering state, run the adjoint recurrence
               G_t = C_t dy_t + dA_{t+1} G_{t+1} the same way, then every gradient of the chunk in a few batched
-              contractions. Memory is four chunk buffers plus the l / T states, whatever l is.
+              contractions. Memory is three chunk buffers plus the l / T states, whatever l is.
 
 delta_bias, softplus, D and the z gate are elementwise on (b, d, l) and stay plain autograd around it.
 """
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from kernels._backend import up
 
-# Elements in one (b, T, d, n) chunk buffer; four are live in backward. 2**20 (4 MiB in float32) keeps them
+# Elements in one (b, T, d, n) chunk buffer; three are live in backward. 2**20 (4 MiB in float32) keeps them
 # near the CPU's L2 cache; the chunk length follows from it (benchmarks/RESULTS.md has the sweep).
 CHUNK_ELEMENTS = 2**20
 
@@ -81,7 +81,8 @@ class _ChunkedScan(torch.autograd.Function):
             T = sl.stop - t0
             starts[c] = h
             _chunk_states(u_t[:, sl], delta_t[:, sl], A, B_t[:, sl], h, dA[:, :T], H[:, : T + 1])
-            y[:, sl] = torch.matmul(H[:, 1 : T + 1].view(b, T, g, d // g, n), C_t[:, sl, :, :, None]).view(b, T, d)
+            states = H[:, 1 : T + 1].view(b, T, g, d // g, n)
+            y[:, sl] = torch.einsum("btgen,btgn->btge", states, C_t[:, sl]).view(b, T, d)
             h = H[:, T].clone()
         ctx.save_for_backward(u_t, delta_t, A, B_t, C_t, starts)
         ctx.chunk, ctx.has_h0 = chunk, h0 is not None
@@ -115,9 +116,10 @@ class _ChunkedScan(torch.autograd.Function):
                 steps_G[t].addcmul_(steps_dA[t + 1], steps_G[t + 1])
             carry = dAc[:, 0] * Gc[:, 0]
             G5, H5 = Gc.view(b, T, g, dg, n), Hc[:, 1:].view(b, T, g, dg, n)
-            GB = torch.matmul(G5, B_t[:, sl, :, :, None]).view(b, T, d)
-            dB[:, sl] = torch.matmul(G5.transpose(-1, -2), delta_u.view(b, T, g, dg, 1)).view(b, T, g, n)
-            dC[:, sl] = torch.matmul(H5.transpose(-1, -2), dy_c.view(b, T, g, dg, 1)).view(b, T, g, n)
+            # einsum, not matmul: it contracts the (d, n) blocks without copying a transposed operand
+            GB = torch.einsum("btgen,btgn->btge", G5, B_t[:, sl]).reshape(b, T, d)
+            dB[:, sl] = torch.einsum("btgen,btge->btgn", G5, delta_u.view(b, T, g, dg))
+            dC[:, sl] = torch.einsum("btgen,btge->btgn", H5, dy_c.view(b, T, g, dg))
             # dL/d(delta_t A) = G_t h_{t-1} dA_t, written over dA; then G's buffer takes it times delta
             M = dAc.mul_(Gc).mul_(Hc[:, :T])
             dA_param += torch.mul(M, delta_c[..., None], out=Gc).sum((0, 1))

@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._triton import autotune_configs, on_device, pow2, sigmoid, softplus
+from kernels._triton import autotune_configs, on_device, pow2, sigmoid, softplus, strides
 
 # Steps per tile, and so between the states the forward keeps for the backward.
 BLOCK_L = 32
@@ -308,10 +308,6 @@ def _scan_bwd_kernel(
         tl.store(dD_ptr + bi * d_all + dd, dD_acc, mask=d_mask)
 
 
-def _strides3(t: torch.Tensor | None) -> tuple[int, int, int]:
-    return (0, 0, 0) if t is None else tuple(t.stride())
-
-
 def scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, h0):
     """u, delta, z (b, d, l) any strides; A (d, n) contiguous; B, C (b, g, n, l); D, delta_bias (d,); h0 (b, d, n)
     contiguous or None. Returns out (b, d, l) in u's dtype, last (b, d, n) and the tile states (b, tiles, d, n),
@@ -327,7 +323,7 @@ def scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, h0):
         _scan_fwd_kernel[grid](
             u, delta, A, B, C, D, z, delta_bias, h0, out, last, states,
             l, g, d // g, n, n_tiles,
-            *u.stride(), *delta.stride(), *_strides3(z), *out.stride(), *B.stride(), *C.stride(),
+            *u.stride(), *delta.stride(), *strides(z, 3), *out.stride(), *B.stride(), *C.stride(),
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
             HAS_H0=h0 is not None, BLOCK_N=pow2(n), BLOCK_L=BLOCK_L,
         )  # fmt: skip
@@ -354,7 +350,7 @@ def scan_bwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, dout, 
             u, delta, A, B, C, D, z, delta_bias, states, dout, dlast,
             du, ddelta, dA_b, dB, dC, dD_b, dz, dh0,
             l, g, d // g, n, states.shape[1],
-            *u.stride(), *delta.stride(), *_strides3(z), *dout.stride(), *B.stride(), *C.stride(),
+            *u.stride(), *delta.stride(), *strides(z, 3), *dout.stride(), *B.stride(), *C.stride(),
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
             BLOCK_N=pow2(n), BLOCK_L=BLOCK_L,
         )  # fmt: skip
@@ -439,7 +435,7 @@ def state_update(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus):
         _state_update_kernel[(b, triton.cdiv(d, block_d))](
             state, x, dt, A, B, C, D, z, dt_bias, y,
             d, d // B.shape[1], n,
-            *state.stride(), *x.stride(), *dt.stride(), *((0, 0) if z is None else z.stride()),
+            *state.stride(), *x.stride(), *dt.stride(), *strides(z, 2),
             *B.stride(), *C.stride(), *y.stride(),
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=dt_bias is not None, SOFTPLUS=dt_softplus,
             BLOCK_D=block_d, BLOCK_N=pow2(n),

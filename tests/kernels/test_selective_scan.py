@@ -257,7 +257,7 @@ def test_triton_matches_reference(case, nan_poison):
 
 @needs_triton
 @pytest.mark.parametrize("groups", [None, 2])
-def test_triton_state_update_matches_reference(groups):
+def test_triton_state_update_matches_reference(groups, nan_poison):
     inp = selective_scan_inputs(2, 20, 1, 5, groups=groups, initial_state=True)
     args = [inp[k][..., 0] for k in ("u", "delta")] + [inp["A"], inp["B"][..., 0], inp["C"][..., 0]]
     opts = {"D": inp["D"], "z": inp["z"][..., 0], "dt_bias": inp["delta_bias"], "dt_softplus": True}

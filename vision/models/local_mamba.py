@@ -18,14 +18,18 @@ the two together (outputs and gradients).
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.checkpoint import CheckpointError, save_checkpoint
 from core.norm import LayerNorm
 from kernels import causal_conv1d, selective_scan
 from vision.scans import ALL_DIRECTIONS, multi_scan, multi_unscan, parse_direction
@@ -353,3 +357,34 @@ class MultiScanSS2D(nn.Module):
         x, z = self.in_proj(x).chunk(2, dim=-1)
         x = F.silu(self.conv2d(x.permute(0, 3, 1, 2)))
         return self.out_proj(self.out_norm(self.scan_mix(x)) * F.silu(z))
+
+
+class LocalMambaCheckpoints:
+    """The checkpoint API LocalVim and LocalVMamba share (a mixin): ``config`` / ``MODEL_TYPE`` come from the class."""
+
+    MODEL_TYPE: str
+
+    @classmethod
+    def from_config(cls, config, *, device=None, dtype=None):
+        return cls(**dataclasses.asdict(config), device=device, dtype=dtype)
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` (our format)."""
+        return save_checkpoint(directory, self, self.config, self.MODEL_TYPE)
+
+    @classmethod
+    def from_pretrained(cls, dir_or_preset: str | os.PathLike):
+        """A checkpoint directory in our format, or a preset name with released weights (loaded from the
+        local weights directory, see `vision.models.local_mamba_presets.weights_dir`)."""
+        from vision.models.local_mamba_presets import from_pretrained
+
+        model = from_pretrained(dir_or_preset)
+        if not isinstance(model, cls):
+            raise CheckpointError(f"{dir_or_preset} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
+    def load_pretrained(self, checkpoint_path: str | os.PathLike) -> None:
+        """timm's ``custom_load`` hook: load an official LocalMamba file through `vision.convert`."""
+        from vision.convert import load_official
+
+        load_official(self, checkpoint_path)

@@ -12,11 +12,8 @@ grids scan correctly (`vision.scans`).
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -26,10 +23,9 @@ from timm.layers import DropPath, PatchEmbed, trunc_normal_
 from timm.models._features import feature_take_indices
 from torch import nn
 
-from core.checkpoint import CheckpointError, save_checkpoint
 from core.io import InputError
 from core.norm import RMSNorm, add_norm
-from vision.models.local_mamba import MultiScanMamba, check_directions
+from vision.models.local_mamba import LocalMambaCheckpoints, MultiScanMamba, check_directions
 
 
 @dataclass(kw_only=True)
@@ -145,8 +141,10 @@ class LocalVimBlock(nn.Module):
         return self.mixer(x, grid, cls_position), residual
 
 
-class LocalVim(nn.Module):
+class LocalVim(LocalMambaCheckpoints, nn.Module):
     """LocalVim image classifier and backbone; the arguments are the fields of `LocalVimConfig`."""
+
+    MODEL_TYPE = "local_vim"
 
     def __init__(
         self,
@@ -258,31 +256,6 @@ class LocalVim(nn.Module):
             nn.init.kaiming_uniform_(out_proj, a=math.sqrt(5))
             with torch.no_grad():
                 out_proj /= math.sqrt(depth)
-
-    @classmethod
-    def from_config(cls, config: LocalVimConfig, *, device=None, dtype=None) -> LocalVim:
-        return cls(**dataclasses.asdict(config), device=device, dtype=dtype)
-
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` (our format)."""
-        return save_checkpoint(directory, self, self.config, "local_vim")
-
-    @classmethod
-    def from_pretrained(cls, dir_or_preset: str | os.PathLike) -> LocalVim:
-        """A checkpoint directory in our format, or a preset name with released weights (loaded from the
-        local weights directory, see `vision.models.local_mamba_presets.weights_dir`)."""
-        from vision.models.local_mamba_presets import from_pretrained
-
-        model = from_pretrained(dir_or_preset)
-        if not isinstance(model, cls):
-            raise CheckpointError(f"{dir_or_preset} holds a {type(model).__name__}, not a {cls.__name__}")
-        return model
-
-    def load_pretrained(self, checkpoint_path: str | os.PathLike) -> None:
-        """timm's ``custom_load`` hook: load an official LocalMamba file through `vision.convert`."""
-        from vision.convert import load_official
-
-        load_official(self, checkpoint_path)
 
     # --- timm model API ---
 

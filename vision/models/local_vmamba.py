@@ -11,10 +11,7 @@ maps ``patch_embed.0/2`` and ``classifier.norm/head`` to them.
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -24,10 +21,9 @@ from timm.layers import DropPath, trunc_normal_
 from timm.models._features import feature_take_indices
 from torch import nn
 
-from core.checkpoint import CheckpointError, save_checkpoint
 from core.io import InputError
 from core.norm import LayerNorm
-from vision.models.local_mamba import MultiScanSS2D, check_directions
+from vision.models.local_mamba import LocalMambaCheckpoints, MultiScanSS2D, check_directions
 
 
 @dataclass(kw_only=True)
@@ -125,8 +121,10 @@ class Head(nn.Module):
         return x if pre_logits else self.fc(x)
 
 
-class LocalVMamba(nn.Module):
+class LocalVMamba(LocalMambaCheckpoints, nn.Module):
     """LocalVMamba image classifier and hierarchical backbone; the arguments are `LocalVMambaConfig`'s fields."""
+
+    MODEL_TYPE = "local_vmamba"
 
     output_fmt = "NHWC"
 
@@ -216,31 +214,6 @@ class LocalVMamba(nn.Module):
                 trunc_normal_(module.weight, std=0.02)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
-
-    @classmethod
-    def from_config(cls, config: LocalVMambaConfig, *, device=None, dtype=None) -> LocalVMamba:
-        return cls(**dataclasses.asdict(config), device=device, dtype=dtype)
-
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` (our format)."""
-        return save_checkpoint(directory, self, self.config, "local_vmamba")
-
-    @classmethod
-    def from_pretrained(cls, dir_or_preset: str | os.PathLike) -> LocalVMamba:
-        """A checkpoint directory in our format, or a preset name with released weights (loaded from the
-        local weights directory, see `vision.models.local_mamba_presets.weights_dir`)."""
-        from vision.models.local_mamba_presets import from_pretrained
-
-        model = from_pretrained(dir_or_preset)
-        if not isinstance(model, cls):
-            raise CheckpointError(f"{dir_or_preset} holds a {type(model).__name__}, not a {cls.__name__}")
-        return model
-
-    def load_pretrained(self, checkpoint_path: str | os.PathLike) -> None:
-        """timm's ``custom_load`` hook: load an official LocalMamba file through `vision.convert`."""
-        from vision.convert import load_official
-
-        load_official(self, checkpoint_path)
 
     # --- timm model API ---
 
