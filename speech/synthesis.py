@@ -25,6 +25,9 @@ MAX_PROMPT_SECONDS = 10.0
 # The AR stops after this many seconds per text token at most (lifeiteng/vall-e: 16 frames per phoneme
 # at 75 Hz, 0.21 s), whatever --max-seconds allows: a loop cannot run on for long.
 SECONDS_PER_TOKEN_LIMIT = 0.25
+# ... and does not stop before this many seconds per text token (about half of espeak-ng's and a typical
+# reader's pace): a weak model, or a prompt unlike its training voices, otherwise may end the speech at once.
+SECONDS_PER_TOKEN_MIN = 0.03
 
 
 @dataclass(kw_only=True)
@@ -115,12 +118,14 @@ def synthesize(
         ids = tokenizer.encode(prompt_text + " " + text)
     limit = min(max_seconds, SECONDS_PER_TOKEN_LIMIT * len(target))
     max_frames = max(1, int(limit * codec.frame_rate))
+    min_frames = min(max_frames, int(SECONDS_PER_TOKEN_MIN * len(target) * codec.frame_rate))
     generator = torch.Generator(device=device)
     generator.manual_seed(seed if seed is not None else int(torch.randint(2**31, ())))
     codes = model.generate(
         torch.tensor([ids], device=device),
         prompt,
         max_frames=max_frames,
+        min_frames=min_frames,
         sampling=sampling or SamplingConfig(),
         generator=generator,
     )

@@ -88,6 +88,19 @@ def test_generation_stops_at_eos():
     assert out.shape == (1, 4, 0)
 
 
+def test_synthesis_does_not_stop_before_its_lower_bound():
+    from speech.codecs.mel import MelCodec, preset
+    from speech.synthesis import SECONDS_PER_TOKEN_MIN, synthesize
+
+    model = tiny(group_size=2)
+    force_eos(model, 1e9)  # the model would end the speech at once
+    codec = MelCodec(preset("mel-tiny")).eval()
+    text = "hello there, alice"
+    result = synthesize(model, codec, text, seed=0)
+    lower = int(SECONDS_PER_TOKEN_MIN * len(text) * codec.frame_rate)
+    assert lower >= 2 and lower <= result.codes.shape[-1] < lower + 2  # whole groups of 2 frames
+
+
 def test_nar_sees_prompt_codebooks_not_target_future_codebooks():
     model = tiny()
     text, text_lens, codes, code_lens = batch(b=1)
