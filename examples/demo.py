@@ -19,6 +19,8 @@ STEPS = {
     "core": "examples.demo_core",
     "bytes": "examples.demo_bytes",
     "btb3d": "examples.demo_btb3d",
+    "genomics": "examples.demo_genomics",
+    "speech": "examples.demo_speech",
 }
 
 

@@ -8,12 +8,48 @@ inside the commands, so ``dna --help`` is instant.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from core.cli import run
 
 Pooling = Literal["mean", "max", "last", "none"]
+
+
+@dataclass(kw_only=True)
+class Training:
+    """How to train (becomes `core.train`'s TrainerConfig and OptimizerConfig)."""
+
+    max_steps: int = 1000
+    """Optimizer steps."""
+    batch_size: int = 8
+    """Sequences (windows) per batch and per device."""
+    lr: float | None = None
+    """Peak learning rate (default: the paper's, 6e-4 for HyenaDNA and 8e-3 for Caduceus pretraining)."""
+    weight_decay: float = 0.1
+    """AdamW weight decay (never on biases, norms, Hyena filters, SSM A and D)."""
+    warmup_steps: int = 0
+    """Steps of linear learning-rate warm-up before the cosine decay."""
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: int | Literal["auto"] = "auto"
+    """Devices (on the CPU: processes) per node."""
+    strategy: Literal["auto", "ddp", "fsdp"] = "auto"
+    """auto: one device; ddp: data parallel; fsdp: sharded (GPUs)."""
+    precision: Literal["32-true", "16-mixed", "bf16-mixed", "bf16-true"] = "32-true"
+    val_every: int | None = None
+    """Validate every n training batches (None: at the end of each epoch)."""
+    limit_val_batches: int | float = 1.0
+    """Validation batches to run (a count, or a fraction of the validation set)."""
+    checkpoint_dir: str | None = None
+    """Where to keep Lightning checkpoints for resuming (None: no checkpoints)."""
+    checkpoint_every: int | None = None
+    """Checkpoint every n steps (None: at the end of each epoch)."""
+    resume: bool = False
+    """Continue from last.ckpt in checkpoint_dir, exactly where it stopped."""
+    log_dir: str = "runs"
+    """CSV logs go to <log_dir>/<command>/version_<k>/."""
+    seed: int = 0
 
 
 def _device(name: str):
@@ -123,25 +159,22 @@ def embed(
     print(f"embedded {n_records} record(s), {bases:,} bases in {seconds:.1f} s ({bases / seconds:,.0f} bases/s)")
 
 
-def convert(source: str, output: Path, *, filter_shift: float = 0.05) -> None:
-    """Convert a checkpoint to our format (config.json + model.safetensors).
-
-    Args:
-        source: a HyenaDNA HF or original (Lightning) directory, a Caduceus HF directory, ours, or a preset.
-        output: the directory to create (it must not exist, or be empty).
-        filter_shift: HyenaDNA's filter modulation shift (0.05, as in the released code).
-    """
+def _check_new_directory(output: Path) -> None:
     import os
-    import shutil
 
-    import genomics
     from core.io import InputError
 
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise InputError(f"{output} already exists; remove it or choose another directory")
     if not output.parent.is_dir() or not os.access(output.parent, os.W_OK):
         raise InputError(f"cannot create {output}: {output.parent} is not a writable directory")
-    model = genomics.from_pretrained(source, filter_shift=filter_shift)
+
+
+def _save_directory(model, output: Path) -> None:
+    """save_pretrained into a temporary directory, renamed to ``output`` once complete."""
+    import os
+    import shutil
+
     tmp = output.parent / f".{output.name}.tmp-{os.getpid()}"
     try:
         model.save_pretrained(tmp)
@@ -150,12 +183,209 @@ def convert(source: str, output: Path, *, filter_shift: float = 0.05) -> None:
         os.replace(tmp, output)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _trainer(training: Training, run_name: str, *, default_lr: float):
+    """The Lightning trainer and optimizer config for ``training``; bad values become InputError."""
+    from core.io import InputError
+    from core.train import OptimizerConfig, TrainerConfig, build_trainer
+
+    if training.resume and training.checkpoint_dir is None:
+        raise InputError("--training.resume needs --training.checkpoint_dir")
+    if training.batch_size < 1:
+        raise InputError(f"--training.batch_size must be positive; got {training.batch_size}")
+    try:
+        config = TrainerConfig(
+            max_steps=training.max_steps,
+            accelerator=training.accelerator,
+            devices=training.devices,
+            strategy=training.strategy,
+            precision=training.precision,
+            val_every_n_batches=training.val_every,
+            limit_val_batches=training.limit_val_batches,
+            checkpoint_dir=training.checkpoint_dir,
+            checkpoint_every_n_steps=training.checkpoint_every,
+            log_dir=training.log_dir,
+            run_name=run_name,
+            seed=training.seed,
+        )
+        optimizer = OptimizerConfig(
+            lr=training.lr or default_lr, weight_decay=training.weight_decay, warmup_steps=training.warmup_steps
+        )
+    except ValueError as err:
+        raise InputError(f"--training: {err}") from None
+    return build_trainer(config), optimizer
+
+
+def _report(trainer, output: Path) -> None:
+    metrics = " ".join(
+        f"{k} {float(v):.4f}" for k, v in sorted(trainer.callback_metrics.items()) if k.startswith("val/")
+    )
+    print(f"saved {output}" + (f"; {metrics}" if metrics else ""))
+
+
+def pretrain(
+    input: Path,
+    output: Path,
+    *,
+    model: str,
+    training: Training | None = None,
+    seq_len: int | None = None,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.0,
+    rc_augment: bool | None = None,
+    seq_warmup_start: int | None = None,
+    seq_warmup_stage_steps: int = 0,
+    mask_prob: float = 0.15,
+) -> None:
+    """Pretrain on a genome: HyenaDNA by next-token prediction, Caduceus by masked language modelling.
+
+    Each record is split by position: the first 1 - val - test trains, the next val_fraction validates, the last
+    test_fraction is held out and never read. The trained model is written in our format to ``output``.
+
+    Args:
+        input: FASTA / FASTQ / GenBank (gzipped or not).
+        output: the directory for the trained model (must not exist, or be empty).
+        model: what to start from: a preset (random init) or a checkpoint directory (continued pretraining).
+        training: steps, batch size, learning rate, devices, checkpoints and resume.
+        seq_len: training window length (default: the model's context).
+        val_fraction, test_fraction: the tail fractions of each record for validation and held out.
+        rc_augment: train on reverse complements half the time (default: on for Caduceus-Ph, off otherwise).
+        seq_warmup_start: sequence-length warm-up: start at this window length (None: no warm-up) ...
+        seq_warmup_stage_steps: ... and double it every this many steps, up to seq_len.
+        mask_prob: Caduceus masked-LM selection rate.
+    """
+    import torch
+
+    import genomics
+    from core.io import InputError
+    from core.train import TokenWindowDataModule, fit
+    from genomics.data.splits import split_genome
+    from genomics.models.caduceus import Caduceus
+    from genomics.tasks.pretrain import PretrainTask
+
+    training = training or Training()
+    _check_new_directory(output)
+    net = genomics.from_pretrained(model).train()
+    is_caduceus = isinstance(net, Caduceus)
+    if not hasattr(net, "lm_head"):
+        raise InputError(f"{model} is not a language model (HyenaDNA or Caduceus)")
+    context = net.context_length
+    seq_len = seq_len or context
+    if seq_len is None:
+        raise InputError(f"{model} does not record its training length; pass --seq_len")
+    if context is not None and seq_len > context:
+        raise InputError(f"--seq_len {seq_len} is longer than the model's context ({context})")
+    split = split_genome(input, val_fraction=val_fraction, test_fraction=test_fraction)
+    train_ids = torch.from_numpy(split.joined("train"))
+    val_ids = torch.from_numpy(split.joined("val")) if val_fraction > 0 else None
+    if val_ids is not None and val_ids.numel() <= seq_len:
+        raise InputError(f"the validation part ({val_ids.numel()} bases) is shorter than one window of {seq_len}")
+    trainer, optimizer = _trainer(training, "pretrain", default_lr=8e-3 if is_caduceus else 6e-4)
+    data = TokenWindowDataModule(
+        train_ids, val_ids, seq_len=seq_len, batch_size=training.batch_size, seed=training.seed
+    )
+    task = PretrainTask(
+        net,
+        objective="mlm" if is_caduceus else "causal",
+        optimizer=optimizer,
+        rc_augment=rc_augment if rc_augment is not None else is_caduceus and not net.config.rcps,
+        warmup_start=seq_warmup_start,
+        warmup_stage_steps=seq_warmup_stage_steps,
+        mask_prob=mask_prob,
+    )
+    fit(trainer, task, data, resume="last" if training.resume else None)
+    if trainer.is_global_zero:
+        _save_directory(net.eval(), output)
+        _report(trainer, output)
+
+
+def finetune(
+    train: Path,
+    output: Path,
+    *,
+    model: str,
+    val: Path | None = None,
+    training: Training | None = None,
+    pooling: Literal["mean", "max", "last"] = "mean",
+    rc_augment: bool | None = None,
+    conjoin: bool | None = None,
+    dropout: float = 0.0,
+) -> None:
+    """Fine-tune a pretrained model for sequence classification on labelled CSV / TSV files.
+
+    Rows are ``sequence,label`` (a header naming the two columns is optional). Validation reports accuracy,
+    Matthews correlation and AUROC. The classifier is written in our format to ``output``.
+
+    Args:
+        train: the training table.
+        output: the directory for the fine-tuned classifier (must not exist, or be empty).
+        model: the pretrained backbone: a checkpoint directory (ours or official) or a preset (random init).
+        val: a validation table (its labels must be among the training labels).
+        training: steps, batch size, learning rate (default 6e-4), devices, checkpoints and resume.
+        pooling: how positions are pooled before the linear head (mean, as in the HyenaDNA benchmarks).
+        rc_augment: train on reverse complements half the time (default: on for Caduceus-Ph).
+        conjoin: average with the reverse complement's logits at inference (default: on for Caduceus-Ph).
+        dropout: before the head.
+    """
+    import genomics
+    from core.io import InputError
+    from core.train import fit
+    from genomics.data.tables import read_labelled
+    from genomics.data.tokenizer import DNATokenizer
+    from genomics.models.caduceus import Caduceus
+    from genomics.models.classifier import SequenceClassifier
+    from genomics.tasks.finetune import ClassificationTask, LabelledDataModule, LabelledDataset
+
+    training = training or Training()
+    _check_new_directory(output)
+    backbone = genomics.from_pretrained(model)
+    if not hasattr(backbone, "lm_head"):
+        raise InputError(f"{model} is not a pretrained HyenaDNA or Caduceus model")
+    is_ph = isinstance(backbone, Caduceus) and not backbone.config.rcps
+    train_data = read_labelled(train)
+    tokenizer = DNATokenizer()
+    context = backbone.context_length
+    train_set = LabelledDataset(train_data, tokenizer=tokenizer, max_len=context, source=str(train))
+    val_set = None
+    if val is not None:
+        val_data = read_labelled(val, classes=train_data.classes)
+        val_set = LabelledDataset(val_data, tokenizer=tokenizer, max_len=context, source=str(val))
+    classifier = SequenceClassifier.from_backbone(
+        backbone.train(),
+        train_data.classes,
+        pooling=pooling,
+        conjoin=is_ph if conjoin is None else conjoin,
+        dropout=dropout,
+    )
+    trainer, optimizer = _trainer(training, "finetune", default_lr=6e-4)
+    data = LabelledDataModule(train_set, val_set, batch_size=training.batch_size, seed=training.seed)
+    task = ClassificationTask(classifier, optimizer=optimizer, rc_augment=is_ph if rc_augment is None else rc_augment)
+    fit(trainer, task, data, resume="last" if training.resume else None)
+    if trainer.is_global_zero:
+        _save_directory(classifier.eval(), output)
+        _report(trainer, output)
+
+
+def convert(source: str, output: Path, *, filter_shift: float = 0.05) -> None:
+    """Convert a checkpoint to our format (config.json + model.safetensors).
+
+    Args:
+        source: a HyenaDNA HF or original (Lightning) directory, a Caduceus HF directory, ours, or a preset.
+        output: the directory to create (it must not exist, or be empty).
+        filter_shift: HyenaDNA's filter modulation shift (0.05, as in the released code).
+    """
+    import genomics
+
+    _check_new_directory(output)
+    model = genomics.from_pretrained(source, filter_shift=filter_shift)
+    _save_directory(model, output)
     params = sum(p.numel() for p in model.parameters())
     print(f"wrote {output} ({type(model).__name__}, {params:,} parameters)")
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run({"embed": embed, "convert": convert}, argv, prog="dna")
+    return run({"embed": embed, "pretrain": pretrain, "finetune": finetune, "convert": convert}, argv, prog="dna")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from torch import nn
 from core.io import InputError
 from genomics.data.fasta import Record, window_starts
 from genomics.data.tokenizer import DNATokenizer, pad_batch, reverse, reverse_complement
+from genomics.models.classifier import pool
 
 Pooling = Literal["mean", "max", "last", "none"]
 
@@ -58,18 +59,6 @@ class _Pending:
     windows: list[np.ndarray] = field(default_factory=list)
     sums: np.ndarray | None = None
     counts: np.ndarray | None = None
-
-
-def pool(h: torch.Tensor, lengths: torch.Tensor, pooling: Pooling) -> torch.Tensor:
-    """Pool per-position embeddings h (b, l, d) over each sequence's first ``lengths`` positions -> (b, d)."""
-    valid = torch.arange(h.shape[1], device=h.device)[None, :] < lengths[:, None]  # (b, l)
-    if pooling == "mean":
-        return (h * valid[..., None]).sum(1) / lengths[:, None].to(h.dtype)
-    if pooling == "max":
-        return h.masked_fill(~valid[..., None], float("-inf")).amax(1)
-    if pooling == "last":
-        return h[torch.arange(h.shape[0], device=h.device), lengths - 1]
-    raise ValueError(f"unknown pooling {pooling!r}")
 
 
 @torch.no_grad()

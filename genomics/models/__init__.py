@@ -11,6 +11,7 @@ import dataclasses
 from torch import nn
 
 from genomics.models.caduceus import Caduceus, CaduceusConfig
+from genomics.models.classifier import ClassifierConfig, SequenceClassifier
 from genomics.models.hyenadna import HyenaDNA, HyenaDNAConfig
 
 PRESETS: dict[str, HyenaDNAConfig | CaduceusConfig] = {
@@ -39,6 +40,7 @@ PRESETS: dict[str, HyenaDNAConfig | CaduceusConfig] = {
 MODEL_CLASSES: dict[str, tuple[type, type[nn.Module]]] = {
     "hyenadna": (HyenaDNAConfig, HyenaDNA),
     "caduceus": (CaduceusConfig, Caduceus),
+    "dna_classifier": (ClassifierConfig, SequenceClassifier),
 }
 
 

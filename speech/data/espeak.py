@@ -1,0 +1,154 @@
+"""A deterministic multi-speaker text/audio corpus spoken by espeak-ng.
+
+Speakers are espeak-ng English accents x voice variants x pitch and speed settings; sentences come from a
+bundled public-domain text (Lewis Carroll, *Alice's Adventures in Wonderland*, 1865). espeak-ng writes
+22.05 kHz mono 16-bit WAV, bit-identical across runs; we resample to the corpus rate.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from core.io import InputError, atomic_output
+from speech.audio import load_audio, save_audio
+from speech.text.phonemes import espeak_path, phonemize
+from speech.text.tokenizer import CHARS, normalize
+
+ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd")
+VARIANTS = (
+    "m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5",
+    "klatt", "klatt2", "klatt3", "klatt4", "Alex", "Annie", "Andy", "edward", "john", "linda", "steph", "robert",
+)  # fmt: skip
+
+
+@dataclass(kw_only=True)
+class EspeakVoice:
+    """One synthetic speaker: ``espeak-ng -v {accent}+{variant} -p {pitch} -s {speed}``."""
+
+    name: str
+    accent: str
+    variant: str
+    pitch: int
+    speed: int
+
+    def args(self) -> list[str]:
+        return ["-v", f"{self.accent}+{self.variant}", "-p", str(self.pitch), "-s", str(self.speed)]
+
+
+def make_voices(n: int, *, seed: int = 0) -> list[EspeakVoice]:
+    """``n`` distinct voices drawn deterministically from accents x variants, with jittered pitch and speed."""
+    if not 1 <= n <= len(ACCENTS) * len(VARIANTS):
+        raise InputError(f"speakers must be between 1 and {len(ACCENTS) * len(VARIANTS)}; got {n}")
+    rng = random.Random(seed)
+    pairs = [(a, v) for a in ACCENTS for v in VARIANTS]
+    rng.shuffle(pairs)
+    return [
+        EspeakVoice(name=f"spk{i:03d}", accent=a, variant=v, pitch=rng.randint(25, 75), speed=rng.randint(140, 185))
+        for i, (a, v) in enumerate(pairs[:n])
+    ]
+
+
+def book_sentences(*, min_words: int = 3, max_words: int = 14) -> list[str]:
+    """Distinct sentences of the bundled book whose characters all fit the default char tokenizer."""
+    text = resources.files("speech.data").joinpath("alice.txt").read_text(encoding="utf-8")
+    text = re.sub(r"^\[.*?\]|CHAPTER [IVXL]+\.?.*", " ", text, flags=re.M)
+    text = normalize(re.sub(r"[*_()\"]", " ", text).replace("--", ", "))
+    # Quotation marks go; apostrophes inside words (they'll, Alice's) stay.
+    text = re.sub(r"(?<!\w)'|'(?!\w)", " ", text)
+    found, seen = [], set()
+    for raw in re.split(r"(?<=[.!?])\s+", normalize(text)):
+        sentence = raw.strip(" ,;:-")
+        if sentence and sentence[-1] not in ".!?":
+            sentence += "."
+        words = len(sentence.split())
+        if min_words <= words <= max_words and all(c in CHARS for c in sentence.lower()) and sentence not in seen:
+            seen.add(sentence)
+            found.append(sentence)
+    return found
+
+
+def speak(text: str, voice: EspeakVoice, sample_rate: int) -> torch.Tensor:
+    """espeak-ng's rendering of ``text`` in ``voice`` as mono float (1, n) at ``sample_rate``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "out.wav"
+        # -w writes a correct WAV header (--stdout's length field is bogus).
+        result = subprocess.run(
+            [espeak_path(), *voice.args(), "-w", str(path), text], capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0 or not path.is_file():
+            raise InputError(f"espeak-ng failed for voice {voice.name}: {result.stderr.strip()}")
+        return load_audio(path, sample_rate)
+
+
+def build_corpus(
+    out: str | Path,
+    *,
+    speakers: int = 40,
+    sentences_per_speaker: int = 50,
+    heldout_speakers: int = 4,
+    heldout_sentences: int = 20,
+    sample_rate: int = 24_000,
+    seed: int = 0,
+) -> Path:
+    """Write ``out/wavs/*.wav``, ``out/speakers.json`` and ``out/metadata.jsonl``; return the manifest path.
+
+    The last ``heldout_speakers`` voices (split "test_speaker") and ``heldout_sentences`` sentences
+    (split "test_sentence": spoken only by the held-out voices) never occur in the "train" split.
+    """
+    out = Path(out)
+    if heldout_speakers >= speakers:
+        raise InputError(f"heldout speakers ({heldout_speakers}) must be fewer than speakers ({speakers})")
+    pool = book_sentences()
+    rng = random.Random(seed)
+    rng.shuffle(pool)
+    test_sentences, train_sentences = pool[:heldout_sentences], pool[heldout_sentences:]
+    if sentences_per_speaker > len(train_sentences):
+        raise InputError(f"sentences per speaker must be at most {len(train_sentences)}")
+    voices = make_voices(speakers, seed=seed)
+    jobs = []
+    for i, voice in enumerate(voices):
+        heldout = i >= speakers - heldout_speakers
+        chosen = rng.sample(train_sentences, sentences_per_speaker)
+        jobs += [(voice, text, "test_speaker" if heldout else "train") for text in chosen]
+        if heldout:
+            jobs += [(voice, text, "test_sentence") for text in test_sentences]
+    (out / "wavs").mkdir(parents=True, exist_ok=True)
+    with atomic_output(out / "speakers.json") as tmp:
+        tmp.write_text(json.dumps([asdict(v) for v in voices], indent=1) + "\n")
+    lines = []
+    counts: dict[str, int] = {}
+    for voice, text, split in tqdm(jobs, desc="espeak-ng corpus", unit="utt"):
+        counts[voice.name] = counts.get(voice.name, 0) + 1
+        rel = Path("wavs") / f"{voice.name}_{counts[voice.name]:04d}.wav"
+        wav = speak(text, voice, sample_rate)
+        save_audio(out / rel, wav, sample_rate)
+        record = {
+            "audio": str(rel),
+            "text": text,
+            "speaker": voice.name,
+            "split": split,
+            "seconds": round(wav.shape[-1] / sample_rate, 3),
+            "phonemes": phonemize(text, voice=voice.accent),
+        }
+        lines.append(json.dumps(record, ensure_ascii=False))
+    with atomic_output(out / "metadata.jsonl") as tmp:
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out / "metadata.jsonl"
+
+
+def read_voices(corpus: str | Path) -> dict[str, EspeakVoice]:
+    """The voices of an espeak corpus directory, by speaker name."""
+    path = Path(corpus) / "speakers.json"
+    if not path.is_file():
+        raise InputError(f"{corpus} is not an espeak corpus (no speakers.json)")
+    return {v["name"]: EspeakVoice(**v) for v in json.loads(path.read_text())}

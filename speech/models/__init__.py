@@ -1,0 +1,129 @@
+"""Speech models, their presets, and loading by checkpoint directory or preset name."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from core.checkpoint import CheckpointError, load_checkpoint, load_strict
+from speech.codecs.mel import PRESETS as CODEC_PRESETS
+from speech.codecs.mel import MelCodec, MelCodecConfig
+from speech.codecs.mel_vae import PRESETS as MEL_VAE_PRESETS
+from speech.codecs.mel_vae import MelVAE, MelVAEConfig
+from speech.models.clam_tts import ClamTTS, ClamTTSConfig
+from speech.models.speechssm import SpeechSSM, SpeechSSMConfig
+from speech.models.valle2 import Valle2, Valle2Config
+
+PRESETS: dict[str, tuple[type, object]] = {
+    **{name: (MelCodec, config) for name, config in CODEC_PRESETS.items()},
+    **{name: (MelVAE, config) for name, config in MEL_VAE_PRESETS.items()},
+    # tests
+    "valle2-tiny": (
+        Valle2,
+        Valle2Config(d_model=32, n_heads=2, ar_layers=1, nar_layers=1, codebook_size=16, n_codebooks=4, dropout=0.0),
+    ),
+    # the bundled CPU-trained model (mel codec: 25 frames/s, 8 codebooks of 256), sized to train on one shared
+    # CPU core within about an hour; untied NAR heads, since heads tied to N(0, 1) embeddings start with
+    # logits of std ~sqrt(d) (an initial NAR loss ~30 instead of ~ln 256) and cost a short run its first steps
+    "valle2-small": (
+        Valle2,
+        Valle2Config(
+            d_model=128, n_heads=4, ar_layers=4, nar_layers=3, codebook_size=256, n_codebooks=8, nar_tie_heads=False
+        ),
+    ),
+    # CLaM-TTS over a Mel-VAE: tests (mel-vae-tiny) and the CPU-trained model (mel-vae: 16 x 256, 64-d latents)
+    "clam-tts-tiny": (
+        ClamTTS,
+        ClamTTSConfig(
+            d_model=32,
+            n_heads=2,
+            text_layers=1,
+            decoder_layers=1,
+            n_mixtures=4,
+            latent_dim=8,
+            n_codebooks=4,
+            codebook_size=16,
+            dropout=0.0,
+        ),
+    ),
+    "clam-tts-small": (ClamTTS, ClamTTSConfig(d_model=192, n_heads=4, text_layers=2, decoder_layers=5)),
+    # SpeechSSM over a mel codec: tests (mel-tiny) and the CPU-trained long-form model (mel-24k: 8 x 256)
+    "speechssm-tiny": (
+        SpeechSSM,
+        SpeechSSMConfig(
+            d_model=32,
+            n_layers=3,
+            d_intermediate=64,
+            d_state=8,
+            n_heads=2,
+            attention_window=16,
+            n_codebooks=4,
+            codebook_size=16,
+            segment_seconds=2.0,
+            window_seconds=4.0,
+            overlap_seconds=0.4,
+        ),
+    ),
+    "speechssm-small": (
+        SpeechSSM,
+        SpeechSSMConfig(d_model=128, n_layers=6, d_intermediate=256, attention_window=125, segment_seconds=10.0),
+    ),
+    # the released VALL-E X size (Plachtaa), EnCodec 6 kbps
+    "valle-x": (
+        Valle2,
+        Valle2Config(
+            d_model=1024,
+            n_heads=16,
+            ar_layers=12,
+            nar_layers=12,
+            text_vocab_size=2048,
+            n_languages=3,
+            codebook_size=1024,
+            n_codebooks=8,
+        ),
+    ),
+}
+
+MODEL_TYPES = {
+    "valle2": (Valle2Config, Valle2),
+    "mel_codec": (MelCodecConfig, MelCodec),
+    "mel_vae": (MelVAEConfig, MelVAE),
+    "clam_tts": (ClamTTSConfig, ClamTTS),
+    "speechssm": (SpeechSSMConfig, SpeechSSM),
+}
+
+
+def preset_config(name: str):
+    """A fresh copy of a preset's config."""
+    if name not in PRESETS:
+        raise CheckpointError(f"unknown model {name!r}: give a checkpoint directory or one of {', '.join(PRESETS)}")
+    return dataclasses.replace(PRESETS[name][1])
+
+
+def from_pretrained(name_or_dir: str | os.PathLike, **overrides):
+    """A model from a checkpoint directory (our format, eval mode), or a preset with random weights.
+
+    ``overrides`` replace config fields (e.g. ``group_size=2``). For a directory, only the VALL-E 2 group
+    size may change: the group layers it adds start fresh (fine-tuning VALL-E X with grouping).
+    """
+    path = Path(name_or_dir)
+    if path.is_dir():
+        if not overrides:
+            return load_checkpoint(path, MODEL_TYPES).eval()
+        return _regrouped(path, **overrides)
+    config = dataclasses.replace(preset_config(str(name_or_dir)), **overrides)
+    return PRESETS[str(name_or_dir)][0](config)
+
+
+def _regrouped(path: Path, **overrides) -> Valle2:
+    if set(overrides) - {"group_size"}:
+        raise CheckpointError(f"only group_size can change when loading {path}; got {', '.join(overrides)}")
+    old = load_checkpoint(path, MODEL_TYPES)
+    if not isinstance(old, Valle2):
+        raise CheckpointError(f"{path} is not a VALL-E 2 checkpoint; group_size applies to VALL-E 2 only")
+    model = Valle2(dataclasses.replace(old.config, **overrides))
+    group = ("ar.group_in.", "ar.group_out.")
+    state = {k: v for k, v in old.state_dict().items() if not k.startswith(group)}
+    state.update({k: v for k, v in model.state_dict().items() if k.startswith(group)})
+    return load_strict(model, state, str(path))

@@ -1,0 +1,157 @@
+"""Text (+ an optional voice prompt) -> waveform with a codec language model, timed (real-time factor).
+
+The model continues the acoustic prompt while speaking the prompt's transcript followed by the new text
+(VALL-E's zero-shot recipe); without a prompt it speaks the text in a voice of its choosing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from core.checkpoint import CheckpointError
+from core.io import InputError, atomic_output
+from speech.audio import check_prompt, load_audio
+from speech.codecs import Codec, load_codec
+from speech.models.sampling import SamplingConfig
+
+MIN_PROMPT_SECONDS = 1.0
+MAX_PROMPT_SECONDS = 10.0
+# The AR stops after this many seconds per text token at most (lifeiteng/vall-e: 16 frames per phoneme
+# at 75 Hz, 0.21 s), whatever --max-seconds allows: a loop cannot run on for long.
+SECONDS_PER_TOKEN_LIMIT = 0.25
+# ... and does not stop before this many seconds per text token (about half of espeak-ng's and a typical
+# reader's pace): a weak model, or a prompt unlike its training voices, otherwise may end the speech at once.
+SECONDS_PER_TOKEN_MIN = 0.03
+
+
+@dataclass(kw_only=True)
+class Synthesis:
+    wav: torch.Tensor  # (1, n) float at sample_rate
+    sample_rate: int
+    codes: torch.Tensor  # (n_q, t)
+    elapsed: float  # seconds of compute (generation + decoding)
+
+    @property
+    def seconds(self) -> float:
+        return self.wav.shape[-1] / self.sample_rate
+
+    @property
+    def rtf(self) -> float:
+        """Real-time factor: compute time / audio duration (< 1 is faster than real time)."""
+        return self.elapsed / self.seconds if self.seconds > 0 else math.inf
+
+
+def bundled_model_dir() -> Path:
+    """The model trained by the project and shipped in ``examples/speech_model`` (source checkouts)."""
+    return Path(__file__).resolve().parents[1] / "examples" / "speech_model"
+
+
+def load_model_and_codec(model: str | os.PathLike | None, *, codec_weights=None, device="cpu"):
+    """The speech model (a checkpoint directory, default: the bundled one) and the codec it names."""
+    from speech.models import from_pretrained
+
+    path = Path(model) if model is not None else bundled_model_dir()
+    if not path.is_dir():
+        raise CheckpointError(f"model directory not found: {path} (pass --model with a trained checkpoint)")
+    lm = from_pretrained(path)
+    if not hasattr(lm, "generate") or not hasattr(lm.config, "codec"):
+        raise CheckpointError(f"{path} holds a {type(lm).__name__}, not a text-to-speech model")
+    codec = load_codec(lm.config.codec, encodec_weights=codec_weights, root=path)
+    if codec.n_codebooks < lm.config.n_codebooks or codec.codebook_size != lm.config.codebook_size:
+        raise CheckpointError(
+            f"codec {lm.config.codec!r} gives {codec.n_codebooks} codebooks of {codec.codebook_size}; the model "
+            f"needs {lm.config.n_codebooks} of {lm.config.codebook_size}"
+        )
+    if hasattr(lm, "check_codec"):  # models that quantize with their codec's codebooks (CLaM-TTS)
+        lm.check_codec(codec)
+    return lm.to(device).eval(), codec.to(device).eval()
+
+
+def encode_prompt(codec: Codec, path: str | os.PathLike, n_codebooks: int, device="cpu") -> torch.Tensor:
+    """A voice prompt file -> codes (1, n_codebooks, t); refuses non-audio, too short, silent or too long."""
+    wav = check_prompt(
+        load_audio(path, codec.sample_rate), codec.sample_rate, min_seconds=MIN_PROMPT_SECONDS, source=str(path)
+    )
+    seconds = wav.shape[-1] / codec.sample_rate
+    if seconds > MAX_PROMPT_SECONDS:
+        raise InputError(
+            f"prompt {path} is {seconds:.1f} s long; use at most {MAX_PROMPT_SECONDS:g} s (about 3 s works best)"
+        )
+    return codec.encode(wav.to(device))[:, :n_codebooks]
+
+
+@torch.no_grad()
+def synthesize(
+    model,
+    codec: Codec,
+    text: str,
+    *,
+    prompt_audio: str | os.PathLike | None = None,
+    prompt_text: str | None = None,
+    sampling: SamplingConfig | None = None,
+    max_seconds: float = 20.0,
+    seed: int | None = None,
+) -> Synthesis:
+    """Speak ``text``; with ``prompt_audio`` (and its transcript ``prompt_text``) in the prompt's voice."""
+    if not hasattr(model.config, "text_tokenizer"):
+        raise InputError(f"a {type(model).__name__} model continues speech without text: give --minutes")
+    device = next(model.parameters()).device
+    tokenizer = model.config.text_tokenizer()
+    target = tokenizer.encode(text)
+    if prompt_audio is not None and not (prompt_text and prompt_text.strip()):
+        raise InputError("a voice prompt needs its transcript (--prompt-text): the model continues it")
+    if prompt_audio is None and prompt_text:
+        raise InputError("--prompt-text was given without --prompt-audio")
+    if max_seconds <= 0:
+        raise InputError(f"max seconds must be positive; got {max_seconds}")
+    start = time.perf_counter()
+    prompt = None
+    ids = target
+    if prompt_audio is not None:
+        prompt = encode_prompt(codec, prompt_audio, model.config.n_codebooks, device)
+        ids = tokenizer.encode(prompt_text + " " + text)
+    limit = min(max_seconds, SECONDS_PER_TOKEN_LIMIT * len(target))
+    max_frames = max(1, int(limit * codec.frame_rate))
+    min_frames = min(max_frames, int(SECONDS_PER_TOKEN_MIN * len(target) * codec.frame_rate))
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed if seed is not None else int(torch.randint(2**31, ())))
+    codes = model.generate(
+        torch.tensor([ids], device=device),
+        prompt,
+        max_frames=max_frames,
+        min_frames=min_frames,
+        sampling=sampling or SamplingConfig(),
+        generator=generator,
+    )
+    if codes.shape[-1] == 0:
+        raise InputError("the model ended the speech before it began (EOS first); try another --seed or prompt")
+    wav = codec.decode(codes)[0].cpu()
+    return Synthesis(wav=wav, sample_rate=codec.sample_rate, codes=codes[0].cpu(), elapsed=time.perf_counter() - start)
+
+
+def save_spectrogram(path: str | os.PathLike, wav: torch.Tensor, sample_rate: int, *, title: str = "") -> Path:
+    """A log-magnitude spectrogram PNG of (1, n) audio, written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n_fft, hop = 1024, 256
+    spec = torch.stft(wav.reshape(-1), n_fft, hop, window=torch.hann_window(n_fft), return_complex=True).abs()
+    db = 20 * torch.log10(spec.clamp_min(1e-5))
+    fig, ax = plt.subplots(figsize=(8, 3), dpi=100)
+    extent = (0, wav.shape[-1] / sample_rate, 0, sample_rate / 2000)
+    ax.imshow(db.numpy(), origin="lower", aspect="auto", extent=extent, vmin=float(db.max()) - 80, cmap="magma")
+    ax.set(xlabel="seconds", ylabel="kHz", title=title)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path

@@ -1,0 +1,146 @@
+"""Training data for the speech tasks: audio crops (codecs) and text + code utterances (language models).
+
+Random choices (crop offsets) derive from (seed, index) so that an item is the same after a restart
+(`core.train`'s exact resume); per-step randomness (NAR stage, prompt split) lives in the tasks, where
+`core.train.StepSeed` reseeds the global generators every batch.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from core.io import InputError
+from core.train import ResumableDataLoader
+from speech.audio import load_audio
+from speech.data.codes import EncodedCorpus
+from speech.data.manifest import Utterance
+from speech.text.tokenizer import PAD, TextTokenizer
+
+
+class AudioCrops(Dataset):
+    """Item i: ``segment`` samples (1, segment) of utterance i mod n at an offset fixed by (seed, i).
+
+    ``crops_per_utterance`` makes one epoch visit every utterance that many times at different offsets.
+    """
+
+    def __init__(
+        self,
+        utterances: list[Utterance],
+        *,
+        sample_rate: int,
+        segment: int,
+        crops_per_utterance: int = 1,
+        seed: int = 0,
+    ):
+        if not utterances:
+            raise InputError("no utterances to train on")
+        self.utterances = utterances
+        self.sample_rate = sample_rate
+        self.segment = segment
+        self.crops = crops_per_utterance
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.utterances) * self.crops
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        wav = load_audio(self.utterances[index % len(self.utterances)].audio, self.sample_rate)
+        spare = wav.shape[-1] - self.segment
+        if spare <= 0:
+            return F.pad(wav, (0, -spare))
+        offset = int(np.random.default_rng([self.seed, index]).integers(0, spare + 1))
+        return wav[:, offset : offset + self.segment]
+
+
+class AudioCropDataModule(L.LightningDataModule):
+    def __init__(self, train: AudioCrops, val: AudioCrops | None, *, batch_size: int, seed: int = 0):
+        super().__init__()
+        if len(train) < batch_size:
+            raise InputError(f"{len(train)} training crops are fewer than one batch of {batch_size}")
+        self.train, self.val, self.batch_size, self.seed = train, val, batch_size, seed
+
+    def train_dataloader(self) -> ResumableDataLoader:
+        return ResumableDataLoader(
+            self.train,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            num_replicas=self.trainer.world_size,
+            rank=self.trainer.global_rank,
+        )
+
+    def val_dataloader(self) -> DataLoader | list:
+        return [] if self.val is None else DataLoader(self.val, batch_size=self.batch_size)
+
+
+class CodeUtterances(Dataset):
+    """Item i: (text ids (L,), codes (n_q, T)) with T a multiple of ``group_size`` (leading frames clipped)
+    and at most ``max_frames``; texts are tokenized once, up front."""
+
+    def __init__(
+        self,
+        corpus: EncodedCorpus,
+        indices: list[int],
+        tokenizer: TextTokenizer,
+        *,
+        n_codebooks: int,
+        group_size: int = 1,
+        max_frames: int | None = None,
+    ):
+        if not indices:
+            raise InputError("no utterances to train on")
+        have = corpus.codes[indices[0]].shape[0]
+        if have < n_codebooks:
+            raise InputError(f"the corpus has {have} codebooks; the model needs {n_codebooks}")
+        self.codes = [corpus.codes[i][:n_codebooks] for i in indices]
+        self.texts = [torch.tensor(tokenizer.encode(corpus.texts[i])) for i in indices]
+        self.group_size = group_size
+        self.max_frames = max_frames
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        codes = self.codes[index]
+        if self.max_frames is not None:
+            codes = codes[:, : self.max_frames]
+        return self.texts[index], codes[:, codes.shape[1] % self.group_size :]
+
+
+def collate_utterances(items: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Pad texts with PAD and codes with 0: text (b, L), text_lens (b,), codes (b, n_q, T), code_lens (b,)."""
+    texts, codes = zip(*items)
+    text_lens = torch.tensor([len(t) for t in texts])
+    code_lens = torch.tensor([c.shape[1] for c in codes])
+    text = torch.full((len(items), int(text_lens.max())), PAD, dtype=torch.long)
+    padded = torch.zeros(len(items), codes[0].shape[0], int(code_lens.max()), dtype=torch.long)
+    for i, (t, c) in enumerate(items):
+        text[i, : len(t)] = t
+        padded[i, :, : c.shape[1]] = c
+    return {"text": text, "text_lens": text_lens, "codes": padded, "code_lens": code_lens}
+
+
+class CodeDataModule(L.LightningDataModule):
+    def __init__(self, train: CodeUtterances, val: CodeUtterances | None, *, batch_size: int, seed: int = 0):
+        super().__init__()
+        if len(train) < batch_size:
+            raise InputError(f"{len(train)} training utterances are fewer than one batch of {batch_size}")
+        self.train, self.val, self.batch_size, self.seed = train, val, batch_size, seed
+
+    def train_dataloader(self) -> ResumableDataLoader:
+        return ResumableDataLoader(
+            self.train,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            num_replicas=self.trainer.world_size,
+            rank=self.trainer.global_rank,
+            collate_fn=collate_utterances,
+        )
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.val is None:
+            return []
+        return DataLoader(self.val, batch_size=self.batch_size, collate_fn=collate_utterances)

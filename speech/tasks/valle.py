@@ -1,0 +1,69 @@
+"""Training VALL-E 2: the AR and the NAR decoder together, as one model.
+
+Each step: the AR loss (next group of codebook-0 codes, teacher-forced over whole utterances, EOS after the
+last group) plus the NAR loss for one random codebook k in [1, n_q) (VALL-E 2 §3.3.2), with a random
+acoustic prompt per utterance: its first T' frames, T' uniform in [T/4, T/2] and at most ``prompt_seconds``
+(lifeiteng/vall-e's prefix mode 1).
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from core.train import OptimizerConfig, configure_optimizers
+from speech.models.valle2 import IGNORE, Valle2
+
+
+class Valle2Task(L.LightningModule):
+    """Batches come from `speech.tasks.data.collate_utterances`.
+
+    Args:
+        model: the model to train.
+        frame_rate: codec frames per second (to bound the prompt by ``model.config.prompt_seconds``).
+    """
+
+    def __init__(self, model: Valle2, *, frame_rate: float, optimizer: OptimizerConfig | None = None):
+        super().__init__()
+        self.model = model
+        self.max_prompt = max(1, int(model.config.prompt_seconds * frame_rate))
+        self.optimizer_config = optimizer if optimizer is not None else OptimizerConfig()
+
+    def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        text, text_lens, codes, code_lens = batch["text"], batch["text_lens"], batch["codes"], batch["code_lens"]
+        logits, targets = self.model.ar(text, text_lens, codes[:, 0], code_lens)
+        ar_loss = F.cross_entropy(logits.flatten(0, 2).float(), targets.flatten(), ignore_index=IGNORE)
+        valid = targets != IGNORE
+        ar_acc = (logits.argmax(-1) == targets)[valid].float().mean()
+
+        stage = int(torch.randint(1, self.model.config.n_codebooks, ()))
+        low, high = code_lens // 4, (code_lens // 2).clamp(min=1)
+        uniform = torch.rand(len(code_lens), device=code_lens.device)
+        prompt_lens = (low + (uniform * (high - low + 1)).long()).clamp(1, self.max_prompt)
+        prompt_lens = torch.minimum(prompt_lens, code_lens - 1)
+        nar_logits = self.model.nar(text, text_lens, codes, code_lens, prompt_lens, stage)
+        frame = torch.arange(codes.shape[-1], device=codes.device)
+        target = (frame >= prompt_lens[:, None]) & (frame < code_lens[:, None])
+        nar_targets = torch.where(target, codes[:, stage], IGNORE)
+        nar_loss = F.cross_entropy(nar_logits.flatten(0, 1).float(), nar_targets.flatten(), ignore_index=IGNORE)
+        nar_acc = (nar_logits.argmax(-1) == codes[:, stage])[target].float().mean()
+        return {
+            "loss": ar_loss + nar_loss,
+            "ar_loss": ar_loss,
+            "nar_loss": nar_loss,
+            "ar_acc": ar_acc,
+            "nar_acc": nar_acc,
+        }
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        losses = self.losses(batch)
+        self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=len(batch["text"]))
+        return losses["loss"]
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        losses = self.losses(batch)
+        self.log_dict({f"val/{k}": v for k, v in losses.items()}, sync_dist=True, batch_size=len(batch["text"]))
+
+    def configure_optimizers(self) -> dict:
+        return configure_optimizers(self.model, self.optimizer_config, self.trainer.estimated_stepping_batches)

@@ -1,0 +1,158 @@
+import pytest
+import torch
+
+from core.checkpoint import CheckpointError
+from speech.models import from_pretrained
+from speech.models.sampling import SamplingConfig
+from speech.models.valle2 import IGNORE, Valle2, Valle2Config
+
+
+def tiny(**overrides) -> Valle2:
+    return from_pretrained("valle2-tiny", **overrides).eval()
+
+
+def batch(group_size: int = 1, b: int = 2):
+    text = torch.randint(1, 40, (b, 9))
+    text_lens = torch.tensor([9, 6])[:b]
+    codes = torch.randint(0, 16, (b, 4, 8 * group_size))
+    code_lens = torch.tensor([8 * group_size, 4 * group_size])[:b]
+    return text, text_lens, codes, code_lens
+
+
+@pytest.mark.parametrize("group_size", [1, 2, 4])
+def test_ar_targets_and_shapes(group_size):
+    model = tiny(group_size=group_size)
+    text, text_lens, codes, code_lens = batch(group_size)
+    logits, targets = model.ar(text, text_lens, codes[:, 0], code_lens)
+    assert logits.shape == (2, 9, group_size, 17) and targets.shape == (2, 9, group_size)
+    flat = targets.reshape(2, -1)
+    assert torch.equal(flat[0, : 8 * group_size], codes[0, 0]) and (flat[0, 8 * group_size :] == 16).all()
+    short = 4 * group_size
+    assert torch.equal(flat[1, :short], codes[1, 0, :short])
+    assert (flat[1, short : short + group_size] == 16).all() and (flat[1, short + group_size :] == IGNORE).all()
+
+
+def test_group_size_one_is_plain_valle():
+    plain, grouped = tiny(group_size=1), tiny(group_size=4)
+    assert plain.ar.group_in is None and plain.ar.group_out is None
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    group_layers = count(grouped.ar.group_in) + count(grouped.ar.group_out)
+    assert count(grouped) - group_layers == count(plain)
+
+
+@pytest.mark.parametrize("group_size", [1, 2])
+def test_ar_is_causal_over_audio_and_cache_matches(group_size):
+    model = tiny(group_size=group_size)
+    text, _, codes, _ = batch(group_size, b=1)
+    t = codes.shape[-1]
+    with torch.no_grad():
+        full, _ = model.ar(text, torch.tensor([9]), codes[:, 0], torch.tensor([t]))
+        changed = codes[:, 0].clone()
+        changed[:, t // 2 :] = (changed[:, t // 2 :] + 1) % 16
+        perturbed, _ = model.ar(text, torch.tensor([9]), changed, torch.tensor([t]))
+        groups_before = t // 2 // group_size
+        torch.testing.assert_close(full[:, : groups_before + 1], perturbed[:, : groups_before + 1])
+        assert not torch.allclose(full[:, groups_before + 1 :], perturbed[:, groups_before + 1 :])
+        # KV-cached decoding gives the same logits as the parallel pass.
+        prompt = codes[:, 0, : 2 * group_size]
+        logits, state = model.ar.prefill(text, prompt, max_groups=8)
+        rows = [logits]
+        for i in range(2, t // group_size):
+            group = codes[:, 0, i * group_size : (i + 1) * group_size]
+            rows.append(model.ar.step(group, state, position=i + 1))
+        torch.testing.assert_close(torch.stack(rows, 1), full[:, 2:], atol=1e-5, rtol=1e-4)
+
+
+def force_eos(model: Valle2, value: float) -> None:
+    """Give EOS (id 16) the logit ``value`` at every AR step."""
+    logits = model.ar.logits
+    model.ar.logits = lambda h: logits(h).index_fill(-1, torch.tensor([16]), value)
+
+
+@pytest.mark.parametrize("group_size", [1, 4])
+def test_generation_length_bound_and_steps(group_size):
+    model = tiny(group_size=group_size)
+    force_eos(model, float("-inf"))  # never ends by itself: the length bound stops it
+    calls = []
+    model.ar.decoder.register_forward_hook(lambda *a: calls.append(1))
+    text, _, codes, _ = batch(group_size, b=1)
+    out = model.generate(text, codes[:, :, :5], max_frames=16, sampling=SamplingConfig(top_p=0.5))
+    assert out.shape == (1, 4, 16) and out.max() < 16
+    assert len(calls) == 16 // group_size  # the prefill, then one step per group but the last
+
+
+def test_generation_stops_at_eos():
+    model = tiny(group_size=2)
+    force_eos(model, 1e9)
+    out = model.generate(torch.randint(1, 40, (1, 5)), None, max_frames=50, sampling=SamplingConfig(top_p=0.0))
+    assert out.shape == (1, 4, 0)
+
+
+def test_synthesis_does_not_stop_before_its_lower_bound():
+    from speech.codecs.mel import MelCodec, preset
+    from speech.synthesis import SECONDS_PER_TOKEN_MIN, synthesize
+
+    model = tiny(group_size=2)
+    force_eos(model, 1e9)  # the model would end the speech at once
+    codec = MelCodec(preset("mel-tiny")).eval()
+    text = "hello there, alice"
+    result = synthesize(model, codec, text, seed=0)
+    lower = int(SECONDS_PER_TOKEN_MIN * len(text) * codec.frame_rate)
+    assert lower >= 2 and lower <= result.codes.shape[-1] < lower + 2  # whole groups of 2 frames
+
+
+def test_nar_sees_prompt_codebooks_not_target_future_codebooks():
+    model = tiny()
+    text, text_lens, codes, code_lens = batch(b=1)
+    prompt_lens = torch.tensor([3])
+    with torch.no_grad():
+        base = model.nar(text, text_lens, codes, code_lens, prompt_lens, stage=2)
+        hidden = codes.clone()
+        hidden[:, 2:, 3:] = (hidden[:, 2:, 3:] + 1) % 16  # target frames' codebooks >= stage
+        torch.testing.assert_close(model.nar(text, text_lens, hidden, code_lens, prompt_lens, stage=2), base)
+        seen = codes.clone()
+        seen[:, 3, :3] = (seen[:, 3, :3] + 1) % 16  # the prompt's last codebook
+        assert not torch.allclose(model.nar(text, text_lens, seen, code_lens, prompt_lens, stage=2), base)
+
+
+@pytest.mark.parametrize("options", [{}, {"nar_stage": "token", "ar_tie_head": True, "nar_tie_heads": False}])
+def test_every_parameter_gets_a_gradient(options):
+    model = tiny(group_size=2, **options).train()
+    text, text_lens, codes, code_lens = batch(2)
+    logits, targets = model.ar(text, text_lens, codes[:, 0], code_lens)
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 2), targets.flatten(), ignore_index=IGNORE)
+    for stage in range(1, 4):
+        loss = (
+            loss + model.nar(text, text_lens, codes, code_lens, torch.tensor([3, 2]), stage=stage).logsumexp(-1).mean()
+        )
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing
+
+
+def test_save_load_round_trip_and_regroup(tmp_path):
+    model = tiny()
+    model.save_pretrained(tmp_path / "m")
+    loaded = Valle2.from_pretrained(tmp_path / "m")
+    text, text_lens, codes, code_lens = batch()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            loaded.ar(text, text_lens, codes[:, 0], code_lens)[0], model.ar(text, text_lens, codes[:, 0], code_lens)[0]
+        )
+    assert loaded.nar.heads[0].weight is loaded.nar.audio_embeddings[2].weight
+    regrouped = from_pretrained(tmp_path / "m", group_size=2)
+    assert regrouped.config.group_size == 2 and regrouped.ar.group_in is not None
+    torch.testing.assert_close(regrouped.nar.audio_embeddings[1].weight, model.nar.audio_embeddings[1].weight)
+    with pytest.raises(CheckpointError, match="only group_size"):
+        from_pretrained(tmp_path / "m", d_model=64)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="group_size"):
+        Valle2Config(group_size=3)
+    with pytest.raises(ValueError, match="two codebooks"):
+        Valle2Config(n_codebooks=1)
+    with pytest.raises(ValueError, match="text_vocab_size"):
+        Valle2Config(tokenizer="bytes", text_vocab_size=100)
+    with pytest.raises(CheckpointError, match="unknown model"):
+        from_pretrained("no-such-model")
