@@ -92,8 +92,8 @@ def run(sizes: list[int] | None = None, repeats: int = 3, out: Path = RESULTS) -
         for name in MODELS:
             argv = [sys.executable, "-m", "benchmarks.vision_speed", "point", "--name", name, "--size", str(size),
                     "--repeats", str(repeats)]  # fmt: skip
-            out = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=ROOT.parent)
-            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            child = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=ROOT.parent)
+            rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
             print(json.dumps(rows[-1]), flush=True)
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(rows, indent=2) + "\n")

@@ -113,8 +113,10 @@ def train(
 ) -> None:
     """Train a codec or a speech language model with Lightning (resumable), and save it to --out.
 
-    The model's type decides what is trained: a mel codec (``mel-24k``, ``mel-tiny``) learns from audio
-    crops; VALL-E 2 (``valle2-small``, ``valle2-tiny``, ``valle-x``) from text and codec codes.
+    The model's type decides what is trained: a mel codec (``mel-24k``, ``mel-tiny``) or CLaM-TTS's Mel-VAE
+    (``mel-vae``, ``mel-vae-tiny``) learns from audio crops; VALL-E 2 (``valle2-small``, ``valle2-tiny``,
+    ``valle-x``) and CLaM-TTS (``clam-tts-small``, ``clam-tts-tiny``; its codec must be a Mel-VAE) from text and
+    codec codes; SpeechSSM (``speechssm-small``, ``speechssm-tiny``) from fixed-length segments of codes.
 
     Args:
         model: a preset name (fresh weights) or a checkpoint directory (fine-tune).
@@ -189,9 +191,11 @@ def synth(
     sample_rate: int | None = None,
     spectrogram: str | None = None,
     codec_weights: str | None = None,
+    minutes: float | None = None,
 ) -> None:
     """Synthesize speech from text, optionally in the voice of a short prompt recording; writes a WAV.
 
+    With ``--minutes`` and a SpeechSSM model: continue the prompt (no text) for that long, in constant memory.
     Prints the audio duration and the real-time factor (compute time / audio time).
 
     Args:
@@ -214,6 +218,7 @@ def synth(
         sample_rate: resample the output to this rate (default: the codec's).
         spectrogram: also write a spectrogram PNG here.
         codec_weights: EnCodec weights file or directory (EnCodec models; default: the torch hub cache).
+        minutes: continue --prompt-audio (or start from nothing) for this many minutes (0-60; SpeechSSM models).
     """
     from pathlib import Path
 
@@ -224,7 +229,7 @@ def synth(
     from speech.models.sampling import SamplingConfig
     from speech.synthesis import load_model_and_codec, save_spectrogram, synthesize
 
-    if (text is None) == (text_file is None):
+    if minutes is None and (text is None) == (text_file is None):
         raise InputError("give exactly one of --text and --text-file")
     if text_file is not None:
         if not Path(text_file).is_file():
@@ -246,6 +251,15 @@ def synth(
         )
     except ValueError as err:
         raise InputError(str(err)) from None
+    if minutes is not None:
+        from speech.longform import synth_minutes
+
+        synth_minutes(
+            model, out, minutes, text=text, text_file=text_file, prompt_audio=prompt_audio, prompt_text=prompt_text,
+            seed=seed, device=device, sampling=sampling, sample_rate=sample_rate, spectrogram=spectrogram,
+            codec_weights=codec_weights,
+        )  # fmt: skip
+        return
     lm, codec = load_model_and_codec(model, codec_weights=codec_weights, device=device)
     result = synthesize(
         lm,

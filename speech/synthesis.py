@@ -68,6 +68,8 @@ def load_model_and_codec(model: str | os.PathLike | None, *, codec_weights=None,
             f"codec {lm.config.codec!r} gives {codec.n_codebooks} codebooks of {codec.codebook_size}; the model "
             f"needs {lm.config.n_codebooks} of {lm.config.codebook_size}"
         )
+    if hasattr(lm, "check_codec"):  # models that quantize with their codec's codebooks (CLaM-TTS)
+        lm.check_codec(codec)
     return lm.to(device).eval(), codec.to(device).eval()
 
 
@@ -97,6 +99,8 @@ def synthesize(
     seed: int | None = None,
 ) -> Synthesis:
     """Speak ``text``; with ``prompt_audio`` (and its transcript ``prompt_text``) in the prompt's voice."""
+    if not hasattr(model.config, "text_tokenizer"):
+        raise InputError(f"a {type(model).__name__} model continues speech without text: give --minutes")
     device = next(model.parameters()).device
     tokenizer = model.config.text_tokenizer()
     target = tokenizer.encode(text)

@@ -1,7 +1,7 @@
 """Audio codecs behind one interface (`Codec`): EnCodec 24 kHz and the project's trainable mel codec.
 
 A codec is named by a spec string: ``encodec`` (6 kbps, 8 codebooks), ``encodec-<kbps>kbps`` (1.5, 3, 6, 12,
-24), or the directory of a trained mel codec (our checkpoint format).
+24), or the directory of a trained mel codec or Mel-VAE (our checkpoint format).
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ def load_codec(spec: str, *, encodec_weights: str | os.PathLike | None = None, r
     if not path.is_dir():
         raise CheckpointError(f"unknown codec {spec!r}: expected 'encodec', 'encodec-<kbps>kbps' or a codec directory")
     model_type = read_config(path).get("model_type")
+    if model_type == "mel_vae":
+        from speech.codecs.mel_vae import MelVAE
+
+        return MelVAE.from_pretrained(path)
     if model_type != "mel_codec":
         raise CheckpointError(f"{path} holds a {model_type!r} model, not a codec")
     from speech.codecs.mel import MelCodec

@@ -70,9 +70,10 @@ class EMACodebook(nn.Module):
 
     @torch.no_grad()
     def update(self, x: torch.Tensor, codes: torch.Tensor) -> None:
-        """One EMA k-means step on the batch x (n, dim) with its assignments codes (n,)."""
+        """One EMA k-means step on the batch x (n, dim) with its assignments: codes (n,), or soft
+        responsibilities (n, codebook_size) whose rows sum to 1 (`speech.codecs.prob_rvq`)."""
         x = x.float()
-        onehot = F.one_hot(codes, len(self.embed)).float()
+        onehot = F.one_hot(codes, len(self.embed)).float() if codes.dim() == 1 else codes.float()
         self.cluster_size.mul_(self.decay).add_(onehot.sum(0), alpha=1 - self.decay)
         self.embed_sum.mul_(self.decay).add_(onehot.T @ x, alpha=1 - self.decay)
         n = self.cluster_size.sum()

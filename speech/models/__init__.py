@@ -9,10 +9,15 @@ from pathlib import Path
 from core.checkpoint import CheckpointError, load_checkpoint, load_strict
 from speech.codecs.mel import PRESETS as CODEC_PRESETS
 from speech.codecs.mel import MelCodec, MelCodecConfig
+from speech.codecs.mel_vae import PRESETS as MEL_VAE_PRESETS
+from speech.codecs.mel_vae import MelVAE, MelVAEConfig
+from speech.models.clam_tts import ClamTTS, ClamTTSConfig
+from speech.models.speechssm import SpeechSSM, SpeechSSMConfig
 from speech.models.valle2 import Valle2, Valle2Config
 
 PRESETS: dict[str, tuple[type, object]] = {
     **{name: (MelCodec, config) for name, config in CODEC_PRESETS.items()},
+    **{name: (MelVAE, config) for name, config in MEL_VAE_PRESETS.items()},
     # tests
     "valle2-tiny": (
         Valle2,
@@ -26,6 +31,43 @@ PRESETS: dict[str, tuple[type, object]] = {
         Valle2Config(
             d_model=128, n_heads=4, ar_layers=4, nar_layers=3, codebook_size=256, n_codebooks=8, nar_tie_heads=False
         ),
+    ),
+    # CLaM-TTS over a Mel-VAE: tests (mel-vae-tiny) and the CPU-trained model (mel-vae: 16 x 256, 64-d latents)
+    "clam-tts-tiny": (
+        ClamTTS,
+        ClamTTSConfig(
+            d_model=32,
+            n_heads=2,
+            text_layers=1,
+            decoder_layers=1,
+            n_mixtures=4,
+            latent_dim=8,
+            n_codebooks=4,
+            codebook_size=16,
+            dropout=0.0,
+        ),
+    ),
+    "clam-tts-small": (ClamTTS, ClamTTSConfig(d_model=192, n_heads=4, text_layers=2, decoder_layers=5)),
+    # SpeechSSM over a mel codec: tests (mel-tiny) and the CPU-trained long-form model (mel-24k: 8 x 256)
+    "speechssm-tiny": (
+        SpeechSSM,
+        SpeechSSMConfig(
+            d_model=32,
+            n_layers=3,
+            d_intermediate=64,
+            d_state=8,
+            n_heads=2,
+            attention_window=16,
+            n_codebooks=4,
+            codebook_size=16,
+            segment_seconds=2.0,
+            window_seconds=4.0,
+            overlap_seconds=0.4,
+        ),
+    ),
+    "speechssm-small": (
+        SpeechSSM,
+        SpeechSSMConfig(d_model=128, n_layers=6, d_intermediate=256, attention_window=125, segment_seconds=10.0),
     ),
     # the released VALL-E X size (Plachtaa), EnCodec 6 kbps
     "valle-x": (
@@ -43,7 +85,13 @@ PRESETS: dict[str, tuple[type, object]] = {
     ),
 }
 
-MODEL_TYPES = {"valle2": (Valle2Config, Valle2), "mel_codec": (MelCodecConfig, MelCodec)}
+MODEL_TYPES = {
+    "valle2": (Valle2Config, Valle2),
+    "mel_codec": (MelCodecConfig, MelCodec),
+    "mel_vae": (MelVAEConfig, MelVAE),
+    "clam_tts": (ClamTTSConfig, ClamTTS),
+    "speechssm": (SpeechSSMConfig, SpeechSSM),
+}
 
 
 def preset_config(name: str):

@@ -19,10 +19,17 @@ from speech.codecs.mel import MelCodec
 from speech.data.codes import EncodedCorpus, encode_corpus
 from speech.data.manifest import read_manifest
 from speech.models import from_pretrained
+from speech.models.clam_tts import ClamTTS
+from speech.models.speechssm import SpeechSSM
 from speech.models.valle2 import Valle2
+from speech.tasks.clam import ClamTTSTask
 from speech.tasks.codec import MelCodecTask
 from speech.tasks.data import AudioCropDataModule, AudioCrops, CodeDataModule, CodeUtterances
+from speech.tasks.speechssm import CodeSegments, SpeechSSMTask
 from speech.tasks.valle import Valle2Task
+
+# Models trained on codec codes, saved with their codec beside them.
+LANGUAGE_MODELS = (Valle2, ClamTTS, SpeechSSM)
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -103,7 +110,7 @@ def train_model(
     """Train (or fine-tune, when ``model_name`` is a checkpoint directory) and save to ``out``."""
     out_dir = Path(out)
     model = from_pretrained(model_name, **overrides)
-    if Path(model_name).is_dir() and isinstance(model, Valle2):
+    if Path(model_name).is_dir() and isinstance(model, LANGUAGE_MODELS):
         # A codec the checkpoint names by a relative directory lives inside the checkpoint.
         relative = Path(model_name) / model.config.codec
         if not Path(model.config.codec).is_absolute() and relative.is_dir():
@@ -113,6 +120,10 @@ def train_model(
         task, data = _codec_setup(model, corpus, options)
     elif isinstance(model, Valle2):
         task, data, codec = _valle_setup(model, corpus, codec, codec_weights, out_dir, options)
+    elif isinstance(model, ClamTTS):
+        task, data, codec = _clam_setup(model, corpus, codec, codec_weights, out_dir, options)
+    elif isinstance(model, SpeechSSM):
+        task, data, codec = _speechssm_setup(model, corpus, codec, codec_weights, out_dir, options)
     else:
         raise CheckpointError(f"cannot train a {type(model).__name__}")
     trainer = _trainer(out_dir, options, run_name=type(model).__name__.lower())
@@ -121,7 +132,7 @@ def train_model(
     trainer.save_checkpoint(out_dir / "checkpoints" / "last.ckpt")
     model.eval()
     if trainer.global_rank == 0:
-        if isinstance(model, Valle2) and Path(codec).is_dir():
+        if isinstance(model, LANGUAGE_MODELS) and Path(codec).is_dir():
             _copy_codec(Path(codec), out_dir)
             model.config.codec = "codec"
         model.save_pretrained(out_dir)
@@ -152,24 +163,66 @@ def _codec_setup(model: MelCodec, corpus: str, options: TrainOptions):
 
 
 def _valle_setup(model: Valle2, corpus: str, codec: str | None, codec_weights, out: Path, options: TrainOptions):
+    encoded, codec = _model_codes(model, corpus, codec, codec_weights, out)
+    data = _utterance_data(model, encoded, options, group_size=model.config.group_size)
+    return Valle2Task(model, frame_rate=encoded.frame_rate, optimizer=_optimizer(options)), data, codec
+
+
+def _model_codes(model, corpus: str, codec: str | None, codec_weights, out: Path) -> tuple[EncodedCorpus, str]:
+    """The encoded corpus and the codec spec for a language model (which then names that codec)."""
     encoded = _code_corpus(corpus, codec or model.config.codec, codec_weights, out)
     codec = codec or encoded.codec
     if codec != model.config.codec:
         model.config.codec = codec
+    if max(int(c.max()) for c in encoded.codes) >= model.config.codebook_size:
+        raise InputError(f"the corpus codes exceed the model's codebook size {model.config.codebook_size}")
+    return encoded, codec
+
+
+def _utterance_data(model, encoded: EncodedCorpus, options: TrainOptions, *, group_size: int) -> CodeDataModule:
+    """Whole utterances (text, codes) of the training split; validation on the held-out speakers."""
     tokenizer = model.config.text_tokenizer()
     size = {
         "n_codebooks": model.config.n_codebooks,
-        "group_size": model.config.group_size,
+        "group_size": group_size,
         "max_frames": int(options.max_seconds * encoded.frame_rate),
     }
     train_ids = encoded.indices("train") or list(range(len(encoded)))
     heldout = encoded.indices("test_speaker")
-    data = CodeDataModule(
+    return CodeDataModule(
         CodeUtterances(encoded, train_ids, tokenizer, **size),
         CodeUtterances(encoded, heldout, tokenizer, **size) if heldout else None,
         batch_size=options.batch_size,
         seed=options.seed,
     )
-    if max(int(c.max()) for c in encoded.codes) >= model.config.codebook_size:
-        raise InputError(f"the corpus codes exceed the model's codebook size {model.config.codebook_size}")
-    return Valle2Task(model, frame_rate=encoded.frame_rate, optimizer=_optimizer(options)), data, codec
+
+
+def _clam_setup(model: ClamTTS, corpus: str, codec: str | None, codec_weights, out: Path, options: TrainOptions):
+    """The latent LM learns on codes of its Mel-VAE, whose quantizer it copies (frozen)."""
+    encoded, codec = _model_codes(model, corpus, codec, codec_weights, out)
+    if Path(encoded.codec).is_dir() != Path(codec).is_dir() or (
+        Path(codec).is_dir() and Path(encoded.codec).resolve() != Path(codec).resolve()
+    ):
+        raise InputError(f"the corpus was encoded with {encoded.codec!r}, not with the codec {codec!r}")
+    model.attach_codec(load_codec(codec, encodec_weights=codec_weights))
+    data = _utterance_data(model, encoded, options, group_size=1)
+    return ClamTTSTask(model, optimizer=_optimizer(options)), data, codec
+
+
+def _speechssm_setup(model: SpeechSSM, corpus: str, codec: str | None, codec_weights, out: Path, options: TrainOptions):
+    """Fixed-length segments (``model.config.segment_seconds``) of the training speakers' streams."""
+    encoded, codec = _model_codes(model, corpus, codec, codec_weights, out)
+    size = {
+        "n_codebooks": model.config.n_codebooks,
+        "segment_frames": round(model.config.segment_seconds * encoded.frame_rate),
+        "seed": options.seed,
+    }
+    train_ids = encoded.indices("train") or list(range(len(encoded)))
+    heldout = encoded.indices("test_speaker")
+    data = AudioCropDataModule(
+        CodeSegments(encoded, train_ids, **size),
+        CodeSegments(encoded, heldout, **size) if heldout else None,
+        batch_size=options.batch_size,
+        seed=options.seed,
+    )
+    return SpeechSSMTask(model, optimizer=_optimizer(options)), data, codec

@@ -1,0 +1,108 @@
+"""CLaM-TTS against VALL-E 2 (or any speech models `tts synth` runs) trained on the same espeak-ng corpus.
+
+For every held-out voice and held-out sentence (as `benchmarks.speech_quality`): synthesis without a prompt and
+prompted with one utterance of that voice (and its transcript), then
+
+- mel-cepstral distortion (DTW, `speech.eval.mcd`) against espeak-ng's rendering of the sentence in that voice;
+- decoder steps per second of generated speech: forward passes of the models' generating decoders (CLaM-TTS:
+  one per frame for all codebooks; VALL-E 2: one AR step per group of codebook-0 codes plus one NAR pass per
+  further codebook), counted with forward hooks, so the figure is exact and does not depend on the machine.
+
+    python -m benchmarks.speech_compare --corpus <espeak corpus> --models <clam dir>,<valle dir> --sentences 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+from core.io import InputError
+from speech.audio import load_audio
+from speech.data.manifest import read_manifest
+from speech.eval import mcd
+from speech.synthesis import load_model_and_codec, synthesize
+
+# The decoders whose every forward pass is one generation step (the text encoders run once per utterance).
+STEP_MODULES = {"ClamTTS": ["decoder"], "Valle2": ["ar.decoder", "nar.decoder"]}
+
+
+def codebook_perplexity(codes_file: Path) -> list[float]:
+    """exp(entropy) of each depth's codes over an encoded corpus (`tts encode`; training writes one beside the
+    model): how many codewords a codec really uses."""
+    import torch
+
+    from speech.data.codes import EncodedCorpus
+
+    codes = torch.cat(EncodedCorpus.load(codes_file).codes, dim=-1).long()
+    out = []
+    for depth in codes:
+        p = torch.bincount(depth).float() / len(depth)
+        p = p[p > 0]
+        out.append(float(torch.exp(-(p * p.log()).sum())))
+    return out
+
+
+def evaluate(model_dir: str, targets: list, prompts: dict, rate: int, *, prompted: bool) -> dict:
+    lm, codec = load_model_and_codec(model_dir)
+    steps = []
+    for name in STEP_MODULES[type(lm).__name__]:
+        lm.get_submodule(name).register_forward_hook(lambda *args: steps.append(1))
+    scores, seconds, failed = [], 0.0, 0
+    for target in targets:
+        prompt = prompts[target.speaker]
+        voice = {"prompt_audio": prompt.audio, "prompt_text": prompt.text} if prompted else {}
+        try:
+            result = synthesize(lm, codec, target.text, seed=0, **voice)
+        except InputError:  # the model ended the speech before it began: counted, not scored
+            failed += 1
+            continue
+        scores.append(mcd(load_audio(target.audio, rate), rate, result.wav, result.sample_rate))
+        seconds += result.wav.shape[-1] / result.sample_rate
+    return {
+        "model": type(lm).__name__,
+        "codec": f"{codec.n_codebooks} x {codec.codebook_size} at {codec.frame_rate:g} Hz",
+        "mcd": scores,
+        "failed": failed,
+        "steps_per_second": len(steps) / seconds if seconds else float("nan"),
+        "seconds": seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", required=True)
+    parser.add_argument("--models", required=True, help="comma-separated checkpoint directories")
+    parser.add_argument("--sentences", type=int, default=5, help="held-out sentences per held-out voice")
+    args = parser.parse_args()
+
+    utterances = read_manifest(args.corpus)
+    voices = sorted({u.speaker for u in utterances if u.split == "test_sentence"})
+    prompts = {v: next(u for u in utterances if u.speaker == v and u.split == "test_speaker") for v in voices}
+    targets = [
+        u
+        for v in voices
+        for u in [u for u in utterances if u.speaker == v and u.split == "test_sentence"][: args.sentences]
+    ]
+    print(f"{len(voices)} held-out voices x {len(targets) // len(voices)} held-out sentences")
+    print("| model | codec | prompt | MCD (dB) mean ± std | no speech (EOS first) | decoder steps per s of speech |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for model_dir in args.models.split(","):
+        for prompted in (False, True):
+            r = evaluate(model_dir, targets, prompts, 24_000, prompted=prompted)
+            mean = statistics.mean(r["mcd"]) if r["mcd"] else float("nan")
+            spread = statistics.stdev(r["mcd"]) if len(r["mcd"]) > 1 else 0.0
+            print(
+                f"| {r['model']} ({Path(model_dir).name}) | {r['codec']} | {'yes' if prompted else 'no'} | "
+                f"{mean:.2f} ± {spread:.2f} | {r['failed']} / {len(targets)} | {r['steps_per_second']:.1f} |",
+                flush=True,
+            )
+    for model_dir in args.models.split(","):
+        codes_file = Path(model_dir) / "codes.safetensors"
+        if codes_file.is_file():
+            usage = " / ".join(f"{x:.1f}" for x in codebook_perplexity(codes_file))
+            print(f"codebook perplexity per depth of {Path(model_dir).name}'s codec on its training codes: {usage}")
+
+
+if __name__ == "__main__":
+    main()
