@@ -13,7 +13,10 @@ from collections.abc import Callable, Sequence
 import torch
 
 # rel-RMS bound per dtype for "same function, different summation order"
-RATIO = {torch.float64: 1e-9, torch.float32: 1e-5, torch.float16: 5e-3, torch.bfloat16: 2e-2}
+# Relative RMS error allowed between two formulations. float32: sums over hundreds of steps in another order
+# (chunked vs sequential, Triton vs torch) reach ~1.3e-5 on some fresh random inputs; a wrong kernel is off by
+# 1e-2 or more.
+RATIO = {torch.float64: 1e-9, torch.float32: 3e-5, torch.float16: 5e-3, torch.bfloat16: 2e-2}
 
 
 def has_triton() -> bool:
