@@ -1,6 +1,6 @@
 """BTB3D encoding cost against the number of slices: window-tiled (as released) vs one pass over all slices.
 
-    /work/bin/benchjob python -m benchmarks.btb3d_memory --plot benchmarks/plots/btb3d_memory.png
+    python -m benchmarks.btb3d_memory --plot benchmarks/plots/btb3d_memory.png
 
 Each (slices, mode) point runs in a fresh process: peak memory is the growth of the resident set size during the
 encode (ru_maxrss after it minus the RSS before it, the model and the input volume being in memory already), next

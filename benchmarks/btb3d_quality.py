@@ -1,6 +1,6 @@
 """BTB3D reconstruction quality on held-out real scans that ship offline, next to trilinear down/up-sampling.
 
-    python -m benchmarks.btb3d_quality train --out runs/btb3d_quality   # CPU training (use /work/bin/cpujob)
+    python -m benchmarks.btb3d_quality train --out runs/btb3d_quality   # CPU training (about 50 min on one core)
     python -m benchmarks.btb3d_quality eval --model runs/btb3d_quality/model
 
 Training scans (real, from installed packages): nibabel's example4d.nii.gz (MRI, both time points),

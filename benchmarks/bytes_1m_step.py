@@ -5,7 +5,7 @@ under activation checkpointing in 8 and 32 chunks, as MBLM's ``train_checkpoint_
 1,048,576 bytes (1,048,575 inputs, each predicting the next byte): forward, backward and an AdamW step. Peak
 memory is the process's maximum resident set size.
 
-    /work/bin/benchjob .venv/bin/python -m benchmarks.bytes_1m_step [--data FILE_OR_DIR] [--no-checkpointing]
+    .venv/bin/python -m benchmarks.bytes_1m_step [--data FILE_OR_DIR] [--no-checkpointing]
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ length: ours cached (prefill, then time ``--new`` steps), ours recomputed (one f
 byte, which is what generating one byte costs without a cache), and, with ``--peer-site``, the released `mblm`
 package's ``generate`` (which recomputes) in a subprocess. Medians over ``--repeats``; ratios from this one run.
 
-    /work/bin/benchjob .venv/bin/python -m benchmarks.bytes_generation --peer-site /path/to/site-packages \
+    .venv/bin/python -m benchmarks.bytes_generation --peer-site /path/to/site-packages \
         --plot benchmarks/plots/bytes_generation.png
 """
 

@@ -6,7 +6,7 @@ Both models: MBLM with hidden [256, 128], layers [2, 2], seq_lens [256, 8] (2 Ki
 (constant lr, clip 1.0) on every byte of each window (the first predicted from the start token, as mblm's loss
 does), and are scored on the same held-out windows. Reports training throughput (median step) and bits per byte.
 
-    /work/bin/benchjob .venv/bin/python -m benchmarks.bytes_vs_mblm --data CORPUS --peer-site SITE
+    .venv/bin/python -m benchmarks.bytes_vs_mblm --data CORPUS --peer-site SITE
 """
 
 from __future__ import annotations

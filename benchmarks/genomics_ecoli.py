@@ -10,7 +10,7 @@ The genome is split by position as ``dna pretrain --val_fraction 0.1 --test_frac
   side, chosen on validation), scored on the same masked positions. The baseline sees the true neighbours
   while the model sees a window in which 15 % of the bases are masked, so the comparison favours the baseline.
 
-    /work/bin/cpujob python -m benchmarks.genomics_ecoli --genome ecoli_536_NC_008253.fna.gz \\
+    python -m benchmarks.genomics_ecoli --genome ecoli_536_NC_008253.fna.gz \\
         --hyenadna runs/hyenadna-tiny-ecoli --caduceus runs/caduceus-ps-ecoli
 """
 

@@ -5,7 +5,7 @@ resident memory (``ru_maxrss`` of that process) includes everything the command 
 the batches and the output. Throughput is what the command prints (bases over wall time of the embedding).
 Medians over ``--repeats`` runs; lengths at or above ``--single-above`` bases run once (they take minutes).
 
-    /work/bin/benchjob python -m benchmarks.genomics_embed --genome ecoli_536_NC_008253.fna.gz \\
+    python -m benchmarks.genomics_embed --genome ecoli_536_NC_008253.fna.gz \\
         --lengths 10000 100000 1000000 4938920 --plot benchmarks/plots/genomics_embed.png
 """
 

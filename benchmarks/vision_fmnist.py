@@ -5,9 +5,9 @@ Every variant gets the same data (55k training images, 5k held out, the official
 optimizer, schedule and number of steps. Run each variant as its own long job, then the report (the short runs
 recorded in benchmarks/RESULTS.md used --steps 200 --batch_size 32 --val_every 100):
 
-    /work/bin/bgjob python -m benchmarks.vision_fmnist train --variant local     # also vim, cross, vit
-    /work/bin/bgjob python -m benchmarks.vision_fmnist search          # supernet -> searched directions
-    /work/bin/bgjob python -m benchmarks.vision_fmnist train --variant searched
+    python -m benchmarks.vision_fmnist train --variant local     # also vim, cross, vit
+    python -m benchmarks.vision_fmnist search          # supernet -> searched directions
+    python -m benchmarks.vision_fmnist train --variant searched
     python -m benchmarks.vision_fmnist report                            # table + benchmarks/plots/
 
 Results go to benchmarks/results/vision_fmnist_<variant>.json (with the training curve from the CSV log); the

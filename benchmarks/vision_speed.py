@@ -1,7 +1,7 @@
 """CPU inference speed and peak memory: LocalVim-T against a timm ViT with the same parameter count, at growing
 image sizes (the token count grows with the square of the side: linear-time scans vs quadratic attention).
 
-    /work/bin/benchjob python -m benchmarks.vision_speed run --sizes '[224, 512, 1024]' --repeats 2
+    python -m benchmarks.vision_speed run --sizes '[224, 512, 1024]' --repeats 2
     python -m benchmarks.vision_speed report     # Markdown table + benchmarks/plots/vision_speed.png
 
 Each (model, size) point runs in a fresh process: build the model, one warm-up forward, then the median of

@@ -7,8 +7,8 @@ features. Everything is trained here on a CPU, as in the paper's recipe at toy s
        a 2-layer Mamba LM pre-trained on the training questions and answers, text only (stands in for Mamba-2.8B);
     1. align: the connector alone;  2. instruct: connector + LM.
 
-    /work/bin/cpujob python -m benchmarks.vision_vqa prepare        # data, encoder, LM, linear probe
-    /work/bin/cpujob python -m benchmarks.vision_vqa train --connector vss-l2 --scan bsm   (one per variant)
+    python -m benchmarks.vision_vqa prepare        # data, encoder, LM, linear probe
+    python -m benchmarks.vision_vqa train --connector vss-l2 --scan bsm   (one per variant)
     python -m benchmarks.vision_vqa report                           # table + benchmarks/plots/vision_vqa.png
 """
 

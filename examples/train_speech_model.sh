@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Recipe for the bundled speech model (examples/speech_model): an espeak-ng corpus, the mel codec, VALL-E 2 (G = 2).
-# On the project's shared 2-core machine it ran at the lowest priority on one core (/work/bin/bgjob).
+# On the project's shared 2-core machine it ran at the lowest priority on one core (nice -n 19, OMP_NUM_THREADS=1).
 # Usage: examples/train_speech_model.sh WORK_DIR
 #
 # What is bundled was cut short by the time available: the codec is the step-1000 checkpoint of its 2000-step
