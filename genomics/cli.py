@@ -66,6 +66,22 @@ def _device(name: str):
     return device
 
 
+def _keep_large_buffers_in_mmap() -> None:
+    """Stop glibc from raising its mmap threshold, so activation buffers freed after each batch go back to the OS.
+
+    Otherwise glibc serves them from its heap after the first large frees, and the heap fragments as windows stream
+    by: the resident memory of `dna embed` grew 3x over a 4.9 Mbp genome while Python held under 1 MiB of it.
+    Not glibc (macOS, musl): nothing to do.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    if libc is not None and hasattr(libc, "mallopt"):
+        libc.mallopt(-3, 1 << 16)  # M_MMAP_THRESHOLD = 64 KiB (a fixed value also disables the dynamic one)
+
+
 def embed(
     input: Path,
     output: Path,
@@ -122,6 +138,7 @@ def embed(
         raise InputError(f"{output} is a directory; give a file name for the .npz")
     if batch_size < 1:
         raise InputError(f"--batch_size must be positive; got {batch_size}")
+    _keep_large_buffers_in_mmap()
     with atomic_output(output) as tmp:
         dev = _device(device)
         net = genomics.from_pretrained(model).to(dev).eval()
