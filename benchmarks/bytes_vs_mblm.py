@@ -80,7 +80,7 @@ from mblm import MBLM, MBLMModelConfig, MBLMReturnType
 from mblm.model.mamba import MambaBlock
 from mblm.model.transformer import TransformerBlock
 torch.set_num_threads({threads})
-data = torch.load(sys.argv[1])
+data = torch.load(sys.argv[1], weights_only=True)
 torch.manual_seed(0)
 config = MBLMModelConfig(
     num_tokens=256, pad_token_id=0, hidden_dims={hidden}, num_layers={layers}, seq_lens={seq_lens},

@@ -7,6 +7,8 @@ Random choices (crop offsets) derive from (seed, index) so that an item is the s
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import lightning as L
 import numpy as np
 import torch
@@ -56,12 +58,24 @@ class AudioCrops(Dataset):
         return wav[:, offset : offset + self.segment]
 
 
-class AudioCropDataModule(L.LightningDataModule):
-    def __init__(self, train: AudioCrops, val: AudioCrops | None, *, batch_size: int, seed: int = 0):
+class ResumableDataModule(L.LightningDataModule):
+    """Training batches through `core.train.ResumableDataLoader` (exact mid-epoch resume, one shard per rank);
+    validation in order. ``collate_fn`` batches items that do not stack as they are (whole utterances)."""
+
+    def __init__(
+        self,
+        train: Dataset,
+        val: Dataset | None,
+        *,
+        batch_size: int,
+        seed: int = 0,
+        collate_fn: Callable[[list], object] | None = None,
+    ):
         super().__init__()
         if len(train) < batch_size:
-            raise InputError(f"{len(train)} training crops are fewer than one batch of {batch_size}")
+            raise InputError(f"{len(train)} training examples are fewer than one batch of {batch_size}")
         self.train, self.val, self.batch_size, self.seed = train, val, batch_size, seed
+        self.collate_fn = collate_fn
 
     def train_dataloader(self) -> ResumableDataLoader:
         return ResumableDataLoader(
@@ -70,10 +84,13 @@ class AudioCropDataModule(L.LightningDataModule):
             seed=self.seed,
             num_replicas=self.trainer.world_size,
             rank=self.trainer.global_rank,
+            collate_fn=self.collate_fn,
         )
 
     def val_dataloader(self) -> DataLoader | list:
-        return [] if self.val is None else DataLoader(self.val, batch_size=self.batch_size)
+        if self.val is None:
+            return []
+        return DataLoader(self.val, batch_size=self.batch_size, collate_fn=self.collate_fn)
 
 
 class CodeUtterances(Dataset):
@@ -121,26 +138,3 @@ def collate_utterances(items: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[s
         text[i, : len(t)] = t
         padded[i, :, : c.shape[1]] = c
     return {"text": text, "text_lens": text_lens, "codes": padded, "code_lens": code_lens}
-
-
-class CodeDataModule(L.LightningDataModule):
-    def __init__(self, train: CodeUtterances, val: CodeUtterances | None, *, batch_size: int, seed: int = 0):
-        super().__init__()
-        if len(train) < batch_size:
-            raise InputError(f"{len(train)} training utterances are fewer than one batch of {batch_size}")
-        self.train, self.val, self.batch_size, self.seed = train, val, batch_size, seed
-
-    def train_dataloader(self) -> ResumableDataLoader:
-        return ResumableDataLoader(
-            self.train,
-            batch_size=self.batch_size,
-            seed=self.seed,
-            num_replicas=self.trainer.world_size,
-            rank=self.trainer.global_rank,
-            collate_fn=collate_utterances,
-        )
-
-    def val_dataloader(self) -> DataLoader | list:
-        if self.val is None:
-            return []
-        return DataLoader(self.val, batch_size=self.batch_size, collate_fn=collate_utterances)

@@ -21,7 +21,7 @@ from speech.models.speechssm import SpeechSSM
 
 class CodeSegments(Dataset):
     """Item i: codes (n_codebooks, segment_frames) from one speaker's stream, fixed by (seed, i). Batches of these
-    fixed-size crops come from `speech.tasks.data.AudioCropDataModule` as audio crops do.
+    fixed-size crops come from `speech.tasks.data.ResumableDataModule` as audio crops do.
 
     Streams are chosen in proportion to their length; one epoch covers as many frames as the streams hold.
     """

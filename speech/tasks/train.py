@@ -24,7 +24,7 @@ from speech.models.speechssm import SpeechSSM
 from speech.models.valle2 import Valle2
 from speech.tasks.clam import ClamTTSTask
 from speech.tasks.codec import MelCodecTask
-from speech.tasks.data import AudioCropDataModule, AudioCrops, CodeDataModule, CodeUtterances
+from speech.tasks.data import AudioCrops, CodeUtterances, ResumableDataModule, collate_utterances
 from speech.tasks.speechssm import CodeSegments, SpeechSSMTask
 from speech.tasks.valle import Valle2Task
 
@@ -153,7 +153,7 @@ def _codec_setup(model: MelCodec, corpus: str, options: TrainOptions):
     heldout = [u for u in utterances if u.split != "train"]
     segment = int(options.segment_seconds * model.sample_rate)
     crops = {"sample_rate": model.sample_rate, "segment": segment, "seed": options.seed}
-    data = AudioCropDataModule(
+    data = ResumableDataModule(
         AudioCrops(train, crops_per_utterance=max(1, options.steps * options.batch_size // len(train)), **crops),
         AudioCrops(heldout, **crops) if heldout else None,
         batch_size=options.batch_size,
@@ -179,7 +179,7 @@ def _model_codes(model, corpus: str, codec: str | None, codec_weights, out: Path
     return encoded, codec
 
 
-def _utterance_data(model, encoded: EncodedCorpus, options: TrainOptions, *, group_size: int) -> CodeDataModule:
+def _utterance_data(model, encoded: EncodedCorpus, options: TrainOptions, *, group_size: int) -> ResumableDataModule:
     """Whole utterances (text, codes) of the training split; validation on the held-out speakers."""
     tokenizer = model.config.text_tokenizer()
     size = {
@@ -189,11 +189,12 @@ def _utterance_data(model, encoded: EncodedCorpus, options: TrainOptions, *, gro
     }
     train_ids = encoded.indices("train") or list(range(len(encoded)))
     heldout = encoded.indices("test_speaker")
-    return CodeDataModule(
+    return ResumableDataModule(
         CodeUtterances(encoded, train_ids, tokenizer, **size),
         CodeUtterances(encoded, heldout, tokenizer, **size) if heldout else None,
         batch_size=options.batch_size,
         seed=options.seed,
+        collate_fn=collate_utterances,
     )
 
 
@@ -219,7 +220,7 @@ def _speechssm_setup(model: SpeechSSM, corpus: str, codec: str | None, codec_wei
     }
     train_ids = encoded.indices("train") or list(range(len(encoded)))
     heldout = encoded.indices("test_speaker")
-    data = AudioCropDataModule(
+    data = ResumableDataModule(
         CodeSegments(encoded, train_ids, **size),
         CodeSegments(encoded, heldout, **size) if heldout else None,
         batch_size=options.batch_size,
