@@ -9,6 +9,9 @@ prompted with one utterance of that voice (and its transcript), then
   further codebook), counted with forward hooks, so the figure is exact and does not depend on the machine.
 
     python -m benchmarks.speech_compare --corpus <espeak corpus> --models <clam dir>,<valle dir> --sentences 5
+
+``--min-seconds-per-token 0`` takes the synthesis floor on duration away, to count how often a model ends the
+speech at once (EOS first: right after the prompt when prompted); ``--seeds 0,1`` synthesizes each case twice.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from core.io import InputError
 from speech.audio import load_audio
 from speech.data.manifest import read_manifest
 from speech.eval import mcd
-from speech.synthesis import load_model_and_codec, synthesize
+from speech.synthesis import SECONDS_PER_TOKEN_MIN, load_model_and_codec, synthesize
 
 # The decoders whose every forward pass is one generation step (the text encoders run once per utterance).
 STEP_MODULES = {"ClamTTS": ["decoder"], "Valle2": ["ar.decoder", "nar.decoder"]}
@@ -43,27 +46,33 @@ def codebook_perplexity(codes_file: Path) -> list[float]:
     return out
 
 
-def evaluate(model_dir: str, targets: list, prompts: dict, rate: int, *, prompted: bool) -> dict:
+def evaluate(model_dir: str, targets: list, prompts: dict, rate: int, *, prompted: bool, seeds, floor) -> dict:
     lm, codec = load_model_and_codec(model_dir)
     steps = []
     for name in STEP_MODULES[type(lm).__name__]:
         lm.get_submodule(name).register_forward_hook(lambda *args: steps.append(1))
-    scores, seconds, failed = [], 0.0, 0
-    for target in targets:
-        prompt = prompts[target.speaker]
-        voice = {"prompt_audio": prompt.audio, "prompt_text": prompt.text} if prompted else {}
-        try:
-            result = synthesize(lm, codec, target.text, seed=0, **voice)
-        except InputError:  # the model ended the speech before it began: counted, not scored
-            failed += 1
-            continue
-        scores.append(mcd(load_audio(target.audio, rate), rate, result.wav, result.sample_rate))
-        seconds += result.wav.shape[-1] / result.sample_rate
+    scores, ratios, seconds, failed = [], [], 0.0, 0
+    for seed in seeds:
+        for target in targets:
+            prompt = prompts[target.speaker]
+            voice = {"prompt_audio": prompt.audio, "prompt_text": prompt.text} if prompted else {}
+            try:
+                result = synthesize(lm, codec, target.text, seed=seed, min_seconds_per_token=floor, **voice)
+            except InputError:  # the model ended the speech before it began: counted, not scored
+                failed += 1
+                ratios.append(0.0)
+                continue
+            reference = load_audio(target.audio, rate)
+            scores.append(mcd(reference, rate, result.wav, result.sample_rate))
+            ratios.append(result.seconds / (reference.shape[-1] / rate))
+            seconds += result.seconds
     return {
         "model": type(lm).__name__,
         "codec": f"{codec.n_codebooks} x {codec.codebook_size} at {codec.frame_rate:g} Hz",
         "mcd": scores,
         "failed": failed,
+        "runs": len(seeds) * len(targets),
+        "duration_ratio": statistics.median(ratios),
         "steps_per_second": len(steps) / seconds if seconds else float("nan"),
         "seconds": seconds,
     }
@@ -74,7 +83,15 @@ def main() -> None:
     parser.add_argument("--corpus", required=True)
     parser.add_argument("--models", required=True, help="comma-separated checkpoint directories")
     parser.add_argument("--sentences", type=int, default=5, help="held-out sentences per held-out voice")
+    parser.add_argument("--seeds", default="0", help="comma-separated sampling seeds: one synthesis each")
+    parser.add_argument(
+        "--min-seconds-per-token",
+        type=float,
+        default=SECONDS_PER_TOKEN_MIN,
+        help="synthesis duration floor (0: none, EOS may end the speech right after the prompt)",
+    )
     args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
 
     utterances = read_manifest(args.corpus)
     voices = sorted({u.speaker for u in utterances if u.split == "test_sentence"})
@@ -85,16 +102,23 @@ def main() -> None:
         for u in [u for u in utterances if u.speaker == v and u.split == "test_sentence"][: args.sentences]
     ]
     print(f"{len(voices)} held-out voices x {len(targets) // len(voices)} held-out sentences")
-    print("| model | codec | prompt | MCD (dB) mean ± std | no speech (EOS first) | decoder steps per s of speech |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print(f"seeds {seeds}, duration floor {args.min_seconds_per_token:g} s per text token")
+    print(
+        "| model | codec | prompt | MCD (dB) mean ± std | no speech (EOS first) | median duration / espeak's "
+        "| decoder steps per s of speech |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for model_dir in args.models.split(","):
         for prompted in (False, True):
-            r = evaluate(model_dir, targets, prompts, 24_000, prompted=prompted)
+            r = evaluate(
+                model_dir, targets, prompts, 24_000, prompted=prompted, seeds=seeds, floor=args.min_seconds_per_token
+            )
             mean = statistics.mean(r["mcd"]) if r["mcd"] else float("nan")
             spread = statistics.stdev(r["mcd"]) if len(r["mcd"]) > 1 else 0.0
             print(
                 f"| {r['model']} ({Path(model_dir).name}) | {r['codec']} | {'yes' if prompted else 'no'} | "
-                f"{mean:.2f} ± {spread:.2f} | {r['failed']} / {len(targets)} | {r['steps_per_second']:.1f} |",
+                f"{mean:.2f} ± {spread:.2f} | {r['failed']} / {r['runs']} | {r['duration_ratio']:.2f} | "
+                f"{r['steps_per_second']:.1f} |",
                 flush=True,
             )
     for model_dir in args.models.split(","):

@@ -101,6 +101,7 @@ def train(
     weight_decay: float = 0.1,
     max_seconds: float = 10.0,
     segment_seconds: float = 1.0,
+    pair_probability: float = 0.5,
     accelerator: str = "auto",
     devices: int = 1,
     strategy: str = "auto",
@@ -134,6 +135,8 @@ def train(
         weight_decay: AdamW weight decay (codecs: none).
         max_seconds: language models see at most this much of each utterance.
         segment_seconds: codec training crop length.
+        pair_probability: VALL-E 2 and CLaM-TTS: share of training items that are two utterances of one speaker in a row
+            (the prompted-synthesis setting: the end of speech only after the second).
         accelerator: auto, cpu, gpu.
         devices: devices (CPU: processes) per node.
         strategy: auto, ddp or fsdp.
@@ -154,6 +157,7 @@ def train(
         weight_decay=weight_decay,
         max_seconds=max_seconds,
         segment_seconds=segment_seconds,
+        pair_probability=pair_probability,
         accelerator=accelerator,
         devices=devices,
         strategy=strategy,

@@ -96,9 +96,14 @@ def synthesize(
     prompt_text: str | None = None,
     sampling: SamplingConfig | None = None,
     max_seconds: float = 20.0,
+    min_seconds_per_token: float = SECONDS_PER_TOKEN_MIN,
     seed: int | None = None,
 ) -> Synthesis:
-    """Speak ``text``; with ``prompt_audio`` (and its transcript ``prompt_text``) in the prompt's voice."""
+    """Speak ``text``; with ``prompt_audio`` (and its transcript ``prompt_text``) in the prompt's voice.
+
+    The speech lasts at least ``min_seconds_per_token`` per token of ``text`` (0: no floor; EOS may end it at
+    once) and at most `SECONDS_PER_TOKEN_LIMIT` per token or ``max_seconds``.
+    """
     if not hasattr(model.config, "text_tokenizer"):
         raise InputError(f"a {type(model).__name__} model continues speech without text: give --minutes")
     device = next(model.parameters()).device
@@ -110,6 +115,8 @@ def synthesize(
         raise InputError("--prompt-text was given without --prompt-audio")
     if max_seconds <= 0:
         raise InputError(f"max seconds must be positive; got {max_seconds}")
+    if min_seconds_per_token < 0:
+        raise InputError(f"the duration floor must not be negative; got {min_seconds_per_token}")
     start = time.perf_counter()
     prompt = None
     ids = target
@@ -118,7 +125,7 @@ def synthesize(
         ids = tokenizer.encode(prompt_text + " " + text)
     limit = min(max_seconds, SECONDS_PER_TOKEN_LIMIT * len(target))
     max_frames = max(1, int(limit * codec.frame_rate))
-    min_frames = min(max_frames, int(SECONDS_PER_TOKEN_MIN * len(target) * codec.frame_rate))
+    min_frames = min(max_frames, int(min_seconds_per_token * len(target) * codec.frame_rate))
     generator = torch.Generator(device=device)
     generator.manual_seed(seed if seed is not None else int(torch.randint(2**31, ())))
     codes = model.generate(

@@ -94,8 +94,18 @@ class ResumableDataModule(L.LightningDataModule):
 
 
 class CodeUtterances(Dataset):
-    """Item i: (text ids (L,), codes (n_q, T)) with T a multiple of ``group_size`` (leading frames clipped)
-    and at most ``max_frames``; texts are tokenized once, up front."""
+    """Item i: (text ids (L,), codes (n_q, T)) of utterance i mod n, with T a multiple of ``group_size``
+    (leading frames clipped) and at most ``max_frames``.
+
+    Prompted synthesis makes the model continue a whole utterance of the voice (the prompt) while speaking the
+    prompt's transcript followed by the new text. A model trained on single utterances only learns "the end
+    of an utterance's audio is the end of speech" and stops right after the prompt. So with probability
+    ``pair_probability`` (fixed by (seed, i)) item i is a *pair*: another utterance of the same speaker
+    (drawn by (seed, i)) followed by utterance i, texts joined by a space as synthesis joins them, frames
+    concatenated; its one end of speech is after the second utterance. Pairs longer than ``max_frames`` are
+    not formed (the single utterance is used). ``passes``: the dataset holds every utterance that many
+    times, so that one training run draws different partners for it.
+    """
 
     def __init__(
         self,
@@ -106,25 +116,55 @@ class CodeUtterances(Dataset):
         n_codebooks: int,
         group_size: int = 1,
         max_frames: int | None = None,
+        pair_probability: float = 0.0,
+        passes: int = 1,
+        seed: int = 0,
     ):
         if not indices:
             raise InputError("no utterances to train on")
+        if not 0.0 <= pair_probability <= 1.0:
+            raise InputError(f"the pair probability must lie in [0, 1]; got {pair_probability}")
         have = corpus.codes[indices[0]].shape[0]
         if have < n_codebooks:
             raise InputError(f"the corpus has {have} codebooks; the model needs {n_codebooks}")
         self.codes = [corpus.codes[i][:n_codebooks] for i in indices]
-        self.texts = [torch.tensor(tokenizer.encode(corpus.texts[i])) for i in indices]
+        self.transcripts = [corpus.texts[i] for i in indices]
+        self.texts = [torch.tensor(tokenizer.encode(t)) for t in self.transcripts]
+        self.tokenizer = tokenizer
         self.group_size = group_size
         self.max_frames = max_frames
+        self.pair_probability = pair_probability
+        self.passes = passes
+        self.seed = seed
+        speakers = [corpus.speakers[i] for i in indices]
+        self.same_speaker = [
+            [j for j, s in enumerate(speakers) if s == speaker and j != i] for i, speaker in enumerate(speakers)
+        ]
 
     def __len__(self) -> int:
-        return len(self.codes)
+        return len(self.codes) * self.passes
+
+    def partner(self, index: int) -> int | None:
+        """The utterance that precedes item ``index``'s utterance in a pair, or None (a single utterance)."""
+        rng = np.random.default_rng([self.seed, index])
+        if rng.random() >= self.pair_probability:
+            return None
+        i = index % len(self.codes)
+        room = self.max_frames - self.codes[i].shape[1] if self.max_frames is not None else None
+        fits = [j for j in self.same_speaker[i] if room is None or self.codes[j].shape[1] <= room]
+        return fits[rng.integers(len(fits))] if fits else None
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        codes = self.codes[index]
+        i = index % len(self.codes)
+        j = self.partner(index)
+        if j is None:
+            text, codes = self.texts[i], self.codes[i]
+        else:
+            text = torch.tensor(self.tokenizer.encode(self.transcripts[j] + " " + self.transcripts[i]))
+            codes = torch.cat([self.codes[j], self.codes[i]], dim=1)
         if self.max_frames is not None:
             codes = codes[:, : self.max_frames]
-        return self.texts[index], codes[:, codes.shape[1] % self.group_size :]
+        return text, codes[:, codes.shape[1] % self.group_size :]
 
 
 def collate_utterances(items: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:

@@ -41,6 +41,7 @@ class TrainOptions:
     weight_decay: float = 0.1
     max_seconds: float = 10.0
     segment_seconds: float = 1.0
+    pair_probability: float = 0.5
     accelerator: str = "auto"
     devices: int = 1
     strategy: str = "auto"
@@ -164,7 +165,9 @@ def _codec_setup(model: MelCodec, corpus: str, options: TrainOptions):
 
 def _valle_setup(model: Valle2, corpus: str, codec: str | None, codec_weights, out: Path, options: TrainOptions):
     encoded, codec = _model_codes(model, corpus, codec, codec_weights, out)
-    data = _utterance_data(model, encoded, options, group_size=model.config.group_size)
+    data = _utterance_data(
+        model, encoded, options, group_size=model.config.group_size, pair_probability=options.pair_probability
+    )
     return Valle2Task(model, frame_rate=encoded.frame_rate, optimizer=_optimizer(options)), data, codec
 
 
@@ -179,8 +182,11 @@ def _model_codes(model, corpus: str, codec: str | None, codec_weights, out: Path
     return encoded, codec
 
 
-def _utterance_data(model, encoded: EncodedCorpus, options: TrainOptions, *, group_size: int) -> ResumableDataModule:
-    """Whole utterances (text, codes) of the training split; validation on the held-out speakers."""
+def _utterance_data(
+    model, encoded: EncodedCorpus, options: TrainOptions, *, group_size: int, pair_probability: float = 0.0
+) -> ResumableDataModule:
+    """Utterances (text, codes) of the training split, a ``pair_probability`` share of them preceded by another
+    of the same speaker (`CodeUtterances`); validation on the held-out speakers' single utterances."""
     tokenizer = model.config.text_tokenizer()
     size = {
         "n_codebooks": model.config.n_codebooks,
@@ -189,8 +195,11 @@ def _utterance_data(model, encoded: EncodedCorpus, options: TrainOptions, *, gro
     }
     train_ids = encoded.indices("train") or list(range(len(encoded)))
     heldout = encoded.indices("test_speaker")
+    # With pairs, an epoch holds every utterance once per step's worth of data, so that each visit draws anew.
+    passes = max(1, options.steps * options.batch_size // len(train_ids)) if pair_probability > 0 else 1
+    pairs = {"pair_probability": pair_probability, "passes": passes, "seed": options.seed}
     return ResumableDataModule(
-        CodeUtterances(encoded, train_ids, tokenizer, **size),
+        CodeUtterances(encoded, train_ids, tokenizer, **size, **pairs),
         CodeUtterances(encoded, heldout, tokenizer, **size) if heldout else None,
         batch_size=options.batch_size,
         seed=options.seed,
@@ -206,7 +215,7 @@ def _clam_setup(model: ClamTTS, corpus: str, codec: str | None, codec_weights, o
     ):
         raise InputError(f"the corpus was encoded with {encoded.codec!r}, not with the codec {codec!r}")
     model.attach_codec(load_codec(codec, encodec_weights=codec_weights))
-    data = _utterance_data(model, encoded, options, group_size=1)
+    data = _utterance_data(model, encoded, options, group_size=1, pair_probability=options.pair_probability)
     return ClamTTSTask(model, optimizer=_optimizer(options)), data, codec
 
 

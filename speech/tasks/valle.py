@@ -1,9 +1,10 @@
 """Training VALL-E 2: the AR and the NAR decoder together, as one model.
 
-Each step: the AR loss (next group of codebook-0 codes, teacher-forced over whole utterances, EOS after the
-last group) plus the NAR loss for one random codebook k in [1, n_q) (VALL-E 2 §3.3.2), with a random
-acoustic prompt per utterance: its first T' frames, T' uniform in [T/4, T/2] and at most ``prompt_seconds``
-(lifeiteng/vall-e's prefix mode 1).
+Each step: the AR loss (next group of codebook-0 codes, teacher-forced over whole items, EOS after the last
+group; a share of the items are two utterances of one speaker in a row, the prompted setting, see
+`speech.tasks.data.CodeUtterances` and `speech.tasks.clam`) plus the NAR loss for one random codebook k in
+[1, n_q) (VALL-E 2 §3.3.2), with a random acoustic prompt per item: its first T' frames, T' uniform in
+[T/4, T/2] and at most ``prompt_seconds`` (lifeiteng/vall-e's prefix mode 1).
 """
 
 from __future__ import annotations
