@@ -11,7 +11,8 @@ prompted with one utterance of that voice (and its transcript), then
     python -m benchmarks.speech_compare --corpus <espeak corpus> --models <clam dir>,<valle dir> --sentences 5
 
 ``--min-seconds-per-token 0`` takes the synthesis floor on duration away, to count how often a model ends the
-speech at once (EOS first: right after the prompt when prompted); ``--seeds 0,1`` synthesizes each case twice.
+speech at once (EOS first: right after the prompt when prompted) or early (under half of espeak-ng's duration of
+the sentence); ``--seeds 0,1`` synthesizes each case twice.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def evaluate(model_dir: str, targets: list, prompts: dict, rate: int, *, prompte
         "failed": failed,
         "runs": len(seeds) * len(targets),
         "duration_ratio": statistics.median(ratios),
+        "short": sum(r < 0.5 for r in ratios),
         "steps_per_second": len(steps) / seconds if seconds else float("nan"),
         "seconds": seconds,
     }
@@ -104,10 +106,10 @@ def main() -> None:
     print(f"{len(voices)} held-out voices x {len(targets) // len(voices)} held-out sentences")
     print(f"seeds {seeds}, duration floor {args.min_seconds_per_token:g} s per text token")
     print(
-        "| model | codec | prompt | MCD (dB) mean ± std | no speech (EOS first) | median duration / espeak's "
-        "| decoder steps per s of speech |"
+        "| model | codec | prompt | MCD (dB) mean ± std | no speech (EOS first) | under half espeak's duration "
+        "| median duration / espeak's | decoder steps per s of speech |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for model_dir in args.models.split(","):
         for prompted in (False, True):
             r = evaluate(
@@ -117,7 +119,8 @@ def main() -> None:
             spread = statistics.stdev(r["mcd"]) if len(r["mcd"]) > 1 else 0.0
             print(
                 f"| {r['model']} ({Path(model_dir).name}) | {r['codec']} | {'yes' if prompted else 'no'} | "
-                f"{mean:.2f} ± {spread:.2f} | {r['failed']} / {r['runs']} | {r['duration_ratio']:.2f} | "
+                f"{mean:.2f} ± {spread:.2f} | {r['failed']} / {r['runs']} | {r['short']} / {r['runs']} | "
+                f"{r['duration_ratio']:.2f} | "
                 f"{r['steps_per_second']:.1f} |",
                 flush=True,
             )

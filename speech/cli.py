@@ -147,8 +147,11 @@ def train(
         progress_bar: show a progress bar (default: only on a terminal; otherwise log lines).
         seed: data order and initialisation seed.
     """
+    from core.io import InputError
     from speech.tasks.train import TrainOptions, train_model
 
+    if not 0.0 <= pair_probability <= 1.0:
+        raise InputError(f"--pair-probability must lie in [0, 1]; got {pair_probability}")
     options = TrainOptions(
         steps=steps,
         batch_size=batch_size,
