@@ -9,6 +9,11 @@ of the target sentence in that voice, for:
 - ``codec``: the reference through the model's codec (the floor a codec language model can reach);
 - ``model, prompted`` and ``model, no prompt``: the model's synthesis with and without the voice prompt.
 
+Words, without a speech recognizer: each utterance is also compared (MCD) with espeak-ng's rendering of every
+held-out sentence in that voice, and counts as *identified* when the nearest rendering is of its own sentence
+(chance: 1 / sentences). A model that babbles in the right voice scores near chance; one that says the words
+scores near the codec.
+
 Then loops: codebook-0 sequences sampled with plain nucleus sampling and with RAS at a low top-p, counting
 repeated-token runs (`speech.eval.loop_count`) and generations that hit the length bound.
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import statistics
 
+import numpy as np
 import torch
 
 from speech.audio import load_audio
@@ -31,6 +37,11 @@ from speech.synthesis import SECONDS_PER_TOKEN_LIMIT, load_model_and_codec, synt
 
 def summary(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.2f}"
+
+
+def identified(wav: torch.Tensor, rate: int, references: list[torch.Tensor], index: int) -> bool:
+    """Whether ``wav`` is nearest (MCD) to ``references[index]`` among the 24 kHz renderings ``references``."""
+    return int(np.argmin([mcd(ref, 24_000, wav, rate) for ref in references])) == index
 
 
 def main() -> None:
@@ -55,31 +66,37 @@ def main() -> None:
         lm, codec = load_model_and_codec(args.model)
         for key in ("codec", "model, prompted", "model, no prompt"):
             scores[key] = []
+    hits = {key: 0 for key in scores if key != "prompt itself"}
     for i, voice in enumerate(voices):
         other = voices[(i + 1) % len(voices)]
-        for target in targets[voice]:
-            ref = load_audio(target.audio, rate)
-            scores["prompt itself"].append(mcd(ref, rate, load_audio(prompts[voice].audio, rate), rate))
+        references = [load_audio(target.audio, rate) for target in targets[voice]]
+        for index, (target, ref) in enumerate(zip(targets[voice], references)):
+            outputs = {"prompt itself": (load_audio(prompts[voice].audio, rate), rate)}
             twin = next(u for u in targets[other] if u.text == target.text)
-            scores["other voice"].append(mcd(ref, rate, load_audio(twin.audio, rate), rate))
-            if lm is None:
-                continue
-            recon = codec.decode(codec.encode(load_audio(target.audio, codec.sample_rate)))[0]
-            scores["codec"].append(mcd(ref, rate, recon, codec.sample_rate))
-            prompted = synthesize(
-                lm, codec, target.text, prompt_audio=prompts[voice].audio, prompt_text=prompts[voice].text, seed=0
-            )
-            scores["model, prompted"].append(mcd(ref, rate, prompted.wav, prompted.sample_rate))
-            plain = synthesize(lm, codec, target.text, seed=0)
-            scores["model, no prompt"].append(mcd(ref, rate, plain.wav, plain.sample_rate))
+            outputs["other voice"] = (load_audio(twin.audio, rate), rate)
+            if lm is not None:
+                recon = codec.decode(codec.encode(load_audio(target.audio, codec.sample_rate)))[0]
+                outputs["codec"] = (recon, codec.sample_rate)
+                prompted = synthesize(
+                    lm, codec, target.text, prompt_audio=prompts[voice].audio, prompt_text=prompts[voice].text, seed=0
+                )
+                outputs["model, prompted"] = (prompted.wav, prompted.sample_rate)
+                plain = synthesize(lm, codec, target.text, seed=0)
+                outputs["model, no prompt"] = (plain.wav, plain.sample_rate)
+            for key, (wav, wav_rate) in outputs.items():
+                scores[key].append(mcd(ref, rate, wav, wav_rate))
+                if key in hits:
+                    hits[key] += identified(wav, wav_rate, references, index)
     n = len(scores["prompt itself"])
     print(
         f"MCD (dB) against espeak-ng's rendering, {len(voices)} held-out voices x {n // len(voices)} held-out sentences"
     )
-    print("| system | MCD mean ± std |")
-    print("| --- | --- |")
+    print("| system | MCD mean ± std | sentence identified |")
+    print("| --- | --- | --- |")
     for key, values in scores.items():
-        print(f"| {key} | {summary(values)} |")
+        found = f"{hits[key]} / {n}" if key in hits else "-"
+        print(f"| {key} | {summary(values)} | {found} |")
+    print(f"(identified: nearest of the voice's {n // len(voices)} renderings; chance {len(voices)} / {n})")
     if lm is not None:
         loops(lm, codec, targets, prompts, voices, args)
 

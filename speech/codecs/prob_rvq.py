@@ -14,7 +14,8 @@ q-weighted mean of the r_d; the codebooks follow it by exponential moving averag
 codeword moves by its responsibility instead of only the nearest one moving (the paper's remedy for codebook
 collapse). As sigma -> 0 the responsibilities become one-hot and this is the EMA k-means of plain RVQ.
 sigma^2 is the maximum-likelihood variance of the Gaussian, mean(||z - q*||^2) / dim, estimated on each batch
-(and followed by EMA for the language model).
+(and followed by EMA for the language model); under data parallelism it is the variance of the whole batch,
+over every rank, like the codebook statistics (`speech.codecs.rvq`).
 The encoder is pulled towards the greedy reconstruction q* (commitment) and the decoder receives q* with
 straight-through gradients.
 
@@ -27,7 +28,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from speech.codecs.rvq import ResidualVQ
+from speech.codecs.rvq import ResidualVQ, sum_over_ranks
 
 
 class ProbabilisticRVQ(ResidualVQ):
@@ -106,7 +107,9 @@ class ProbabilisticRVQ(ResidualVQ):
         every codeword to the mean (measured: codebooks collapse). ``variance`` follows it by EMA, for the
         language model.
         """
-        error = (x.float() - quantized.float()).pow(2).mean().clamp_min(1e-8)
+        squared = (x.float() - quantized.float()).pow(2)
+        total, count = sum_over_ranks(torch.stack([squared.sum(), squared.new_tensor(squared.numel())]))
+        error = (total / count).clamp_min(1e-8)
         q, residuals = self.posterior(x, codes, error)
         for d, codebook in enumerate(self.codebooks):
             codebook.update(residuals[:, d], q[:, d])

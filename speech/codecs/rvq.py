@@ -4,13 +4,42 @@ Each stage quantizes the residual the previous stages left; the quantized vector
 codewords. Codebooks are updated by exponential moving averages of the vectors assigned to them (not by
 gradients), start from samples of the first batch, and a codeword that falls out of use is restarted at a
 random vector of the current batch, which keeps small codebooks from collapsing on small data.
+
+Under data parallelism (``torch.distributed`` initialized) every rank must hold the same codebooks: the batch
+statistics are summed over the ranks before the EMA step, and the vectors that start or restart codewords are
+drawn by rank 0 and broadcast. Without it each rank would learn its own codebooks from its shard of the data.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def sum_over_ranks(t: torch.Tensor) -> torch.Tensor:
+    """``t`` summed over the data-parallel ranks (in place; ``t`` itself on a single process)."""
+    if _distributed():
+        dist.all_reduce(t)
+    return t
+
+
+def random_rows(x: torch.Tensor, n: int) -> torch.Tensor | None:
+    """``n`` random rows (n, dim) of x (m, dim) in float32, the same on every rank (rank 0 draws them);
+    None when there is nothing to draw from (rank 0's x is empty). Every rank must call it: it communicates."""
+    found = len(x) > 0
+    rows = x[torch.randint(len(x), (n,), device=x.device)].float() if found else x.new_zeros(n, x.shape[1]).float()
+    if _distributed():
+        flag = torch.tensor(float(found), device=x.device)
+        dist.broadcast(flag, 0)
+        dist.broadcast(rows, 0)
+        found = bool(flag)
+    return rows if found else None
 
 
 class EMACodebook(nn.Module):
@@ -61,9 +90,12 @@ class EMACodebook(nn.Module):
     @torch.no_grad()
     def initialize(self, x: torch.Tensor) -> None:
         """Start the codewords at random vectors of the first batch x (n, dim) (once)."""
-        if self.initialized or len(x) == 0:
+        if self.initialized:
             return
-        self.embed.copy_(x[torch.randint(len(x), (len(self.embed),), device=x.device)].float())
+        rows = random_rows(x, len(self.embed))
+        if rows is None:
+            return
+        self.embed.copy_(rows)
         self.embed_sum.copy_(self.embed)
         self.cluster_size.fill_(1.0)
         self.initialized.fill_(True)
@@ -74,14 +106,15 @@ class EMACodebook(nn.Module):
         responsibilities (n, codebook_size) whose rows sum to 1 (`speech.codecs.prob_rvq`)."""
         x = x.float()
         onehot = F.one_hot(codes, len(self.embed)).float() if codes.dim() == 1 else codes.float()
-        self.cluster_size.mul_(self.decay).add_(onehot.sum(0), alpha=1 - self.decay)
-        self.embed_sum.mul_(self.decay).add_(onehot.T @ x, alpha=1 - self.decay)
+        self.cluster_size.mul_(self.decay).add_(sum_over_ranks(onehot.sum(0)), alpha=1 - self.decay)
+        self.embed_sum.mul_(self.decay).add_(sum_over_ranks(onehot.T @ x), alpha=1 - self.decay)
         n = self.cluster_size.sum()
         smoothed = (self.cluster_size + self.eps) / (n + len(self.embed) * self.eps) * n
         self.embed.copy_(self.embed_sum / smoothed.unsqueeze(-1))
+        # The statistics are the same on every rank, so all of them agree on which codewords are dead.
         dead = self.cluster_size < self.dead_threshold
-        if dead.any() and len(x):
-            fresh = x[torch.randint(len(x), (int(dead.sum()),), device=x.device)]
+        fresh = random_rows(x, int(dead.sum())) if dead.any() else None
+        if fresh is not None:
             self.embed[dead] = fresh
             self.embed_sum[dead] = fresh
             self.cluster_size[dead] = 1.0

@@ -129,8 +129,8 @@ def train_model(
         raise CheckpointError(f"cannot train a {type(model).__name__}")
     trainer = _trainer(out_dir, options, run_name=type(model).__name__.lower())
     fit(trainer, task, data, resume="last" if options.resume else None)
-    # The final state too, so that a later --resume with more steps continues from the end.
-    trainer.save_checkpoint(out_dir / "checkpoints" / "last.ckpt")
+    # The final state too, optimizer included, so that a later --resume with more steps continues from the end.
+    trainer.save_checkpoint(out_dir / "checkpoints" / "last.ckpt", weights_only=False)
     model.eval()
     if trainer.global_rank == 0:
         if isinstance(model, LANGUAGE_MODELS) and Path(codec).is_dir():
