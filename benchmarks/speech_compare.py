@@ -12,7 +12,8 @@ prompted with one utterance of that voice (and its transcript), then
 
 ``--min-seconds-per-token 0`` takes the synthesis floor on duration away, to count how often a model ends the
 speech at once (EOS first: right after the prompt when prompted) or early (under half of espeak-ng's duration of
-the sentence); ``--seeds 0,1`` synthesizes each case twice.
+the sentence); ``--seeds 0,1`` synthesizes each case twice, ``--prompts 4`` prompts each with 4 utterances of the
+voice in turn.
 """
 
 from __future__ import annotations
@@ -53,26 +54,25 @@ def evaluate(model_dir: str, targets: list, prompts: dict, rate: int, *, prompte
     for name in STEP_MODULES[type(lm).__name__]:
         lm.get_submodule(name).register_forward_hook(lambda *args: steps.append(1))
     scores, ratios, seconds, failed = [], [], 0.0, 0
-    for seed in seeds:
-        for target in targets:
-            prompt = prompts[target.speaker]
-            voice = {"prompt_audio": prompt.audio, "prompt_text": prompt.text} if prompted else {}
-            try:
-                result = synthesize(lm, codec, target.text, seed=seed, min_seconds_per_token=floor, **voice)
-            except InputError:  # the model ended the speech before it began: counted, not scored
-                failed += 1
-                ratios.append(0.0)
-                continue
-            reference = load_audio(target.audio, rate)
-            scores.append(mcd(reference, rate, result.wav, result.sample_rate))
-            ratios.append(result.seconds / (reference.shape[-1] / rate))
-            seconds += result.seconds
+    runs = [(seed, t, p) for seed in seeds for t in targets for p in (prompts[t.speaker] if prompted else [None])]
+    for seed, target, prompt in runs:
+        voice = {"prompt_audio": prompt.audio, "prompt_text": prompt.text} if prompt is not None else {}
+        try:
+            result = synthesize(lm, codec, target.text, seed=seed, min_seconds_per_token=floor, **voice)
+        except InputError:  # the model ended the speech before it began: counted, not scored
+            failed += 1
+            ratios.append(0.0)
+            continue
+        reference = load_audio(target.audio, rate)
+        scores.append(mcd(reference, rate, result.wav, result.sample_rate))
+        ratios.append(result.seconds / (reference.shape[-1] / rate))
+        seconds += result.seconds
     return {
         "model": type(lm).__name__,
         "codec": f"{codec.n_codebooks} x {codec.codebook_size} at {codec.frame_rate:g} Hz",
         "mcd": scores,
         "failed": failed,
-        "runs": len(seeds) * len(targets),
+        "runs": len(runs),
         "duration_ratio": statistics.median(ratios),
         "short": sum(r < 0.5 for r in ratios),
         "steps_per_second": len(steps) / seconds if seconds else float("nan"),
@@ -86,6 +86,7 @@ def main() -> None:
     parser.add_argument("--models", required=True, help="comma-separated checkpoint directories")
     parser.add_argument("--sentences", type=int, default=5, help="held-out sentences per held-out voice")
     parser.add_argument("--seeds", default="0", help="comma-separated sampling seeds: one synthesis each")
+    parser.add_argument("--prompts", type=int, default=1, help="prompt utterances per held-out voice")
     parser.add_argument(
         "--min-seconds-per-token",
         type=float,
@@ -97,14 +98,19 @@ def main() -> None:
 
     utterances = read_manifest(args.corpus)
     voices = sorted({u.speaker for u in utterances if u.split == "test_sentence"})
-    prompts = {v: next(u for u in utterances if u.speaker == v and u.split == "test_speaker") for v in voices}
+    prompts = {
+        v: [u for u in utterances if u.speaker == v and u.split == "test_speaker"][: args.prompts] for v in voices
+    }
     targets = [
         u
         for v in voices
         for u in [u for u in utterances if u.speaker == v and u.split == "test_sentence"][: args.sentences]
     ]
     print(f"{len(voices)} held-out voices x {len(targets) // len(voices)} held-out sentences")
-    print(f"seeds {seeds}, duration floor {args.min_seconds_per_token:g} s per text token")
+    print(
+        f"seeds {seeds}, {args.prompts} prompt(s) per voice, "
+        f"duration floor {args.min_seconds_per_token:g} s per text token"
+    )
     print(
         "| model | codec | prompt | MCD (dB) mean ± std | no speech (EOS first) | under half espeak's duration "
         "| median duration / espeak's | decoder steps per s of speech |"
