@@ -141,7 +141,8 @@ def train(
         devices: devices (CPU: processes) per node.
         strategy: auto, ddp or fsdp.
         checkpoint_every: Lightning checkpoint interval in steps.
-        val_every: validate on held-out speakers every n steps (default: each epoch).
+        val_every: validate on held-out speakers every n steps (default: each epoch; with pairs, the run is one
+            epoch).
         val_batches: validation batches per validation.
         resume: continue from ``<out>/checkpoints/last.ckpt`` exactly where it stopped.
         progress_bar: show a progress bar (default: only on a terminal; otherwise log lines).

@@ -183,7 +183,7 @@ def _model_codes(model, corpus: str, codec: str | None, codec_weights, out: Path
 
 
 def _utterance_data(
-    model, encoded: EncodedCorpus, options: TrainOptions, *, group_size: int, pair_probability: float = 0.0
+    model, encoded: EncodedCorpus, options: TrainOptions, *, group_size: int, pair_probability: float
 ) -> ResumableDataModule:
     """Utterances (text, codes) of the training split, a ``pair_probability`` share of them preceded by another
     of the same speaker (`CodeUtterances`); validation on the held-out speakers' single utterances."""
@@ -195,7 +195,8 @@ def _utterance_data(
     }
     train_ids = encoded.indices("train") or list(range(len(encoded)))
     heldout = encoded.indices("test_speaker")
-    # With pairs, an epoch holds every utterance once per step's worth of data, so that each visit draws anew.
+    # With pairs, one epoch spans the whole run (every utterance once per pass), so that each visit of an
+    # utterance draws its own partner.
     passes = max(1, options.steps * options.batch_size // len(train_ids)) if pair_probability > 0 else 1
     pairs = {"pair_probability": pair_probability, "passes": passes, "seed": options.seed}
     return ResumableDataModule(
