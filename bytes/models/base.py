@@ -64,22 +64,32 @@ class ByteLM(nn.Module):
 
     @torch.no_grad()
     def bits_per_byte(
-        self, data: torch.Tensor, *, batch_size: int = 8, stride: int | None = None, progress: bool = False
+        self,
+        data: torch.Tensor,
+        *,
+        batch_size: int = 8,
+        window: int | None = None,
+        stride: int | None = None,
+        progress: bool = False,
     ) -> float:
-        """Bits per byte of a byte stream (n,), scored in windows of the context that start every ``stride`` bytes.
+        """Bits per byte of a byte stream (n,), scored in windows of ``window`` bytes (default: the context) that
+        start every ``stride`` bytes (default: the window).
 
-        Each window scores the bytes no earlier window scored. With the default stride (the context) the windows
-        lie side by side and each starts without history: the model as a compressor that restarts every
-        ``context`` bytes. A smaller stride gives every byte after the first window at least ``context -
-        stride`` bytes of history (a sliding history, as gzip and xz keep) for ``context / stride`` times the
-        compute.
+        Each window scores the bytes no earlier window scored. By default the windows lie side by side and each
+        starts without history: the model as a compressor that restarts every ``window`` bytes. A smaller stride
+        gives every byte after the first window at least ``window - stride`` bytes of history (a sliding history,
+        as gzip and xz keep) for ``window / stride`` times the compute. A window shorter than the context suits a
+        model trained on shorter sequences than its context.
         """
         if data.ndim != 1 or data.numel() == 0:
             raise ValueError(f"need a non-empty byte stream (n,), got shape {tuple(data.shape)}")
-        n, window = data.numel(), self.context
+        n = data.numel()
+        window = self.context if window is None else window
         stride = window if stride is None else stride
+        if not 0 < window <= self.context:
+            raise ValueError(f"the window must lie in [1, {self.context}] (the context), got {window}")
         if not 0 < stride <= window:
-            raise ValueError(f"the stride must lie in [1, {window}] (the context), got {stride}")
+            raise ValueError(f"the stride must lie in [1, {window}] (the window), got {stride}")
         from tqdm import tqdm
 
         data = data.long().to(self.decoder.head.weight.device)
