@@ -2,10 +2,11 @@
 
 Reads a ``bytelm train`` run directory: its ``split.json`` names the test files (never trained on, never used
 for validation); their bytes, concatenated in the listed order, are scored by the model (consecutive windows
-of its context, each starting without history) and compressed by the gzip and xz command-line tools (the whole
+of its context, each starting without history; ``--window W --stride S``: windows of W bytes every S bytes, so
+that each byte has at least W - S bytes of history) and compressed by the gzip and xz command-line tools (the whole
 stream at once: the compressors get all the history they can use).
 
-    .venv/bin/python -m benchmarks.bytes_heldout --run RUN_DIR --data CORPUS_DIR
+    .venv/bin/python -m benchmarks.bytes_heldout --run RUN_DIR --data CORPUS_DIR [--window W] [--stride S]
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True, help="a bytelm train run directory")
     parser.add_argument("--data", type=Path, required=True, help="the corpus directory it was trained on")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--window", type=int, default=None, help="bytes per window (default: the context)")
+    parser.add_argument("--stride", type=int, default=None, help="bytes between window starts (default: window)")
     args = parser.parse_args()
     split = json.loads((args.run / "split.json").read_text())
     files = [args.data / name for name in split["test"]]
@@ -37,14 +40,17 @@ def main() -> None:
     raw = bytes(stream.tolist())
     model = from_pretrained(args.run / "model").eval()
     with torch.inference_mode():
-        bpb = model.bits_per_byte(stream, batch_size=args.batch_size, progress=True)
+        bpb = model.bits_per_byte(
+            stream, batch_size=args.batch_size, window=args.window, stride=args.stride, progress=True
+        )
     n = len(raw)
     gzip_bpb = compressed_bits(raw, ["gzip", "-9", "-c"]) / n
     xz_bpb = compressed_bits(raw, ["xz", "-9", "-c"]) / n
     summary = json.loads((args.run / "summary.json").read_text())
     print(f"held-out: {len(files)} files, {n:,} bytes; model trained {summary['steps']} steps on "
           f"{summary['files']['train']} training files of {summary['train_bytes']:,} bytes, "
-          f"context {model.context}")  # fmt: skip
+          f"context {model.context}, windows of {args.window or model.context} every "
+          f"{args.stride or args.window or model.context} bytes")  # fmt: skip
     print("| held-out bytes | model (bits/byte) | gzip -9 | xz -9 |")
     print("| --- | --- | --- | --- |")
     print(f"| {n:,} | {bpb:.3f} | {gzip_bpb:.3f} | {xz_bpb:.3f} |")

@@ -186,15 +186,27 @@ def generate(
     _note_preset(model)
 
 
-def evaluate(path: Path, *, model: str, batch_size: int = 8, device: str = "cpu") -> None:
+def evaluate(
+    path: Path,
+    *,
+    model: str,
+    batch_size: int = 8,
+    window: int | None = None,
+    stride: int | None = None,
+    device: str = "cpu",
+) -> None:
     """Bits per byte of a file (or of every file under a directory, concatenated) under a model.
 
-    The bytes are scored in consecutive windows of the model's context, each starting without history.
+    The bytes are scored in windows of ``window`` bytes that start every ``stride`` bytes, each window scoring the
+    bytes no earlier one did: by default consecutive windows of the model's context, each starting without history.
 
     Args:
         path: a file or a directory.
         model: a checkpoint directory (or a preset, with random weights).
         batch_size: windows per forward pass.
+        window: bytes per window (default: the model's context; e.g. the training length when that is shorter).
+        stride: bytes between window starts (default: the window); smaller gives every byte at least window -
+            stride bytes of history, at window / stride times the compute.
         device: cpu or cuda.
     """
     import torch
@@ -208,8 +220,12 @@ def evaluate(path: Path, *, model: str, batch_size: int = 8, device: str = "cpu"
     if data.numel() == 0:
         raise InputError(f"the files under {path} are all empty")
     net = _load(model, device)
+    if window is not None and not 1 <= window <= net.context:
+        raise InputError(f"--window must lie in [1, {net.context}] (the model's context), got {window}")
+    if stride is not None and not 1 <= stride <= (window or net.context):
+        raise InputError(f"--stride must lie in [1, {window or net.context}] (the window), got {stride}")
     with torch.inference_mode():
-        bpb = net.bits_per_byte(data, batch_size=batch_size, progress=sys.stderr.isatty())
+        bpb = net.bits_per_byte(data, batch_size=batch_size, window=window, stride=stride, progress=sys.stderr.isatty())
     print(f"{path}: {data.numel():,} bytes, {bpb:.4f} bits per byte")
     _note_preset(model)
 

@@ -52,30 +52,61 @@ class ByteLM(nn.Module):
         self._check_ids(ids, self.context)
         return self.decoder(ids)
 
-    def bits(self, ids: torch.Tensor) -> torch.Tensor:
-        """Total code length of each sequence in bits: -sum_t log2 p(byte t | bytes < t), shape (b,)."""
+    def position_bits(self, ids: torch.Tensor) -> torch.Tensor:
+        """Code length of every byte in bits, -log2 p(byte t | bytes < t): byte ids (b, l) -> (b, l)."""
         logits = self.byte_logits(ids)
         nats = F.cross_entropy(logits.flatten(0, 1).float(), ids.flatten(), reduction="none")
-        return nats.view(ids.shape).sum(dim=1) / math.log(2)
+        return nats.view(ids.shape) / math.log(2)
+
+    def bits(self, ids: torch.Tensor) -> torch.Tensor:
+        """Total code length of each sequence in bits: -sum_t log2 p(byte t | bytes < t), shape (b,)."""
+        return self.position_bits(ids).sum(dim=1)
 
     @torch.no_grad()
-    def bits_per_byte(self, data: torch.Tensor, *, batch_size: int = 8, progress: bool = False) -> float:
-        """Bits per byte of a byte stream (n,), scored in consecutive windows of the context (each window starts
-        without history, so this is the model as a compressor that restarts every ``context`` bytes)."""
+    def bits_per_byte(
+        self,
+        data: torch.Tensor,
+        *,
+        batch_size: int = 8,
+        window: int | None = None,
+        stride: int | None = None,
+        progress: bool = False,
+    ) -> float:
+        """Bits per byte of a byte stream (n,), scored in windows of ``window`` bytes (default: the context) that
+        start every ``stride`` bytes (default: the window).
+
+        Each window scores the bytes no earlier window scored. By default the windows lie side by side and each
+        starts without history: the model as a compressor that restarts every ``window`` bytes. A smaller stride
+        gives every byte after the first window at least ``window - stride`` bytes of history (a sliding history,
+        as gzip and xz keep) for ``window / stride`` times the compute. A window shorter than the context suits a
+        model trained on shorter sequences than its context.
+        """
         if data.ndim != 1 or data.numel() == 0:
             raise ValueError(f"need a non-empty byte stream (n,), got shape {tuple(data.shape)}")
+        n = data.numel()
+        window = self.context if window is None else window
+        stride = window if stride is None else stride
+        if not 0 < window <= self.context:
+            raise ValueError(f"the window must lie in [1, {self.context}] (the context), got {window}")
+        if not 0 < stride <= window:
+            raise ValueError(f"the stride must lie in [1, {window}] (the window), got {stride}")
         from tqdm import tqdm
 
         data = data.long().to(self.decoder.head.weight.device)
-        n, window = data.numel(), self.context
-        full = n // window
+        spans = []  # (start, end, first byte it scores)
+        start = scored = 0
+        while scored < n:
+            end = min(start + window, n)
+            spans.append((start, end, scored))
+            start, scored = start + stride, end
+        # Whole windows go through in batches; the shorter ones at the end of the stream one by one.
+        whole = [span for span in spans if span[1] - span[0] == window]
+        batches = [whole[i : i + batch_size] for i in range(0, len(whole), batch_size)]
+        batches += [[span] for span in spans[len(whole) :]]
         total = 0.0
-        starts = range(0, full, batch_size)
-        for first in tqdm(starts, desc="scoring", unit="batch", disable=not progress):
-            rows = data[first * window : min(first + batch_size, full) * window].view(-1, window)
-            total += float(self.bits(rows).sum())
-        if n % window:
-            total += float(self.bits(data[full * window :][None]).sum())
+        for batch in tqdm(batches, desc="scoring", unit="batch", disable=not progress):
+            bits = self.position_bits(torch.stack([data[a:b] for a, b, _ in batch]))
+            total += sum(float(row[first - a :].sum()) for row, (a, _, first) in zip(bits, batch))
         return total / n
 
     @torch.no_grad()

@@ -76,6 +76,13 @@ def test_train_resume_generate_eval(corpus, tmp_path, capsys, monkeypatch):
     data = torch.tensor(list((corpus / "m0.py").read_bytes()), dtype=torch.uint8)
     with torch.no_grad():
         assert bpb == pytest.approx(model.bits_per_byte(data), abs=1e-4)
+    assert (
+        main(["eval", "--model", str(run / "model"), "--path", str(corpus / "m0.py"), "--window", "9", "--stride", "5"])
+        == 0
+    )
+    bpb = float(capsys.readouterr().out.split(",")[1].split()[0])
+    with torch.no_grad():
+        assert bpb == pytest.approx(model.bits_per_byte(data, window=9, stride=5), abs=1e-4)
 
 
 def test_generate_to_stdout_with_a_text_prompt(capsysbinary):
@@ -101,6 +108,8 @@ def test_bad_input(corpus, tmp_path, capsys):
     bad([*gen, "--prompt", "a", "--prompt_file", str(corpus / "m0.py")], capsys, "exactly one", left=out)
     bad(["eval", "--model", "mblm-tiny", "--path", str(corpus / "empty.txt")], capsys, "is empty")
     bad(["eval", "--model", "mblm-tiny", "--path", str(tmp_path / "nowhere")], capsys, "no such file")
+    bad(["eval", "--model", "mblm-tiny", "--path", str(corpus), "--stride", "0"], capsys, "--stride must lie in")
+    bad(["eval", "--model", "mblm-tiny", "--path", str(corpus), "--window", "0"], capsys, "--window must lie in")
     bad(["eval", "--model", str(tmp_path / "nowhere"), "--path", str(corpus)], capsys, "neither a preset")
 
     from core.lm import CausalLM

@@ -61,6 +61,36 @@ def test_bits_per_byte_covers_every_byte():
         model.bits_per_byte(torch.zeros(0, dtype=torch.uint8))
 
 
+def test_bits_per_byte_with_a_sliding_history():
+    """stride 1: every byte past the first window is predicted from the context - 1 bytes before it."""
+    model = from_pretrained("mblm-tiny").eval()
+    context = model.context
+    data = torch.randint(0, 256, (context + 3,), dtype=torch.uint8)
+    with torch.no_grad():
+        first = model.position_bits(data[None, :context].long())[0]
+        later = [
+            model.position_bits(data[None, t - context + 1 : t + 1].long())[0, -1] for t in range(context, len(data))
+        ]
+    expected = (float(first.sum()) + sum(float(b) for b in later)) / len(data)
+    assert model.bits_per_byte(data, stride=1, batch_size=2) == pytest.approx(expected, rel=1e-5)
+    # stride context - 2: the second (short) window starts 2 bytes before the first one's end, scores its last 3.
+    with torch.no_grad():
+        tail = model.position_bits(data[None, context - 2 :].long())[0, 2:]
+    expected = (float(first.sum()) + float(tail.sum())) / len(data)
+    assert model.bits_per_byte(data, stride=context - 2) == pytest.approx(expected, rel=1e-5)
+    # A window shorter than the context: windows of 4 bytes every 2, each scoring its last 2 after the first.
+    with torch.no_grad():
+        rows = [data[None, s : s + 4].long() for s in range(0, len(data) - 2, 2)]
+        parts = [model.position_bits(rows[0])[0]] + [model.position_bits(row)[0, 2:] for row in rows[1:]]
+    expected = sum(float(part.sum()) for part in parts) / len(data)
+    assert model.bits_per_byte(data, window=4, stride=2, batch_size=3) == pytest.approx(expected, rel=1e-5)
+    for stride in (0, context + 1):
+        with pytest.raises(ValueError, match="stride"):
+            model.bits_per_byte(data, stride=stride)
+    with pytest.raises(ValueError, match="window"):
+        model.bits_per_byte(data, window=context + 1)
+
+
 @pytest.mark.parametrize("name", TINY)
 def test_save_and_load_round_trip(name, tmp_path):
     model = from_pretrained(name).eval()
