@@ -3,8 +3,12 @@
 # On the project's shared 2-core machine it ran at the lowest priority on one core (nice -n 19, OMP_NUM_THREADS=1).
 # Usage: examples/train_speech_model.sh WORK_DIR
 #
-# What is bundled was cut short by the time available: the codec is the step-1000 checkpoint of its 2000-step
-# schedule, and the VALL-E 2 model the last checkpoint its run reached (the step: README, Speech). Weights are stored in float16.
+# What is bundled was trained in three legs, each cut short by the time available (weights stored in float16):
+#   1. the command below with --steps 2000 --pair-probability 0 (pairs did not exist yet), stopped at step 400;
+#   2. `tts train --model <leg 1's model> ... --steps 6000 --lr 1.5e-3 --pair-probability 0`, stopped at step 1600;
+#   3. `tts train --model <leg 2's model> ... --steps 2000 --lr 1e-3 --warmup-steps 50` (pairs, the default): done.
+# 4,000 steps in all; the codec is the step-1000 checkpoint of its 2000-step schedule. The single command below,
+# run to the end with --steps 4000, is the clean version of that chain.
 # Export a checkpoint of a stopped run with `tts train ... --resume true --steps <its step>`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +19,7 @@ tts train --model mel-24k --corpus "$work/espeak" --out "$work/codec" --steps 20
   --checkpoint-every 250
 tts encode --corpus "$work/espeak" --codec "$work/codec" --out "$work/codes.safetensors"
 tts train --model valle2-small --group-size 2 --corpus "$work/codes.safetensors" --codec "$work/codec" \
-  --out examples/speech_model --steps 2000 --batch-size 16 --lr 1.5e-3 --warmup-steps 100 --checkpoint-every 100 \
+  --out examples/speech_model --steps 4000 --batch-size 16 --lr 1.5e-3 --warmup-steps 100 --checkpoint-every 100 \
   --val-every 250 --val-batches 2
 rm -rf examples/speech_model/checkpoints examples/speech_model/logs examples/speech_model/codes.safetensors
 # float16 files (half the size); loading casts them back into the float32 modules
