@@ -13,32 +13,13 @@ second part.
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 
-from core.train import OptimizerConfig, configure_optimizers
-from speech.models.clam_tts import ClamTTS
+from speech.tasks.utterance_task import UtteranceTask
 
 
-class ClamTTSTask(L.LightningModule):
+class ClamTTSTask(UtteranceTask):
     """Batches come from `speech.tasks.data.collate_utterances`."""
-
-    def __init__(self, model: ClamTTS, *, optimizer: OptimizerConfig | None = None):
-        super().__init__()
-        self.model = model
-        self.optimizer_config = optimizer if optimizer is not None else OptimizerConfig()
 
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self.model.losses(batch["text"], batch["text_lens"], batch["codes"], batch["code_lens"])
-
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        losses = self.losses(batch)
-        self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=len(batch["text"]))
-        return losses["loss"]
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        losses = self.losses(batch)
-        self.log_dict({f"val/{k}": v for k, v in losses.items()}, sync_dist=True, batch_size=len(batch["text"]))
-
-    def configure_optimizers(self) -> dict:
-        return configure_optimizers(self.model, self.optimizer_config, self.trainer.estimated_stepping_batches)

@@ -9,15 +9,15 @@ group; a share of the items are two utterances of one speaker in a row, the prom
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 
-from core.train import OptimizerConfig, configure_optimizers
+from core.train import OptimizerConfig
 from speech.models.valle2 import IGNORE, Valle2
+from speech.tasks.utterance_task import UtteranceTask
 
 
-class Valle2Task(L.LightningModule):
+class Valle2Task(UtteranceTask):
     """Batches come from `speech.tasks.data.collate_utterances`.
 
     Args:
@@ -26,10 +26,8 @@ class Valle2Task(L.LightningModule):
     """
 
     def __init__(self, model: Valle2, *, frame_rate: float, optimizer: OptimizerConfig | None = None):
-        super().__init__()
-        self.model = model
+        super().__init__(model, optimizer=optimizer)
         self.max_prompt = max(1, int(model.config.prompt_seconds * frame_rate))
-        self.optimizer_config = optimizer if optimizer is not None else OptimizerConfig()
 
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         text, text_lens, codes, code_lens = batch["text"], batch["text_lens"], batch["codes"], batch["code_lens"]
@@ -56,15 +54,3 @@ class Valle2Task(L.LightningModule):
             "ar_acc": ar_acc,
             "nar_acc": nar_acc,
         }
-
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        losses = self.losses(batch)
-        self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=len(batch["text"]))
-        return losses["loss"]
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        losses = self.losses(batch)
-        self.log_dict({f"val/{k}": v for k, v in losses.items()}, sync_dist=True, batch_size=len(batch["text"]))
-
-    def configure_optimizers(self) -> dict:
-        return configure_optimizers(self.model, self.optimizer_config, self.trainer.estimated_stepping_batches)
