@@ -22,6 +22,7 @@ def corpus(
     heldout_sentences: int = 20,
     sample_rate: int = 24_000,
     seed: int = 0,
+    workers: int = 1,
 ) -> None:
     """Build a multi-speaker text/audio corpus with espeak-ng (sentences from a bundled public-domain book).
 
@@ -33,6 +34,7 @@ def corpus(
         heldout_sentences: sentences spoken only by the held-out voices.
         sample_rate: output sample rate.
         seed: chooses voices and sentences.
+        workers: espeak-ng processes run at once (the corpus is the same for any number).
     """
     from speech.data.espeak import build_corpus
 
@@ -44,6 +46,7 @@ def corpus(
         heldout_sentences=heldout_sentences,
         sample_rate=sample_rate,
         seed=seed,
+        workers=workers,
     )
     print(f"wrote {path}")
 

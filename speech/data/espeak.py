@@ -12,6 +12,7 @@ import random
 import re
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -99,11 +100,13 @@ def build_corpus(
     heldout_sentences: int = 20,
     sample_rate: int = 24_000,
     seed: int = 0,
+    workers: int = 1,
 ) -> Path:
     """Write ``out/wavs/*.wav``, ``out/speakers.json`` and ``out/metadata.jsonl``; return the manifest path.
 
     The last ``heldout_speakers`` voices (split "test_speaker") and ``heldout_sentences`` sentences
     (split "test_sentence": spoken only by the held-out voices) never occur in the "train" split.
+    ``workers`` espeak-ng processes run at once; the corpus is the same for any number.
     """
     out = Path(out)
     if heldout_speakers >= speakers:
@@ -125,11 +128,14 @@ def build_corpus(
     (out / "wavs").mkdir(parents=True, exist_ok=True)
     with atomic_output(out / "speakers.json") as tmp:
         tmp.write_text(json.dumps([asdict(v) for v in voices], indent=1) + "\n")
-    lines = []
     counts: dict[str, int] = {}
-    for voice, text, split in tqdm(jobs, desc="espeak-ng corpus", unit="utt"):
+    named = []
+    for voice, text, split in jobs:
         counts[voice.name] = counts.get(voice.name, 0) + 1
-        rel = Path("wavs") / f"{voice.name}_{counts[voice.name]:04d}.wav"
+        named.append((voice, text, split, Path("wavs") / f"{voice.name}_{counts[voice.name]:04d}.wav"))
+
+    def render(job: tuple[EspeakVoice, str, str, Path]) -> str:
+        voice, text, split, rel = job
         wav = speak(text, voice, sample_rate)
         save_audio(out / rel, wav, sample_rate)
         record = {
@@ -140,7 +146,11 @@ def build_corpus(
             "seconds": round(wav.shape[-1] / sample_rate, 3),
             "phonemes": phonemize(text, voice=voice.accent),
         }
-        lines.append(json.dumps(record, ensure_ascii=False))
+        return json.dumps(record, ensure_ascii=False)
+
+    # Threads suffice: the work happens in espeak-ng subprocesses. map keeps the manifest in job order.
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        lines = list(tqdm(pool.map(render, named), total=len(named), desc="espeak-ng corpus", unit="utt"))
     with atomic_output(out / "metadata.jsonl") as tmp:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out / "metadata.jsonl"

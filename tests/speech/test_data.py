@@ -49,6 +49,16 @@ def test_build_corpus_splits_and_audio(tmp_path):
     assert set(read_voices(tmp_path)) == {"spk000", "spk001", "spk002"}
 
 
+@needs_espeak
+def test_build_corpus_is_the_same_with_parallel_workers(tmp_path):
+    options = {"speakers": 3, "sentences_per_speaker": 3, "heldout_speakers": 1, "heldout_sentences": 1, "seed": 4}
+    serial = build_corpus(tmp_path / "serial", **options).read_text()
+    parallel = build_corpus(tmp_path / "parallel", workers=3, **options).read_text()
+    assert parallel == serial
+    for row in map(json.loads, serial.splitlines()):
+        assert (tmp_path / "parallel" / row["audio"]).read_bytes() == (tmp_path / "serial" / row["audio"]).read_bytes()
+
+
 def test_ljspeech_layout(tmp_path):
     (tmp_path / "wavs").mkdir()
     sf.write(tmp_path / "wavs" / "LJ001-0001.wav", np.zeros(2400, np.float32), 22_050)
