@@ -218,7 +218,7 @@ def synth(
         prompt_text: the prompt's transcript (required with --prompt-audio).
         seed: random seed (default: random).
         device: cpu or cuda.
-        max_seconds: stop generating after this much audio.
+        max_seconds: stop generating a sentence after this much audio (long text is spoken sentence by sentence).
         top_p: nucleus sampling mass (0: greedy before the repetition check).
         top_k: keep at most this many codes (0: no cap).
         temperature: logit temperature.

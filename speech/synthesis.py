@@ -2,12 +2,18 @@
 
 The model continues the acoustic prompt while speaking the prompt's transcript followed by the new text
 (VALL-E's zero-shot recipe); without a prompt it speaks the text in a voice of its choosing.
+
+Long text is spoken sentence by sentence (a sentence longer than `MAX_SENTENCE_CHARS` is cut at commas, then
+at spaces), because the model was trained on single utterances of at most a few seconds and drifts or babbles
+far beyond them. Every sentence gets the same voice prompt; without one, the first sentence's speech becomes
+the prompt of the others, so the voice stays the same throughout.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +34,9 @@ SECONDS_PER_TOKEN_LIMIT = 0.25
 # ... and does not stop before this many seconds per text token (about half of espeak-ng's and a typical
 # reader's pace): a weak model, or a prompt unlike its training voices, otherwise may end the speech at once.
 SECONDS_PER_TOKEN_MIN = 0.03
+# Sentences longer than this are cut (about 8 s at a reading pace; training utterances are at most 10 s).
+MAX_SENTENCE_CHARS = 120
+SENTENCE_PAUSE_SECONDS = 0.3
 
 
 @dataclass(kw_only=True)
@@ -86,6 +95,40 @@ def encode_prompt(codec: Codec, path: str | os.PathLike, n_codebooks: int, devic
     return codec.encode(wav.to(device))[:, :n_codebooks]
 
 
+def split_sentences(text: str, max_chars: int = MAX_SENTENCE_CHARS) -> list[str]:
+    """``text`` as sentences of at most ``max_chars`` characters (cut at , ; : then at spaces), none empty."""
+    pieces = []
+    for sentence in re.split(r"(?<=[.!?])\s+", " ".join(text.split())):
+        if len(sentence) <= max_chars:
+            pieces.append(sentence)
+            continue
+        clauses = [c for clause in re.split(r"(?<=[,;:])\s+", sentence) for c in _cut(clause, max_chars)]
+        # Greedily rejoin the clauses into runs of at most max_chars.
+        run = ""
+        for piece in clauses:
+            if run and len(run) + 1 + len(piece) > max_chars:
+                pieces.append(run)
+                run = piece
+            else:
+                run = f"{run} {piece}" if run else piece
+        pieces.append(run)
+    return [p for p in pieces if p.strip()]
+
+
+def _cut(clause: str, max_chars: int) -> list[str]:
+    """A clause as runs of whole words of at most ``max_chars`` (a longer single word stands alone)."""
+    if len(clause) <= max_chars:
+        return [clause]
+    runs, run = [], ""
+    for word in clause.split():
+        if run and len(run) + 1 + len(word) > max_chars:
+            runs.append(run)
+            run = word
+        else:
+            run = f"{run} {word}" if run else word
+    return [*runs, run]
+
+
 @torch.no_grad()
 def synthesize(
     model,
@@ -99,16 +142,17 @@ def synthesize(
     min_seconds_per_token: float = SECONDS_PER_TOKEN_MIN,
     seed: int | None = None,
 ) -> Synthesis:
-    """Speak ``text``; with ``prompt_audio`` (and its transcript ``prompt_text``) in the prompt's voice.
+    """Speak ``text``, sentence by sentence; with ``prompt_audio`` (and its transcript ``prompt_text``) in the
+    prompt's voice.
 
-    The speech lasts at least ``min_seconds_per_token`` per token of ``text`` (0: no floor; EOS may end it at
-    once) and at most `SECONDS_PER_TOKEN_LIMIT` per token or ``max_seconds``.
+    Each sentence lasts at least ``min_seconds_per_token`` per token (0: no floor; EOS may end it at once) and
+    at most `SECONDS_PER_TOKEN_LIMIT` per token or ``max_seconds``. Sentences are joined by short pauses.
     """
     if not hasattr(model.config, "text_tokenizer"):
         raise InputError(f"a {type(model).__name__} model continues speech without text: give --minutes")
     device = next(model.parameters()).device
     tokenizer = model.config.text_tokenizer()
-    target = tokenizer.encode(text)
+    tokenizer.encode(text)  # every character checked before anything is generated
     if prompt_audio is not None and not (prompt_text and prompt_text.strip()):
         raise InputError("a voice prompt needs its transcript (--prompt-text): the model continues it")
     if prompt_audio is None and prompt_text:
@@ -119,27 +163,49 @@ def synthesize(
         raise InputError(f"the duration floor must not be negative; got {min_seconds_per_token}")
     start = time.perf_counter()
     prompt = None
-    ids = target
     if prompt_audio is not None:
         prompt = encode_prompt(codec, prompt_audio, model.config.n_codebooks, device)
-        ids = tokenizer.encode(prompt_text + " " + text)
-    limit = min(max_seconds, SECONDS_PER_TOKEN_LIMIT * len(target))
-    max_frames = max(1, int(limit * codec.frame_rate))
-    min_frames = min(max_frames, int(min_seconds_per_token * len(target) * codec.frame_rate))
     generator = torch.Generator(device=device)
     generator.manual_seed(seed if seed is not None else int(torch.randint(2**31, ())))
+    pause = torch.zeros(1, round(SENTENCE_PAUSE_SECONDS * codec.sample_rate), device=device)
+    wavs, codes = [], []
+    for sentence in split_sentences(text):
+        spoken = _speak(
+            model, tokenizer, sentence, prompt, prompt_text, sampling or SamplingConfig(), generator,
+            max_seconds=max_seconds, min_seconds_per_token=min_seconds_per_token, frame_rate=codec.frame_rate,
+        )  # fmt: skip
+        if prompt is None:  # the first sentence sets the voice of the rest
+            prompt, prompt_text = spoken, sentence
+        wavs += [pause, codec.decode(spoken)[0]] if wavs else [codec.decode(spoken)[0]]
+        codes.append(spoken[0])
+    return Synthesis(
+        wav=torch.cat(wavs, dim=-1).cpu(),
+        sample_rate=codec.sample_rate,
+        codes=torch.cat(codes, dim=-1).cpu(),
+        elapsed=time.perf_counter() - start,
+    )
+
+
+def _speak(
+    model, tokenizer, text, prompt, prompt_text, sampling, generator, *, max_seconds, min_seconds_per_token, frame_rate
+) -> torch.Tensor:
+    """Codes (1, n_q, t) of one sentence, continuing ``prompt`` (1, n_q, t') spoken as ``prompt_text`` if given."""
+    target = tokenizer.encode(text)
+    ids = target if prompt is None else tokenizer.encode(prompt_text + " " + text)
+    limit = min(max_seconds, SECONDS_PER_TOKEN_LIMIT * len(target))
+    max_frames = max(1, int(limit * frame_rate))
+    min_frames = min(max_frames, int(min_seconds_per_token * len(target) * frame_rate))
     codes = model.generate(
-        torch.tensor([ids], device=device),
+        torch.tensor([ids], device=generator.device),
         prompt,
         max_frames=max_frames,
         min_frames=min_frames,
-        sampling=sampling or SamplingConfig(),
+        sampling=sampling,
         generator=generator,
     )
     if codes.shape[-1] == 0:
         raise InputError("the model ended the speech before it began (EOS first); try another --seed or prompt")
-    wav = codec.decode(codes)[0].cpu()
-    return Synthesis(wav=wav, sample_rate=codec.sample_rate, codes=codes[0].cpu(), elapsed=time.perf_counter() - start)
+    return codes
 
 
 def save_spectrogram(path: str | os.PathLike, wav: torch.Tensor, sample_rate: int, *, title: str = "") -> Path:

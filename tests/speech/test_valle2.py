@@ -101,6 +101,43 @@ def test_synthesis_does_not_stop_before_its_lower_bound():
     assert lower >= 2 and lower <= result.codes.shape[-1] < lower + 2  # whole groups of 2 frames
 
 
+def test_split_sentences():
+    from speech.synthesis import split_sentences
+
+    text = "Alice  was beginning to get very tired. Oh dear!\nWhat a long, long, long sentence this one is; really."
+    assert split_sentences(text, max_chars=40) == [
+        "Alice was beginning to get very tired.",
+        "Oh dear!",
+        "What a long, long,",  # cut at clauses, rejoined up to max_chars
+        "long sentence this one is; really.",
+    ]
+    pieces = split_sentences(text, max_chars=12)
+    assert max(len(p) for p in pieces) <= 12 and " ".join(pieces) == " ".join(text.split())
+    assert split_sentences("Supercalifragilistic word.", max_chars=8) == ["Supercalifragilistic", "word."]
+
+
+def test_long_text_is_spoken_sentence_by_sentence_in_one_voice():
+    from speech.codecs.mel import MelCodec, preset
+    from speech.synthesis import SENTENCE_PAUSE_SECONDS, synthesize
+
+    model = tiny(group_size=2)
+    force_eos(model, 1e9)  # every sentence stops at its lower bound
+    codec = MelCodec(preset("mel-tiny")).eval()
+    calls = []
+    generate = model.generate
+    model.generate = lambda ids, prompt, **kw: calls.append((ids, prompt)) or generate(ids, prompt, **kw)
+    result = synthesize(model, codec, "hello there, alice. how are you today?", seed=0)
+    (first_ids, first_prompt), (second_ids, second_prompt) = calls
+    assert first_prompt is None and second_prompt.shape[-1] > 0  # the first sentence prompts the second
+    tokenizer = model.config.text_tokenizer()
+    assert second_ids[0].tolist() == tokenizer.encode("hello there, alice. how are you today?")
+    frames = result.codes.shape[-1]
+    assert torch.equal(result.codes[:, : second_prompt.shape[-1]], second_prompt[0])
+    samples_per_frame = codec.sample_rate / codec.frame_rate
+    pause = round(SENTENCE_PAUSE_SECONDS * codec.sample_rate)
+    assert result.wav.shape[-1] == pytest.approx(frames * samples_per_frame + pause, abs=2 * samples_per_frame)
+
+
 def test_nar_sees_prompt_codebooks_not_target_future_codebooks():
     model = tiny()
     text, text_lens, codes, code_lens = batch(b=1)
