@@ -102,30 +102,20 @@ def split_sentences(text: str, max_chars: int = MAX_SENTENCE_CHARS) -> list[str]
         if len(sentence) <= max_chars:
             pieces.append(sentence)
             continue
-        clauses = [c for clause in re.split(r"(?<=[,;:])\s+", sentence) for c in _cut(clause, max_chars)]
-        # Greedily rejoin the clauses into runs of at most max_chars.
-        run = ""
-        for piece in clauses:
-            if run and len(run) + 1 + len(piece) > max_chars:
-                pieces.append(run)
-                run = piece
-            else:
-                run = f"{run} {piece}" if run else piece
-        pieces.append(run)
-    return [p for p in pieces if p.strip()]
+        clauses = re.split(r"(?<=[,;:])\s+", sentence)
+        pieces += _pack([part for c in clauses for part in ([c] if len(c) <= max_chars else c.split())], max_chars)
+    return [p for p in pieces if p]
 
 
-def _cut(clause: str, max_chars: int) -> list[str]:
-    """A clause as runs of whole words of at most ``max_chars`` (a longer single word stands alone)."""
-    if len(clause) <= max_chars:
-        return [clause]
+def _pack(parts: list[str], max_chars: int) -> list[str]:
+    """Greedily join consecutive ``parts`` with spaces into runs of at most ``max_chars`` (a longer part alone)."""
     runs, run = [], ""
-    for word in clause.split():
-        if run and len(run) + 1 + len(word) > max_chars:
+    for part in parts:
+        if run and len(run) + 1 + len(part) > max_chars:
             runs.append(run)
-            run = word
+            run = part
         else:
-            run = f"{run} {word}" if run else word
+            run = f"{run} {part}" if run else part
     return [*runs, run]
 
 
