@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from core.checkpoint import CheckpointError
 from core.io import InputError, atomic_output
@@ -159,7 +160,8 @@ def synthesize(
     generator.manual_seed(seed if seed is not None else int(torch.randint(2**31, ())))
     pause = torch.zeros(1, round(SENTENCE_PAUSE_SECONDS * codec.sample_rate), device=device)
     wavs, codes = [], []
-    for sentence in split_sentences(text):
+    sentences = split_sentences(text)
+    for sentence in tqdm(sentences, desc="synthesizing", unit="sentence", disable=len(sentences) < 3):
         spoken = _speak(
             model, tokenizer, sentence, prompt, prompt_text, sampling or SamplingConfig(), generator,
             max_seconds=max_seconds, min_seconds_per_token=min_seconds_per_token, frame_rate=codec.frame_rate,
