@@ -156,6 +156,7 @@ def synthesize(
     prompt = None
     if prompt_audio is not None:
         prompt = encode_prompt(codec, prompt_audio, model.config.n_codebooks, device)
+    sampling = sampling or SamplingConfig()
     generator = torch.Generator(device=device)
     generator.manual_seed(seed if seed is not None else int(torch.randint(2**31, ())))
     pause = torch.zeros(1, round(SENTENCE_PAUSE_SECONDS * codec.sample_rate), device=device)
@@ -163,7 +164,7 @@ def synthesize(
     sentences = split_sentences(text)
     for sentence in tqdm(sentences, desc="synthesizing", unit="sentence", disable=len(sentences) < 3):
         spoken = _speak(
-            model, tokenizer, sentence, prompt, prompt_text, sampling or SamplingConfig(), generator,
+            model, tokenizer, sentence, prompt, prompt_text, sampling, generator,
             max_seconds=max_seconds, min_seconds_per_token=min_seconds_per_token, frame_rate=codec.frame_rate,
         )  # fmt: skip
         if prompt is None:  # the first sentence sets the voice of the rest

@@ -109,6 +109,8 @@ def build_corpus(
     ``workers`` espeak-ng processes run at once; the corpus is the same for any number.
     """
     out = Path(out)
+    if workers < 1:
+        raise InputError(f"workers must be at least 1; got {workers}")
     if heldout_speakers >= speakers:
         raise InputError(f"heldout speakers ({heldout_speakers}) must be fewer than speakers ({speakers})")
     pool = book_sentences()
@@ -121,18 +123,17 @@ def build_corpus(
     jobs = []
     for i, voice in enumerate(voices):
         heldout = i >= speakers - heldout_speakers
-        chosen = rng.sample(train_sentences, sentences_per_speaker)
-        jobs += [(voice, text, "test_speaker" if heldout else "train") for text in chosen]
+        chosen = [
+            (t, "test_speaker" if heldout else "train") for t in rng.sample(train_sentences, sentences_per_speaker)
+        ]
         if heldout:
-            jobs += [(voice, text, "test_sentence") for text in test_sentences]
+            chosen += [(t, "test_sentence") for t in test_sentences]
+        jobs += [
+            (voice, t, split, Path("wavs") / f"{voice.name}_{n:04d}.wav") for n, (t, split) in enumerate(chosen, 1)
+        ]
     (out / "wavs").mkdir(parents=True, exist_ok=True)
     with atomic_output(out / "speakers.json") as tmp:
         tmp.write_text(json.dumps([asdict(v) for v in voices], indent=1) + "\n")
-    counts: dict[str, int] = {}
-    named = []
-    for voice, text, split in jobs:
-        counts[voice.name] = counts.get(voice.name, 0) + 1
-        named.append((voice, text, split, Path("wavs") / f"{voice.name}_{counts[voice.name]:04d}.wav"))
 
     def render(job: tuple[EspeakVoice, str, str, Path]) -> str:
         voice, text, split, rel = job
@@ -149,8 +150,8 @@ def build_corpus(
         return json.dumps(record, ensure_ascii=False)
 
     # Threads suffice: the work happens in espeak-ng subprocesses. map keeps the manifest in job order.
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        lines = list(tqdm(pool.map(render, named), total=len(named), desc="espeak-ng corpus", unit="utt"))
+    with ThreadPoolExecutor(workers) as pool:
+        lines = list(tqdm(pool.map(render, jobs), total=len(jobs), desc="espeak-ng corpus", unit="utt"))
     with atomic_output(out / "metadata.jsonl") as tmp:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out / "metadata.jsonl"

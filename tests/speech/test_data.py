@@ -55,6 +55,9 @@ def test_build_corpus_is_the_same_with_parallel_workers(tmp_path):
     serial = build_corpus(tmp_path / "serial", **options).read_text()
     parallel = build_corpus(tmp_path / "parallel", workers=3, **options).read_text()
     assert parallel == serial
+    with pytest.raises(InputError, match="workers must be at least 1"):
+        build_corpus(tmp_path / "none", workers=0, **options)
+    assert not (tmp_path / "none").exists()
     for row in map(json.loads, serial.splitlines()):
         assert (tmp_path / "parallel" / row["audio"]).read_bytes() == (tmp_path / "serial" / row["audio"]).read_bytes()
 
