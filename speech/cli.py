@@ -97,6 +97,7 @@ def train(
     codec: str | None = None,
     codec_weights: str | None = None,
     group_size: int | None = None,
+    tokenizer: Literal["chars", "bytes", "phonemes"] | None = None,
     steps: int = 2000,
     batch_size: int = 16,
     lr: float = 1e-3,
@@ -131,6 +132,9 @@ def train(
             copied into the output.
         codec_weights: EnCodec weights file or directory (default: the torch hub cache).
         group_size: VALL-E 2 group size G (1, 2, 4, 8); from a checkpoint, adds fresh group layers.
+        tokenizer: VALL-E 2 text front end (default: the model's): characters, UTF-8 bytes, or espeak-ng
+            phonemes (what VALL-E uses; much easier for a small model to learn); from a checkpoint, the text
+            embeddings are rebuilt for it, keeping the rows of the symbols both alphabets share.
         steps: optimizer steps.
         batch_size: utterances (or audio crops) per step.
         lr: peak learning rate (cosine schedule with linear warm-up).
@@ -175,7 +179,8 @@ def train(
         progress_bar=progress_bar,
         seed=seed,
     )
-    overrides = {} if group_size is None else {"group_size": group_size}
+    overrides = {"group_size": group_size, "tokenizer": tokenizer}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     path = train_model(
         model, corpus, out, codec=codec, codec_weights=codec_weights, overrides=overrides, options=options
     )

@@ -6,6 +6,8 @@ import dataclasses
 import os
 from pathlib import Path
 
+import torch
+
 from core.checkpoint import CheckpointError, load_checkpoint, load_strict
 from speech.codecs.mel import PRESETS as CODEC_PRESETS
 from speech.codecs.mel import MelCodec, MelCodecConfig
@@ -14,6 +16,7 @@ from speech.codecs.mel_vae import MelVAE, MelVAEConfig
 from speech.models.clam_tts import ClamTTS, ClamTTSConfig
 from speech.models.speechssm import SpeechSSM, SpeechSSMConfig
 from speech.models.valle2 import Valle2, Valle2Config
+from speech.text.tokenizer import PAD, SYMBOLS
 
 PRESETS: dict[str, tuple[type, object]] = {
     **{name: (MelCodec, config) for name, config in CODEC_PRESETS.items()},
@@ -104,26 +107,52 @@ def preset_config(name: str):
 def from_pretrained(name_or_dir: str | os.PathLike, **overrides):
     """A model from a checkpoint directory (our format, eval mode), or a preset with random weights.
 
-    ``overrides`` replace config fields (e.g. ``group_size=2``). For a directory, only the VALL-E 2 group
-    size may change: the group layers it adds start fresh (fine-tuning VALL-E X with grouping).
+    ``overrides`` replace config fields (e.g. ``group_size=2``, ``tokenizer="phonemes"``; a new tokenizer kind
+    brings its default alphabet). For a directory, only VALL-E 2's group size and tokenizer may change, to
+    fine-tune into them: the group layers it adds start fresh (VALL-E X with grouping), and the text embeddings
+    are rebuilt for the new alphabet, keeping the rows of the symbols both alphabets share (characters to
+    phonemes: most consonants and "a" to "z" letters carry over).
     """
     path = Path(name_or_dir)
     if path.is_dir():
         if not overrides:
             return load_checkpoint(path, MODEL_TYPES).eval()
-        return _regrouped(path, **overrides)
-    config = dataclasses.replace(preset_config(str(name_or_dir)), **overrides)
-    return PRESETS[str(name_or_dir)][0](config)
+        return _adapted(path, **overrides)
+    config = preset_config(str(name_or_dir))
+    unknown = set(overrides) - {field.name for field in dataclasses.fields(config)}
+    if unknown:
+        raise CheckpointError(f"the preset {name_or_dir} has no setting {', '.join(sorted(unknown))}")
+    return PRESETS[str(name_or_dir)][0](dataclasses.replace(config, **_with_alphabet(overrides)))
 
 
-def _regrouped(path: Path, **overrides) -> Valle2:
-    if set(overrides) - {"group_size"}:
-        raise CheckpointError(f"only group_size can change when loading {path}; got {', '.join(overrides)}")
+def _with_alphabet(overrides: dict) -> dict:
+    """``overrides`` plus the default symbols of a tokenizer kind they set."""
+    if "tokenizer" not in overrides or "symbols" in overrides:
+        return overrides
+    if overrides["tokenizer"] not in SYMBOLS:
+        raise CheckpointError(f"unknown tokenizer {overrides['tokenizer']!r}: one of {', '.join(SYMBOLS)}")
+    return {**overrides, "symbols": SYMBOLS[overrides["tokenizer"]]}
+
+
+def _adapted(path: Path, **overrides) -> Valle2:
+    if set(overrides) - {"group_size", "tokenizer"}:
+        raise CheckpointError(
+            f"only group_size and tokenizer can change when loading {path}; got {', '.join(overrides)}"
+        )
     old = load_checkpoint(path, MODEL_TYPES)
     if not isinstance(old, Valle2):
-        raise CheckpointError(f"{path} is not a VALL-E 2 checkpoint; group_size applies to VALL-E 2 only")
-    model = Valle2(dataclasses.replace(old.config, **overrides))
+        raise CheckpointError(f"{path} is not a VALL-E 2 checkpoint; only VALL-E 2 can change group size or tokenizer")
+    model = Valle2(dataclasses.replace(old.config, **_with_alphabet(overrides)))
+    fresh = model.state_dict()
     group = ("ar.group_in.", "ar.group_out.")
     state = {k: v for k, v in old.state_dict().items() if not k.startswith(group)}
-    state.update({k: v for k, v in model.state_dict().items() if k.startswith(group)})
+    state.update({k: v for k, v in fresh.items() if k.startswith(group)})
+    old_ids = old.config.text_tokenizer().symbol_ids()
+    new_ids = model.config.text_tokenizer().symbol_ids()
+    shared = [(new_ids[s], old_ids[s]) for s in new_ids if s in old_ids] + [(PAD, PAD)]
+    rows_new, rows_old = (torch.tensor(rows) for rows in zip(*shared))
+    for name in ("ar.text.embedding.weight", "nar.text.embedding.weight"):
+        table = fresh[name].clone()
+        table[rows_new] = state[name][rows_old]
+        state[name] = table
     return load_strict(model, state, str(path))

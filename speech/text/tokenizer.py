@@ -18,6 +18,8 @@ PAD = 0
 CHARS = " abcdefghijklmnopqrstuvwxyz0123456789.,;:!?'\"-()"
 # The symbols espeak-ng's English voices print with --ipa (and a few more), plus the clause separator ", ".
 PHONEMES = " ,abcdefghijklmnopqrstuvwxyzæçðøŋœɐɑɒɔəɘɚɛɜɞɟɡɣɨɪɫɬɲɹɾʁʃʉʊʋʌʍʎʒʔʲʰˈˌːˑ̩̃θχᵻ"
+# Each kind's default alphabet (bytes need none).
+SYMBOLS = {"chars": CHARS, "bytes": "", "phonemes": PHONEMES}
 
 _FOLD = str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "—": "-", "…": "..."})
 
@@ -72,6 +74,12 @@ class TextTokenizer:
             shown = " ".join(repr(c) for c in unknown[:8])
             raise InputError(f"the text has characters this model's {self.kind} tokenizer cannot represent: {shown}")
         return [self._ids[c] for c in units]
+
+    def symbol_ids(self) -> dict[str, int]:
+        """Single characters -> their ids (bytes: the ASCII ones), to carry embeddings across alphabets."""
+        if self.kind == "bytes":
+            return {chr(b): b + 1 for b in range(128)}
+        return dict(self._ids)
 
     def decode(self, ids: list[int]) -> str:
         if self.kind == "bytes":

@@ -50,6 +50,13 @@ def test_phonemes_without_espeak_say_how_to_install(monkeypatch):
         TextTokenizer(kind="phonemes", symbols=PHONEMES).encode("hello")
 
 
+def test_symbol_ids_name_single_characters_of_every_kind():
+    assert TextTokenizer().symbol_ids()["a"] == TextTokenizer().encode("a")[0]
+    assert TextTokenizer(kind="bytes").symbol_ids()["a"] == TextTokenizer(kind="bytes").encode("a")[0]
+    phonemes = TextTokenizer(kind="phonemes", symbols=PHONEMES).symbol_ids()
+    assert phonemes["ð"] == PHONEMES.index("ð") + 1 and len(phonemes) == len(PHONEMES)
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="distinct"):
         TextTokenizer(symbols="aab")

@@ -5,6 +5,7 @@ from core.checkpoint import CheckpointError
 from speech.models import from_pretrained
 from speech.models.sampling import SamplingConfig
 from speech.models.valle2 import IGNORE, Valle2, Valle2Config
+from speech.text.tokenizer import PHONEMES
 
 
 def tiny(**overrides) -> Valle2:
@@ -180,8 +181,31 @@ def test_save_load_round_trip_and_regroup(tmp_path):
     regrouped = from_pretrained(tmp_path / "m", group_size=2)
     assert regrouped.config.group_size == 2 and regrouped.ar.group_in is not None
     torch.testing.assert_close(regrouped.nar.audio_embeddings[1].weight, model.nar.audio_embeddings[1].weight)
-    with pytest.raises(CheckpointError, match="only group_size"):
+    with pytest.raises(CheckpointError, match="only group_size and tokenizer"):
         from_pretrained(tmp_path / "m", d_model=64)
+
+
+def test_new_tokenizer_from_a_checkpoint_keeps_shared_symbols(tmp_path):
+    model = tiny()
+    model.save_pretrained(tmp_path / "m")
+    phonemes = from_pretrained(tmp_path / "m", tokenizer="phonemes")
+    assert phonemes.config.symbols == PHONEMES and phonemes.ar.text.embedding.weight.shape[0] == len(PHONEMES) + 1
+    old_ids, new_ids = model.config.text_tokenizer().symbol_ids(), phonemes.config.text_tokenizer().symbol_ids()
+    for table, old in (
+        (phonemes.ar.text.embedding, model.ar.text.embedding),
+        (phonemes.nar.text.embedding, model.nar.text.embedding),
+    ):
+        for symbol in " ,bdk":
+            torch.testing.assert_close(table.weight[new_ids[symbol]], old.weight[old_ids[symbol]])
+        assert not any(torch.equal(table.weight[new_ids["ð"]], row) for row in old.weight)
+    # Everything else is the checkpoint's.
+    torch.testing.assert_close(phonemes.ar.audio_embedding.weight, model.ar.audio_embedding.weight)
+    torch.testing.assert_close(phonemes.nar.heads[0].weight, model.nar.heads[0].weight)
+    assert from_pretrained("valle2-tiny", tokenizer="bytes").ar.text.embedding.weight.shape[0] == 257
+    with pytest.raises(CheckpointError, match="unknown tokenizer 'words'"):
+        from_pretrained(tmp_path / "m", tokenizer="words")
+    with pytest.raises(CheckpointError, match="mel-tiny has no setting group_size"):
+        from_pretrained("mel-tiny", group_size=2)
 
 
 def test_config_validation():
