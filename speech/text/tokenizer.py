@@ -61,7 +61,10 @@ class TextTokenizer:
         if self.kind == "chars":
             return text.lower()
         if self.kind == "phonemes":
-            return phonemize(text, voice=self.voice)
+            units = phonemize(text, voice=self.voice)
+            if not units:
+                raise InputError("the text has nothing to speak (espeak-ng gives no phonemes for it)")
+            return units
         return text
 
     def encode(self, text: str) -> list[int]:

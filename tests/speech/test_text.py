@@ -42,6 +42,8 @@ def test_phonemes_through_espeak():
     units = tok.units("The cat sat. Then it ran!")
     assert "ð" in units and ", " in units
     assert tok.decode(tok.encode("The cat sat. Then it ran!")) == units
+    with pytest.raises(InputError, match="nothing to speak"):
+        tok.encode("... !")
 
 
 def test_phonemes_without_espeak_say_how_to_install(monkeypatch):
