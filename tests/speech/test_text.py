@@ -43,7 +43,7 @@ def test_phonemes_through_espeak():
     assert "ð" in units and ", " in units
     assert tok.decode(tok.encode("The cat sat. Then it ran!")) == units
     with pytest.raises(InputError, match="nothing to speak"):
-        tok.encode("... !")
+        tok.encode("... -")
 
 
 def test_phonemes_without_espeak_say_how_to_install(monkeypatch):
