@@ -105,7 +105,18 @@ def split_sentences(text: str, max_chars: int = MAX_SENTENCE_CHARS) -> list[str]
             continue
         clauses = re.split(r"(?<=[,;:])\s+", sentence)
         pieces += _pack([part for c in clauses for part in ([c] if len(c) <= max_chars else c.split())], max_chars)
-    return [p for p in pieces if p]
+    # Punctuation alone ("...", "-") is no sentence (a phoneme front end has nothing to say for it): it joins
+    # the words before it, or after it at the start.
+    sentences, lead = [], ""
+    for piece in filter(None, pieces):
+        if any(c.isalnum() for c in piece):
+            sentences.append(f"{lead} {piece}".lstrip())
+            lead = ""
+        elif sentences:
+            sentences[-1] += " " + piece
+        else:
+            lead = f"{lead} {piece}".lstrip()
+    return sentences or ([lead] if lead else [])
 
 
 def _pack(parts: list[str], max_chars: int) -> list[str]:

@@ -115,6 +115,9 @@ def test_split_sentences():
     pieces = split_sentences(text, max_chars=12)
     assert max(len(p) for p in pieces) <= 12 and " ".join(pieces) == " ".join(text.split())
     assert split_sentences("Supercalifragilistic word.", max_chars=8) == ["Supercalifragilistic", "word."]
+    # Punctuation alone stays with the words before it (or after it, at the start).
+    assert split_sentences("... Hello. ... World. - !") == ["... Hello. ...", "World. - !"]
+    assert split_sentences("...") == ["..."]
 
 
 def test_long_text_is_spoken_sentence_by_sentence_in_one_voice():
