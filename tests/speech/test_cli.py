@@ -95,37 +95,18 @@ def test_train_outputs_are_self_contained_and_resume(tiny_model, tiny_corpus):
 
 @needs_espeak
 def test_train_into_phonemes_from_a_checkpoint(tiny_model, tmp_path, capsys):
+    """A characters model fine-tunes into phonemes, and the result speaks; a codec has no tokenizer to change."""
     from core.checkpoint import read_config
 
-    codes = str(tiny_model / "codes.safetensors")
+    out, wav = tmp_path / "phonemes", tmp_path / "hi.wav"
+    data = ["--corpus", str(tiny_model / "codes.safetensors"), "--out", str(out)]
     quick = ["--steps", "2", "--batch-size", "2", "--warmup-steps", "1", "--progress-bar", "false"]
-    out = tmp_path / "phonemes"
-    assert (
-        main(
-            [
-                "train",
-                "--model",
-                str(tiny_model),
-                "--tokenizer",
-                "phonemes",
-                "--corpus",
-                codes,
-                "--out",
-                str(out),
-                *quick,
-            ]
-        )
-        == 0
-    )
+    assert main(["train", "--model", str(tiny_model), "--tokenizer", "phonemes", *data, *quick]) == 0
     assert read_config(out)["tokenizer"] == "phonemes"
-    wav = tmp_path / "hi.wav"
     assert main(["synth", "--model", str(out), "--text", "Hi there.", "--out", str(wav), "--max-seconds", "1"]) == 0
     assert sf.info(wav).samplerate == 24_000
     capsys.readouterr()
-    assert (
-        main(["train", "--model", "mel-tiny", "--tokenizer", "phonemes", "--corpus", codes, "--out", str(out / "x")])
-        == 2
-    )
+    assert main(["train", "--model", "mel-tiny", "--tokenizer", "phonemes", *data]) == 2
     assert "no setting tokenizer" in one_line_error(capsys)
 
 
