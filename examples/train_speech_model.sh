@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Recipe for the bundled speech model (examples/speech_model): an espeak-ng corpus, the mel codec, VALL-E 2 (G = 2).
 # On the project's shared 2-core machine: legs 1-3 below at the lowest priority on one core, legs 4 and 5 on both
-# (100 and 110 min).
+# (100 and 135 min).
 # Usage: examples/train_speech_model.sh WORK_DIR
 #
 # What is bundled was trained in five legs, the first two cut short by the time available (weights stored in float16):
@@ -12,8 +12,8 @@
 #   4. on the 18,000-utterance corpus below (the small one was learnt by heart: held-out loss rose while the
 #      training loss fell), `tts train --model <leg 3's model> ... --steps 5500 --lr 1e-3`: done;
 #   5. from characters to espeak-ng phonemes (text embeddings rebuilt), `tts train --model <leg 4's model>
-#      --tokenizer phonemes ... --steps 5500 --lr 1e-3 --val-every 500`, stopped at step 4500.
-# 14,000 steps in all; the codec is the step-1000 checkpoint of its 2000-step schedule, trained on the small corpus.
+#      --tokenizer phonemes ... --steps 5500 --lr 1e-3 --val-every 500`: done.
+# 15,000 steps in all; the codec is the step-1000 checkpoint of its 2000-step schedule, trained on the small corpus.
 # The single command below is the clean version of that chain (phonemes from the start; not run end to end here).
 # Export a checkpoint of a stopped run with `tts train ... --resume true --steps <its step>`.
 set -euo pipefail
