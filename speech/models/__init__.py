@@ -122,16 +122,19 @@ def from_pretrained(name_or_dir: str | os.PathLike, **overrides):
     unknown = set(overrides) - {field.name for field in dataclasses.fields(config)}
     if unknown:
         raise CheckpointError(f"the preset {name_or_dir} has no setting {', '.join(sorted(unknown))}")
-    return PRESETS[str(name_or_dir)][0](dataclasses.replace(config, **_with_alphabet(overrides)))
+    return PRESETS[str(name_or_dir)][0](_replaced(config, overrides))
 
 
-def _with_alphabet(overrides: dict) -> dict:
-    """``overrides`` plus the default symbols of a tokenizer kind they set."""
-    if "tokenizer" not in overrides or "symbols" in overrides:
-        return overrides
-    if overrides["tokenizer"] not in SYMBOLS:
-        raise CheckpointError(f"unknown tokenizer {overrides['tokenizer']!r}: one of {', '.join(SYMBOLS)}")
-    return {**overrides, "symbols": SYMBOLS[overrides["tokenizer"]]}
+def _replaced(config, overrides: dict):
+    """``config`` with ``overrides`` (a tokenizer kind brings its default symbols); bad values -> CheckpointError."""
+    if "tokenizer" in overrides and "symbols" not in overrides:
+        if overrides["tokenizer"] not in SYMBOLS:
+            raise CheckpointError(f"unknown tokenizer {overrides['tokenizer']!r}: one of {', '.join(SYMBOLS)}")
+        overrides = {**overrides, "symbols": SYMBOLS[overrides["tokenizer"]]}
+    try:
+        return dataclasses.replace(config, **overrides)
+    except ValueError as err:  # the config's own validation (e.g. group_size 3)
+        raise CheckpointError(str(err)) from None
 
 
 def _adapted(path: Path, **overrides) -> Valle2:
@@ -142,7 +145,7 @@ def _adapted(path: Path, **overrides) -> Valle2:
     old = load_checkpoint(path, MODEL_TYPES)
     if not isinstance(old, Valle2):
         raise CheckpointError(f"{path} is not a VALL-E 2 checkpoint; only VALL-E 2 can change group size or tokenizer")
-    model = Valle2(dataclasses.replace(old.config, **_with_alphabet(overrides)))
+    model = Valle2(_replaced(old.config, overrides))
     fresh = model.state_dict()
     group = ("ar.group_in.", "ar.group_out.")
     state = {k: v for k, v in old.state_dict().items() if not k.startswith(group)}

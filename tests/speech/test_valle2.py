@@ -209,6 +209,8 @@ def test_new_tokenizer_from_a_checkpoint_keeps_shared_symbols(tmp_path):
         from_pretrained(tmp_path / "m", tokenizer="words")
     with pytest.raises(CheckpointError, match="mel-tiny has no setting group_size"):
         from_pretrained("mel-tiny", group_size=2)
+    with pytest.raises(CheckpointError, match="group_size must be 1, 2, 4 or 8"):
+        from_pretrained("valle2-tiny", group_size=3)
 
 
 def test_config_validation():
