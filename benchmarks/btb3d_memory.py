@@ -32,7 +32,7 @@ def measure(slices: int, mode: str, size: int, repeats: int) -> dict:
     """One point, in this process (called through a subprocess by `main`)."""
     import torch
 
-    from vision.models.btb3d import BTB3D, BTB3DConfig
+    from longseq.vision.btb3d.model import BTB3D, BTB3DConfig
 
     torch.manual_seed(0)
     model = BTB3D(
@@ -66,7 +66,7 @@ def measure(slices: int, mode: str, size: int, repeats: int) -> dict:
 def token_grids() -> dict[str, list[int]]:
     import torch
 
-    from vision.models.btb3d import BTB3D, BTB3D_PRESETS
+    from longseq.vision.btb3d.model import BTB3D, BTB3D_PRESETS
 
     grids = {}
     for name in ("btb3d-8x8x8", "btb3d-16x16x8"):

@@ -44,8 +44,8 @@ def _frames(path: str) -> list[np.ndarray]:
 def training_volumes() -> list[np.ndarray]:
     from pydicom.data import get_testdata_file
 
-    from vision.data.volumes import preprocess_ct, read_volume
-    from vision.data.volumes_dataset import percentile_to_unit
+    from longseq.vision.btb3d.dataset import percentile_to_unit
+    from longseq.vision.btb3d.volumes import preprocess_ct, read_volume
 
     mri = _frames(_nibabel_file("example4d.nii.gz")) + _frames(_nibabel_file("scaled+tlrc.HEAD"))
     mri += _frames(_nibabel_file("phantom_EPI_asc_CLEAR_2_1.PAR"))
@@ -58,8 +58,8 @@ def held_out() -> dict[str, np.ndarray]:
     import pydicom
     from pydicom.data import get_testdata_file
 
-    from vision.data.volumes import preprocess_ct, read_volume
-    from vision.data.volumes_dataset import percentile_to_unit
+    from longseq.vision.btb3d.dataset import percentile_to_unit
+    from longseq.vision.btb3d.volumes import preprocess_ct, read_volume
 
     items = {"anatomical.nii (MRI, 25x41x33)": percentile_to_unit(read_volume(_nibabel_file("anatomical.nii")).data)}
     emri = pydicom.dcmread(get_testdata_file("emri_small.dcm")).pixel_array.astype(np.float32)
@@ -75,9 +75,9 @@ def held_out() -> dict[str, np.ndarray]:
 def train(args) -> None:
     import nibabel as nib
 
-    from vision.models.btb3d import BTB3D, BTB3DConfig
-    from vision.tasks.btb3d_cli import train3d
-    from vision.tasks.btb3d_config import BTB3DTrainConfig
+    from longseq.vision.btb3d.cli import train3d
+    from longseq.vision.btb3d.model import BTB3D, BTB3DConfig
+    from longseq.vision.btb3d.train_config import BTB3DTrainConfig
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -126,8 +126,8 @@ def evaluate(args) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from vision.data.volumes import pad_to_grid
-    from vision.models.btb3d import BTB3D
+    from longseq.vision.btb3d.model import BTB3D
+    from longseq.vision.btb3d.volumes import pad_to_grid
 
     model = BTB3D.from_pretrained(args.model).eval()
     cd, ch, _ = model.config.compression

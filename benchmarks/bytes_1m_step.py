@@ -17,8 +17,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from bytes.data.files import list_files, read_bytes
-from bytes.models import from_pretrained
+from longseq.bytes.data.files import list_files, read_bytes
+from longseq.bytes.models import from_pretrained
 
 
 def peak_gb() -> float:

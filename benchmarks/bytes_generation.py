@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from bytes.models import MBLM, MBLMConfig, StageConfig
+from longseq.bytes.models import MBLM, MBLMConfig, StageConfig
 
 SEQ_LENS = (1024, 8)
 HIDDEN = (256, 128)

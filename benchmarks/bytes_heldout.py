@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from bytes.data.files import read_bytes
-from bytes.models import from_pretrained
+from longseq.bytes.data.files import read_bytes
+from longseq.bytes.models import from_pretrained
 
 
 def compressed_bits(data: bytes, command: list[str]) -> int:

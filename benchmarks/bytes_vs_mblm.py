@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bytes.data.files import list_files, read_bytes, split_files
-from bytes.models import MBLM, MBLMConfig, StageConfig
+from longseq.bytes.data.files import list_files, read_bytes, split_files
+from longseq.bytes.models import MBLM, MBLMConfig, StageConfig
 
 HIDDEN, LAYERS, SEQ_LENS = (256, 128), (2, 2), (256, 8)
 HEADS, HEAD_DIM, FF_MULT, D_STATE = 4, 32, 2, 16

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import genomics
-from genomics.data.splits import split_genome
-from genomics.evaluate import causal_scores, masked_scores
-from genomics.markov import bases_from_ids, select
+from longseq import genomics
+from longseq.genomics.data.splits import split_genome
+from longseq.genomics.evaluate import causal_scores, masked_scores
+from longseq.genomics.markov import bases_from_ids, select
 
 
 def main(argv: list[str] | None = None) -> None:

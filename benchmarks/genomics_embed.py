@@ -25,7 +25,7 @@ MODELS = {"hyenadna-tiny-1k": "HyenaDNA tiny-1k (2 x 128)", "caduceus-ps-1k-d118
 
 def run_embed(model: str, fasta: Path, out: Path, batch_size: int) -> tuple[float, float]:
     """One ``dna embed`` process: (bases per second, peak RSS in MiB)."""
-    argv = [sys.executable, "-m", "genomics.cli", "embed", "--input", str(fasta), "--output", str(out)]
+    argv = [sys.executable, "-m", "longseq.genomics.cli", "embed", "--input", str(fasta), "--output", str(out)]
     argv += ["--model", model, "--batch_size", str(batch_size)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plot", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    from genomics.data.fasta import read_records
+    from longseq.genomics.data.fasta import read_records
 
     record = next(iter(read_records(args.genome)))
     rows = []

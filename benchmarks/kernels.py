@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-import kernels
-from kernels._testing import selective_scan_inputs, ssd_inputs
+from longseq import kernels
+from longseq.kernels._testing import selective_scan_inputs, ssd_inputs
 
 Inputs = dict[str, torch.Tensor | None]
 

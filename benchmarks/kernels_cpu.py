@@ -24,11 +24,11 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-import kernels
-from kernels._testing import selective_scan_inputs, ssd_inputs
-from kernels.fftconv.torch_fftconv import DIRECT_MAX, fast_fft_size
-from kernels.selective_scan.torch_scan import chunk_length, selective_scan_torch
-from kernels.ssd.chunked import ssd_scan_chunked
+from longseq import kernels
+from longseq.kernels._testing import selective_scan_inputs, ssd_inputs
+from longseq.kernels.fftconv.torch_fftconv import DIRECT_MAX, fast_fft_size
+from longseq.kernels.selective_scan.torch_scan import chunk_length, selective_scan_torch
+from longseq.kernels.ssd.chunked import ssd_scan_chunked
 
 Inputs = dict[str, torch.Tensor | None]
 

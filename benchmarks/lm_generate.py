@@ -17,7 +17,7 @@ from functools import partial
 
 import torch
 
-from core.lm import AttentionOptions, CausalLM, LMConfig, Mamba2Options
+from longseq.core.lm import AttentionOptions, CausalLM, LMConfig, Mamba2Options
 
 
 def models() -> dict[str, CausalLM]:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from speech.audio import load_audio
-from speech.codecs import load_codec
-from speech.eval import mcd
+from longseq.speech.audio import load_audio
+from longseq.speech.codecs import load_codec
+from longseq.speech.eval import mcd
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -22,11 +22,11 @@ import argparse
 import statistics
 from pathlib import Path
 
-from core.io import InputError
-from speech.audio import load_audio
-from speech.data.manifest import read_manifest
-from speech.eval import mcd
-from speech.synthesis import SECONDS_PER_TOKEN_MIN, load_model_and_codec, synthesize
+from longseq.core.io import InputError
+from longseq.speech.audio import load_audio
+from longseq.speech.data.manifest import read_manifest
+from longseq.speech.eval import mcd
+from longseq.speech.synthesis import SECONDS_PER_TOKEN_MIN, load_model_and_codec, synthesize
 
 # The decoders whose every forward pass is one generation step (the text encoders run once per utterance).
 STEP_MODULES = {"ClamTTS": ["decoder"], "Valle2": ["ar.decoder", "nar.decoder"]}
@@ -37,7 +37,7 @@ def codebook_perplexity(codes_file: Path) -> list[float]:
     model): how many codewords a codec really uses."""
     import torch
 
-    from speech.data.codes import EncodedCorpus
+    from longseq.speech.data.codes import EncodedCorpus
 
     codes = torch.cat(EncodedCorpus.load(codes_file).codes, dim=-1).long()
     out = []

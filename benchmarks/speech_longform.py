@@ -72,9 +72,9 @@ def spectral_stats(wav: np.ndarray, sample_rate: int) -> tuple[float, float]:
 
 
 def load(model_dir: str | None):
-    from speech.codecs.mel import MelCodec, preset
-    from speech.models import from_pretrained
-    from speech.synthesis import load_model_and_codec
+    from longseq.speech.codecs.mel import MelCodec, preset
+    from longseq.speech.models import from_pretrained
+    from longseq.speech.synthesis import load_model_and_codec
 
     if model_dir is not None:
         return load_model_and_codec(model_dir)
@@ -86,8 +86,8 @@ def child(model_dir: str | None, minutes: float, seed: int, interval: float) -> 
     """One run in this process: the measurements as a dict."""
     import soundfile as sf
 
-    from speech.longform import continue_speech
-    from speech.models.sampling import SamplingConfig
+    from longseq.speech.longform import continue_speech
+    from longseq.speech.models.sampling import SamplingConfig
 
     model, codec = load(model_dir)
     per_interval = round(interval * codec.frame_rate)

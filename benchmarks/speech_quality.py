@@ -28,11 +28,11 @@ import statistics
 import numpy as np
 import torch
 
-from speech.audio import load_audio
-from speech.data.manifest import read_manifest
-from speech.eval import loop_count, mcd
-from speech.models.sampling import SamplingConfig
-from speech.synthesis import SECONDS_PER_TOKEN_LIMIT, load_model_and_codec, synthesize
+from longseq.speech.audio import load_audio
+from longseq.speech.data.manifest import read_manifest
+from longseq.speech.eval import loop_count, mcd
+from longseq.speech.models.sampling import SamplingConfig
+from longseq.speech.synthesis import SECONDS_PER_TOKEN_LIMIT, load_model_and_codec, synthesize
 
 
 def summary(values: list[float]) -> str:

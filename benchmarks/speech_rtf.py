@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
-from speech.audio import load_audio
-from speech.models import from_pretrained
-from speech.models.sampling import SamplingConfig
-from speech.synthesis import load_model_and_codec
+from longseq.speech.audio import load_audio
+from longseq.speech.models import from_pretrained
+from longseq.speech.models.sampling import SamplingConfig
+from longseq.speech.synthesis import load_model_and_codec
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = ROOT / "examples" / "speech" / "LJ049-0124.wav"

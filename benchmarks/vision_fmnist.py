@@ -37,10 +37,10 @@ LABELS = {
 def _model(variant: str):
     import timm
 
-    import vision  # noqa: F401  (registers the LocalMamba models)
-    from vision.models.local_mamba_presets import preset
-    from vision.models.local_vim import LocalVim
-    from vision.tasks.local_mamba_cli import load_model_config
+    import longseq.vision.local_mamba  # noqa: F401  (registers the models with timm)
+    from longseq.vision.local_mamba.cli import load_model_config
+    from longseq.vision.local_mamba.local_vim import LocalVim
+    from longseq.vision.local_mamba.presets import preset
 
     if variant == "vit":
         return timm.create_model(
@@ -101,8 +101,8 @@ def train(
     """
     import torch
 
-    from core.train import OptimizerConfig, TrainerConfig
-    from vision.tasks.classify import ImageClassificationData, ImageDataConfig, train_classifier
+    from longseq.core.train import OptimizerConfig, TrainerConfig
+    from longseq.vision.local_mamba.classify import ImageClassificationData, ImageDataConfig, train_classifier
 
     torch.manual_seed(seed)
     model = _model(variant)
@@ -136,11 +136,11 @@ def search(steps: int = 400, batch_size: int = 64, seed: int = 0) -> None:
     upstream) for a few hundred steps and keep each layer's top 4 directions (`vision extract-directions`)."""
     import torch
 
-    from core.train import OptimizerConfig, TrainerConfig
-    from vision.cli import main
-    from vision.models.local_mamba_presets import preset
-    from vision.models.local_vim import LocalVim
-    from vision.tasks.classify import ImageClassificationData, ImageDataConfig, train_classifier
+    from longseq.core.train import OptimizerConfig, TrainerConfig
+    from longseq.vision.cli import main
+    from longseq.vision.local_mamba.classify import ImageClassificationData, ImageDataConfig, train_classifier
+    from longseq.vision.local_mamba.local_vim import LocalVim
+    from longseq.vision.local_mamba.presets import preset
 
     torch.manual_seed(seed)
     supernet = LocalVim.from_config(preset("localvim_fmnist_search"))

@@ -30,7 +30,7 @@ def build(name: str, size: int):
     import timm
     import torch
 
-    import vision  # noqa: F401  (registers the LocalMamba models)
+    import longseq.vision.local_mamba  # noqa: F401  (registers the models with timm)
 
     if name == "localvim_tiny":
         return timm.create_model("localvim_tiny", img_size=size)

@@ -32,7 +32,7 @@ def _kinds(path: Path) -> list[str]:
 
 def _image_labels(records) -> tuple[list[Path], list[int]]:
     """The distinct images of the records and a 20-way label (Fashion-MNIST 0-9, digits 10-19)."""
-    from vision.data.vqa_offline import DIGIT_WORDS, FASHION_ITEMS
+    from longseq.vision.vl_mamba.offline_data import DIGIT_WORDS, FASHION_ITEMS
 
     images = {}
     for r in records:
@@ -44,7 +44,7 @@ def _image_labels(records) -> tuple[list[Path], list[int]]:
 
 
 def _trainer(name: str, steps: int, seed: int = 0):
-    from core.train import TrainerConfig
+    from longseq.core.train import TrainerConfig
 
     return TrainerConfig(
         max_steps=steps, val_every_n_batches=max(steps // 4, 1), limit_val_batches=4, log_dir=str(WORK / "logs"),
@@ -60,10 +60,10 @@ def _pretrain_encoder(records, steps: int) -> Path:
     from safetensors.torch import save_file
     from torch.utils.data import DataLoader, TensorDataset
 
-    from core.train import OptimizerConfig, ResumableDataLoader
-    from vision.data.vqa import load_image
-    from vision.models.vl_mamba import PRESETS
-    from vision.tasks.classify import train_classifier
+    from longseq.core.train import OptimizerConfig, ResumableDataLoader
+    from longseq.vision.local_mamba.classify import train_classifier
+    from longseq.vision.vl_mamba.data import load_image
+    from longseq.vision.vl_mamba.model import PRESETS
 
     tower = PRESETS["vl-mamba-tiny"].vision
     model = timm.create_model(tower.arch, num_classes=20, **tower.timm_kwargs())
@@ -102,10 +102,10 @@ def _pretrain_lm(records, tokenizer, steps: int) -> Path:
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from core.lm import CausalLM
-    from core.train import CausalLMTask, OptimizerConfig, ResumableDataLoader, build_trainer, fit
-    from vision.data.vqa import encode_conversation
-    from vision.models.vl_mamba import IGNORE_INDEX, PRESETS
+    from longseq.core.lm import CausalLM
+    from longseq.core.train import CausalLMTask, OptimizerConfig, ResumableDataLoader, build_trainer, fit
+    from longseq.vision.vl_mamba.data import encode_conversation
+    from longseq.vision.vl_mamba.model import IGNORE_INDEX, PRESETS
 
     rows = [encode_conversation(tokenizer, r.conversations)[0][1:] for r in records]  # the text, image dropped
     length = max(len(ids) for ids in rows)
@@ -139,8 +139,8 @@ def _probe(records_train, records_test, encoder: Path) -> dict[str, float]:
     import torch
     from sklearn.linear_model import LogisticRegression
 
-    from vision.data.vqa import load_image
-    from vision.models.vl_mamba import PRESETS, build_vision_tower
+    from longseq.vision.vl_mamba.data import load_image
+    from longseq.vision.vl_mamba.model import PRESETS, build_vision_tower
 
     tower = build_vision_tower(PRESETS["vl-mamba-tiny"].vision, encoder).eval()
     cfg = tower.pretrained_cfg
@@ -176,9 +176,9 @@ def prepare(encoder_steps: int = 600, lm_steps: int = 300) -> None:
     """Build the data, pre-train the encoder and the LM, and fit the linear probe."""
     import torch
 
-    from vision.data.vqa import read_jsonl
-    from vision.data.vqa_offline import build_offline_vqa
-    from vision.models.vl_tokenizer import WordTokenizer
+    from longseq.vision.vl_mamba.data import read_jsonl
+    from longseq.vision.vl_mamba.offline_data import build_offline_vqa
+    from longseq.vision.vl_mamba.tokenizer import WordTokenizer
 
     torch.manual_seed(0)
     WORK.mkdir(parents=True, exist_ok=True)
@@ -205,10 +205,10 @@ def train(
 
     import torch
 
-    from core.train import OptimizerConfig
-    from vision.data.vqa import read_jsonl
-    from vision.tasks.vl_mamba import VQADataConfig, answer_records, train_vl_mamba
-    from vision.tasks.vl_mamba_cli import load_vl_model
+    from longseq.core.train import OptimizerConfig
+    from longseq.vision.vl_mamba.cli import load_vl_model
+    from longseq.vision.vl_mamba.data import read_jsonl
+    from longseq.vision.vl_mamba.task import VQADataConfig, answer_records, train_vl_mamba
 
     torch.manual_seed(0)
     name = f"{connector}-{scan}"

@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from core.cli import run
+from longseq.core.cli import run
 
 
 def _note_preset(model: str) -> None:
-    from bytes.models import PRESETS
+    from longseq.bytes.models import PRESETS
 
     if model in PRESETS and not Path(model).exists():
         print(f"note: {model} is a preset with random weights", file=sys.stderr)
@@ -25,8 +25,8 @@ def _note_preset(model: str) -> None:
 def _load(model: str, device: str):
     import torch
 
-    from bytes.models import from_pretrained
-    from core.io import InputError
+    from longseq.bytes.models import from_pretrained
+    from longseq.core.io import InputError
 
     try:
         dev = torch.device(device)
@@ -80,8 +80,8 @@ def train(
         seed: seed of initialisation, data order and dropout.
         resume: continue from OUT/checkpoints/last.ckpt when it exists (same data order and next loss).
     """
-    from bytes.tasks.lm import train_on_files
-    from core.train import OptimizerConfig, TrainerConfig
+    from longseq.bytes.tasks.lm import train_on_files
+    from longseq.core.train import OptimizerConfig, TrainerConfig
 
     trainer = TrainerConfig(
         max_steps=max_steps,
@@ -144,8 +144,8 @@ def generate(
     """
     import torch
 
-    from bytes.data.files import read_file
-    from core.io import InputError, atomic_output
+    from longseq.bytes.data.files import read_file
+    from longseq.core.io import InputError, atomic_output
 
     if (prompt is None) == (prompt_file is None):
         raise InputError("give exactly one of --prompt and --prompt_file")
@@ -211,8 +211,8 @@ def evaluate(
     """
     import torch
 
-    from bytes.data.files import list_files, read_bytes, read_file
-    from core.io import InputError
+    from longseq.bytes.data.files import list_files, read_bytes, read_file
+    from longseq.core.io import InputError
 
     if batch_size < 1:
         raise InputError(f"--batch_size must be >= 1, got {batch_size}")

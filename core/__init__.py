@@ -9,19 +9,19 @@ Sequences are batch-first, (b, l, d). Every mixer follows the protocol in `core.
 optional state, init_state, step).
 """
 
-from core.attention import Attention, KVCache
-from core.block import Block, Mixer
-from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from core.convert import from_pretrained
-from core.hierarchical import HierarchicalState, PatchDecoder
-from core.hyena import HyenaOperator, HyenaState
-from core.io import InputError, atomic_output
-from core.lm import CausalLM, LMConfig
-from core.mlp import Mlp
-from core.norm import GatedRMSNorm, LayerNorm, RMSNorm, add_norm
-from core.rotary import RotaryEmbedding
-from core.ssm import Mamba, Mamba2, Mamba2State, MambaState
-from core.stack import MixerStack, make_mixer
+from longseq.core.attention import Attention, KVCache
+from longseq.core.block import Block, Mixer
+from longseq.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from longseq.core.convert import from_pretrained
+from longseq.core.hierarchical import HierarchicalState, PatchDecoder
+from longseq.core.hyena import HyenaOperator, HyenaState
+from longseq.core.io import InputError, atomic_output
+from longseq.core.lm import CausalLM, LMConfig
+from longseq.core.mlp import Mlp
+from longseq.core.norm import GatedRMSNorm, LayerNorm, RMSNorm, add_norm
+from longseq.core.rotary import RotaryEmbedding
+from longseq.core.ssm import Mamba, Mamba2, Mamba2State, MambaState
+from longseq.core.stack import MixerStack, make_mixer
 
 __all__ = [
     "Attention",

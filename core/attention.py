@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.rotary import RotaryEmbedding
+from longseq.core.rotary import RotaryEmbedding
 
 Backend = Literal["sdpa", "manual"]
 

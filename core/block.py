@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from core.norm import add_norm
+from longseq.core.norm import add_norm
 
 
 class Mixer(Protocol):

@@ -7,8 +7,8 @@ import os
 import sys
 from collections.abc import Callable
 
-from core.checkpoint import CheckpointError
-from core.io import InputError
+from longseq.core.checkpoint import CheckpointError
+from longseq.core.io import InputError
 
 # Errors that describe the user's input or files; anything else is a bug, still reported in one line.
 USER_ERRORS = (InputError, CheckpointError, FileNotFoundError, IsADirectoryError, PermissionError)

@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
-from core.checkpoint import CheckpointError, format_keys, load_strict, load_tensors, read_config
-from core.lm import MODEL_TYPE, PRESETS, AttentionOptions, CausalLM, LMConfig, Mamba2Options, MambaOptions
+from longseq.core.checkpoint import CheckpointError, format_keys, load_strict, load_tensors, read_config
+from longseq.core.lm import MODEL_TYPE, PRESETS, AttentionOptions, CausalLM, LMConfig, Mamba2Options, MambaOptions
 
 # mamba_ssm module options (ssm_cfg, attn_cfg), per mixer kind, by what they mean for a loaded model:
 # architecture options map to our option fields of the same name; init-only options set the random init or

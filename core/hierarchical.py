@@ -39,8 +39,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from core.lm import sample_next
-from core.norm import LayerNorm
+from longseq.core.lm import sample_next
+from longseq.core.norm import LayerNorm
 
 Variant = Literal["megabyte", "mblm"]
 

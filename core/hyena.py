@@ -40,7 +40,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from kernels import causal_conv1d, causal_conv1d_update, fftconv
+from longseq.kernels import causal_conv1d, causal_conv1d_update, fftconv
 
 BeyondLMax = Literal["error", "zero", "extrapolate"]
 

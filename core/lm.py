@@ -25,12 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.block import Block
-from core.checkpoint import load_checkpoint, save_checkpoint
-from core.io import InputError
-from core.mlp import Mlp
-from core.norm import add_norm, make_norm
-from core.ssm import Mamba, Mamba2
+from longseq.core.block import Block
+from longseq.core.checkpoint import load_checkpoint, save_checkpoint
+from longseq.core.io import InputError
+from longseq.core.mlp import Mlp
+from longseq.core.norm import add_norm, make_norm
+from longseq.core.ssm import Mamba, Mamba2
 
 MODEL_TYPE = "causal_lm"
 MixerKind = Literal["mamba", "mamba2", "attention", "swa", "hyena"]
@@ -203,7 +203,7 @@ def make_mixer(kind: str, config: LMConfig, *, device=None, dtype=None) -> nn.Mo
             **dd,
         )
     if kind in ("attention", "swa"):
-        from core.attention import Attention
+        from longseq.core.attention import Attention
 
         o = config.attention
         return Attention(
@@ -222,7 +222,7 @@ def make_mixer(kind: str, config: LMConfig, *, device=None, dtype=None) -> nn.Mo
             **dd,
         )
     if kind == "hyena":
-        from core.hyena import HyenaOperator
+        from longseq.core.hyena import HyenaOperator
 
         o = config.hyena
         return HyenaOperator(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kernels import add_norm as fused_add_norm
+from longseq.kernels import add_norm as fused_add_norm
 
 
 class RMSNorm(nn.Module):

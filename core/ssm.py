@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.norm import GatedRMSNorm
-from kernels import causal_conv1d, causal_conv1d_update, selective_scan, selective_state_update, ssd_scan
+from longseq.core.norm import GatedRMSNorm
+from longseq.kernels import causal_conv1d, causal_conv1d_update, selective_scan, selective_state_update, ssd_scan
 
 
 def _inverse_softplus_dt(

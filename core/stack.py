@@ -12,12 +12,12 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from core.attention import Attention
-from core.block import Block
-from core.hyena import HyenaOperator
-from core.mlp import Mlp
-from core.norm import add_norm, make_norm
-from core.ssm import Mamba, Mamba2
+from longseq.core.attention import Attention
+from longseq.core.block import Block
+from longseq.core.hyena import HyenaOperator
+from longseq.core.mlp import Mlp
+from longseq.core.norm import add_norm, make_norm
+from longseq.core.ssm import Mamba, Mamba2
 
 MixerKind = Literal["attention", "mamba", "mamba2", "hyena"]
 MIXER_KINDS: tuple[str, ...] = ("attention", "mamba", "mamba2", "hyena")

@@ -17,8 +17,8 @@ def run(out_dir: Path) -> None:
     import nibabel as nib
     import numpy as np
 
-    from vision.cli import main
-    from vision.data.volumes import read_volume
+    from longseq.vision.btb3d.volumes import read_volume
+    from longseq.vision.cli import main
 
     scan = os.path.join(os.path.dirname(nib.__file__), "tests", "data", "anatomical.nii")
     out_dir = Path(out_dir)

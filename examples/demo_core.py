@@ -23,16 +23,16 @@ MAX_STEPS = 240
 
 def read_genome() -> torch.Tensor:
     """The genome as DNA token ids (n,)."""
-    from genomics.data.fasta import read_records
-    from genomics.data.tokenizer import DNATokenizer
+    from longseq.genomics.data.fasta import read_records
+    from longseq.genomics.data.tokenizer import DNATokenizer
 
     (record,) = read_records(GENOME)
     return torch.from_numpy(DNATokenizer().encode(record.seq))
 
 
 def tiny_hybrid_lm():
-    from core.lm import AttentionOptions, CausalLM, LMConfig
-    from genomics.data.tokenizer import VOCAB_SIZE
+    from longseq.core.lm import AttentionOptions, CausalLM, LMConfig
+    from longseq.genomics.data.tokenizer import VOCAB_SIZE
 
     config = LMConfig(
         vocab_size=VOCAB_SIZE,
@@ -51,7 +51,7 @@ def plot_losses(metrics_csv: Path, png: Path) -> tuple[list[tuple[int, float]], 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from core.io import atomic_output
+    from longseq.core.io import atomic_output
 
     train, val = [], []
     with open(metrics_csv) as handle:
@@ -86,9 +86,16 @@ def run(out_dir: Path) -> None:
 
 
 def train_and_generate(out_dir: Path) -> None:
-    from core.convert import from_pretrained
-    from core.train import CausalLMTask, OptimizerConfig, TokenWindowDataModule, TrainerConfig, build_trainer, fit
-    from genomics.data.tokenizer import DNATokenizer
+    from longseq.core.convert import from_pretrained
+    from longseq.core.train import (
+        CausalLMTask,
+        OptimizerConfig,
+        TokenWindowDataModule,
+        TrainerConfig,
+        build_trainer,
+        fit,
+    )
+    from longseq.genomics.data.tokenizer import DNATokenizer
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tokens = read_genome()

@@ -49,7 +49,7 @@ def plot(png: Path, pcs: np.ndarray, explained: np.ndarray, gc: np.ndarray, midd
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from core.io import atomic_output
+    from longseq.core.io import atomic_output
 
     fig, (scatter, along) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
     points = scatter.scatter(pcs[:, 0], pcs[:, 1], c=gc, cmap="viridis", s=12)
@@ -77,11 +77,11 @@ def plot(png: Path, pcs: np.ndarray, explained: np.ndarray, gc: np.ndarray, midd
 def run(out_dir: Path) -> None:
     import torch
 
-    import genomics
-    from genomics.cli import main
-    from genomics.data.fasta import read_records
-    from genomics.data.tokenizer import DNATokenizer
-    from genomics.evaluate import causal_scores
+    from longseq import genomics
+    from longseq.genomics.cli import main
+    from longseq.genomics.data.fasta import read_records
+    from longseq.genomics.data.tokenizer import DNATokenizer
+    from longseq.genomics.evaluate import causal_scores
 
     out_dir.mkdir(parents=True, exist_ok=True)
     npz = out_dir / "lambda_phage_embeddings.npz"

@@ -12,7 +12,7 @@ TEXT = "Alice was beginning to get very tired of sitting by her sister on the ba
 
 
 def run(out_dir: Path) -> None:
-    from speech.cli import main
+    from longseq.speech.cli import main
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

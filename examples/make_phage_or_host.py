@@ -13,7 +13,7 @@ import argparse
 import random
 from pathlib import Path
 
-from genomics.data.fasta import read_records
+from longseq.genomics.data.fasta import read_records
 
 EXAMPLES = Path(__file__).parent
 WINDOW = 200

@@ -19,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${1:?usage: $0 WORK_DIR}
-tts() { python -m speech.cli "$@"; }
+tts() { python -m longseq.speech.cli "$@"; }
 tts corpus --out "$work/espeak" --speakers 40 --sentences-per-speaker 500 --workers 3
 tts train --model mel-24k --corpus "$work/espeak" --out "$work/codec" --steps 2000 --batch-size 12 --lr 2e-3 \
   --checkpoint-every 250
@@ -29,6 +29,6 @@ tts train --model valle2-small --group-size 2 --tokenizer phonemes --corpus "$wo
   --checkpoint-every 100 --val-every 250 --val-batches 2
 rm -rf examples/speech_model/checkpoints examples/speech_model/logs examples/speech_model/codes.safetensors
 # float16 files (half the size); loading casts them back into the float32 modules
-python -c "from speech.models import from_pretrained; from speech.codecs.mel import MelCodec
+python -c "from longseq.speech.models import from_pretrained; from longseq.speech.codecs.mel import MelCodec
 from_pretrained('examples/speech_model').half().save_pretrained('examples/speech_model')
 MelCodec.from_pretrained('examples/speech_model/codec').half().save_pretrained('examples/speech_model/codec')"

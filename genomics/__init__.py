@@ -14,6 +14,6 @@ def from_pretrained(path_or_preset, **kwargs):
 
     See `genomics.convert.from_pretrained`.
     """
-    from genomics.convert import from_pretrained as load
+    from longseq.genomics.convert import from_pretrained as load
 
     return load(path_or_preset, **kwargs)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from core.cli import run
+from longseq.core.cli import run
 
 Pooling = Literal["mean", "max", "last", "none"]
 
@@ -55,7 +55,7 @@ class Training:
 def _device(name: str):
     import torch
 
-    from core.io import InputError
+    from longseq.core.io import InputError
 
     try:
         device = torch.device(name)
@@ -125,14 +125,14 @@ def embed(
     import torch
     from tqdm import tqdm
 
-    import genomics
-    from core.io import InputError, atomic_output
-    from genomics.data.bed import bed_records
-    from genomics.data.fasta import read_records
-    from genomics.data.tokenizer import DNATokenizer
-    from genomics.embed import embed_records, write_embeddings
-    from genomics.models import PRESETS
-    from genomics.models.caduceus import Caduceus
+    from longseq import genomics
+    from longseq.core.io import InputError, atomic_output
+    from longseq.genomics.data.bed import bed_records
+    from longseq.genomics.data.fasta import read_records
+    from longseq.genomics.data.tokenizer import DNATokenizer
+    from longseq.genomics.embed import embed_records, write_embeddings
+    from longseq.genomics.models import PRESETS
+    from longseq.genomics.models.caduceus import Caduceus
 
     if output.is_dir():
         raise InputError(f"{output} is a directory; give a file name for the .npz")
@@ -179,7 +179,7 @@ def embed(
 def _check_new_directory(output: Path) -> None:
     import os
 
-    from core.io import InputError
+    from longseq.core.io import InputError
 
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise InputError(f"{output} already exists; remove it or choose another directory")
@@ -204,8 +204,8 @@ def _save_directory(model, output: Path) -> None:
 
 def _trainer(training: Training, run_name: str, *, default_lr: float):
     """The Lightning trainer and optimizer config for ``training``; bad values become InputError."""
-    from core.io import InputError
-    from core.train import OptimizerConfig, TrainerConfig, build_trainer
+    from longseq.core.io import InputError
+    from longseq.core.train import OptimizerConfig, TrainerConfig, build_trainer
 
     if training.resume and training.checkpoint_dir is None:
         raise InputError("--training.resume needs --training.checkpoint_dir")
@@ -274,12 +274,12 @@ def pretrain(
     """
     import torch
 
-    import genomics
-    from core.io import InputError
-    from core.train import TokenWindowDataModule, fit
-    from genomics.data.splits import split_genome
-    from genomics.models.caduceus import Caduceus
-    from genomics.tasks.pretrain import PretrainTask
+    from longseq import genomics
+    from longseq.core.io import InputError
+    from longseq.core.train import TokenWindowDataModule, fit
+    from longseq.genomics.data.splits import split_genome
+    from longseq.genomics.models.caduceus import Caduceus
+    from longseq.genomics.tasks.pretrain import PretrainTask
 
     training = training or Training()
     _check_new_directory(output)
@@ -345,14 +345,14 @@ def finetune(
         conjoin: average with the reverse complement's logits at inference (default: on for Caduceus-Ph).
         dropout: before the head.
     """
-    import genomics
-    from core.io import InputError
-    from core.train import fit
-    from genomics.data.tables import read_labelled
-    from genomics.data.tokenizer import DNATokenizer
-    from genomics.models.caduceus import Caduceus
-    from genomics.models.classifier import SequenceClassifier
-    from genomics.tasks.finetune import ClassificationTask, LabelledDataModule, LabelledDataset
+    from longseq import genomics
+    from longseq.core.io import InputError
+    from longseq.core.train import fit
+    from longseq.genomics.data.tables import read_labelled
+    from longseq.genomics.data.tokenizer import DNATokenizer
+    from longseq.genomics.models.caduceus import Caduceus
+    from longseq.genomics.models.classifier import SequenceClassifier
+    from longseq.genomics.tasks.finetune import ClassificationTask, LabelledDataModule, LabelledDataset
 
     training = training or Training()
     _check_new_directory(output)
@@ -392,7 +392,7 @@ def convert(source: str, output: Path, *, filter_shift: float = 0.05) -> None:
         output: the directory to create (it must not exist, or be empty).
         filter_shift: HyenaDNA's filter modulation shift (0.05, as in the released code).
     """
-    import genomics
+    from longseq import genomics
 
     _check_new_directory(output)
     model = genomics.from_pretrained(source, filter_shift=filter_shift)

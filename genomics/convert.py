@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.checkpoint import (
+from longseq.core.checkpoint import (
     CheckpointError,
     load_checkpoint,
     load_pickle,
@@ -35,10 +35,10 @@ from core.checkpoint import (
     load_tensors,
     read_config,
 )
-from genomics.data.tokenizer import COMPLEMENT
-from genomics.models import MODEL_CLASSES, PRESETS, build
-from genomics.models.caduceus import Caduceus, CaduceusConfig
-from genomics.models.hyenadna import HyenaDNA, HyenaDNAConfig
+from longseq.genomics.data.tokenizer import COMPLEMENT
+from longseq.genomics.models import MODEL_CLASSES, PRESETS, build
+from longseq.genomics.models.caduceus import Caduceus, CaduceusConfig
+from longseq.genomics.models.hyenadna import HyenaDNA, HyenaDNAConfig
 
 # The HyenaOperator's keys, identical upstream and here (core.hyena keeps HyenaDNA's names).
 _HYENA_MIXER_KEYS = (

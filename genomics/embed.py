@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.io import InputError
-from genomics.data.fasta import Record, window_starts
-from genomics.data.tokenizer import DNATokenizer, pad_batch, reverse, reverse_complement
-from genomics.models.classifier import pool
+from longseq.core.io import InputError
+from longseq.genomics.data.fasta import Record, window_starts
+from longseq.genomics.data.tokenizer import DNATokenizer, pad_batch, reverse, reverse_complement
+from longseq.genomics.models.classifier import pool
 
 Pooling = Literal["mean", "max", "last", "none"]
 

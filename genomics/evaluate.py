@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from genomics.data.tokenizer import PAD
-from genomics.tasks.pretrain import mask_tokens
+from longseq.genomics.data.tokenizer import PAD
+from longseq.genomics.tasks.pretrain import mask_tokens
 
 
 @dataclass

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from genomics.data.tokenizer import A, T
+from longseq.genomics.data.tokenizer import A, T
 
 
 def bases_from_ids(ids: np.ndarray) -> np.ndarray:

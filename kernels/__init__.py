@@ -11,12 +11,12 @@ PyTorch for CPU and GPUs without Triton) and ``triton``. ``backend=None`` picks 
 when triton imports, else torch; the environment variable ``LONGSEQ_BACKEND`` overrides the choice.
 """
 
-from kernels.causal_conv1d import causal_conv1d, causal_conv1d_update
-from kernels.fftconv import fftconv
-from kernels.hyena import hyena_conv
-from kernels.norm import add_norm
-from kernels.selective_scan import selective_scan, selective_state_update
-from kernels.ssd import ssd_scan
+from longseq.kernels.causal_conv1d import causal_conv1d, causal_conv1d_update
+from longseq.kernels.fftconv import fftconv
+from longseq.kernels.hyena import hyena_conv
+from longseq.kernels.norm import add_norm
+from longseq.kernels.selective_scan import selective_scan, selective_state_update
+from longseq.kernels.ssd import ssd_scan
 
 __all__ = [
     "add_norm",

@@ -9,7 +9,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._backend import interpreting
+from longseq.kernels._backend import interpreting
 
 
 def autotune_configs(*configs: triton.Config) -> list[triton.Config]:

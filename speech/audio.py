@@ -12,7 +12,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from core.io import InputError, atomic_output
+from longseq.core.io import InputError, atomic_output
 
 # A prompt whose RMS is below -60 dBFS carries no voice to clone.
 SILENCE_RMS = 1e-3

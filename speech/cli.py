@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from typing import Literal
 
-from core.cli import run
+from longseq.core.cli import run
 
 
 def corpus(
@@ -36,7 +36,7 @@ def corpus(
         seed: chooses voices and sentences.
         workers: espeak-ng processes run at once (the corpus is the same for any number).
     """
-    from speech.data.espeak import build_corpus
+    from longseq.speech.data.espeak import build_corpus
 
     path = build_corpus(
         out,
@@ -70,11 +70,11 @@ def encode(
     import torch
     from safetensors.torch import save_file
 
-    from core.io import InputError, atomic_output
-    from speech.audio import load_audio
-    from speech.codecs import load_codec
-    from speech.data.codes import encode_corpus
-    from speech.data.manifest import read_manifest
+    from longseq.core.io import InputError, atomic_output
+    from longseq.speech.audio import load_audio
+    from longseq.speech.codecs import load_codec
+    from longseq.speech.data.codes import encode_corpus
+    from longseq.speech.data.manifest import read_manifest
 
     if (corpus is None) == (audio is None):
         raise InputError("give exactly one of --corpus and --audio")
@@ -155,8 +155,8 @@ def train(
         progress_bar: show a progress bar (default: only on a terminal; otherwise log lines).
         seed: data order and initialisation seed.
     """
-    from core.io import InputError
-    from speech.tasks.train import TrainOptions, train_model
+    from longseq.core.io import InputError
+    from longseq.speech.tasks.train import TrainOptions, train_model
 
     if not 0.0 <= pair_probability <= 1.0:
         raise InputError(f"--pair-probability must lie in [0, 1]; got {pair_probability}")
@@ -240,10 +240,10 @@ def synth(
 
     import torch
 
-    from core.io import InputError
-    from speech.audio import resample, save_audio
-    from speech.models.sampling import SamplingConfig
-    from speech.synthesis import load_model_and_codec, save_spectrogram, synthesize
+    from longseq.core.io import InputError
+    from longseq.speech.audio import resample, save_audio
+    from longseq.speech.models.sampling import SamplingConfig
+    from longseq.speech.synthesis import load_model_and_codec, save_spectrogram, synthesize
 
     if minutes is None and (text is None) == (text_file is None):
         raise InputError("give exactly one of --text and --text-file")
@@ -268,7 +268,7 @@ def synth(
     except ValueError as err:
         raise InputError(str(err)) from None
     if minutes is not None:
-        from speech.longform import synth_minutes
+        from longseq.speech.longform import synth_minutes
 
         synth_minutes(
             model, out, minutes, text=text, text_file=text_file, prompt_audio=prompt_audio, prompt_text=prompt_text,

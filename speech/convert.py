@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from core.checkpoint import CheckpointError, load_pickle, load_strict
-from speech.models.valle2 import Valle2, Valle2Config
+from longseq.core.checkpoint import CheckpointError, load_pickle, load_strict
+from longseq.speech.models.valle2 import Valle2, Valle2Config
 
 _ATTN_FFN = {
     "self_attn.in_proj_weight": "attn.in_proj.weight",

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import torch
 
-from speech.audio import resample
+from longseq.speech.audio import resample
 
 MCD_RATE = 24_000
 # Up to 8 kHz, so that audio sampled at 16 kHz and up compares on equal terms.

@@ -20,11 +20,11 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
-from core.io import InputError, atomic_output
-from speech.audio import check_prompt, load_audio
-from speech.codecs import Codec
-from speech.models.sampling import SamplingConfig
-from speech.models.speechssm import SpeechSSM
+from longseq.core.io import InputError, atomic_output
+from longseq.speech.audio import check_prompt, load_audio
+from longseq.speech.codecs import Codec
+from longseq.speech.models.sampling import SamplingConfig
+from longseq.speech.models.speechssm import SpeechSSM
 
 MAX_MINUTES = 60.0
 MIN_PROMPT_SECONDS = 1.0
@@ -175,7 +175,7 @@ def synth_minutes(
     codec_weights: str | None,
 ) -> None:
     """`tts synth --minutes`: check the flags, load the SpeechSSM model and its codec, stream the continuation."""
-    from speech.synthesis import load_model_and_codec
+    from longseq.speech.synthesis import load_model_and_codec
 
     check_minutes(minutes)
     unused = {

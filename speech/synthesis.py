@@ -21,11 +21,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from core.checkpoint import CheckpointError
-from core.io import InputError, atomic_output
-from speech.audio import check_prompt, load_audio
-from speech.codecs import Codec, load_codec
-from speech.models.sampling import SamplingConfig
+from longseq.core.checkpoint import CheckpointError
+from longseq.core.io import InputError, atomic_output
+from longseq.speech.audio import check_prompt, load_audio
+from longseq.speech.codecs import Codec, load_codec
+from longseq.speech.models.sampling import SamplingConfig
 
 MIN_PROMPT_SECONDS = 1.0
 MAX_PROMPT_SECONDS = 10.0
@@ -64,7 +64,7 @@ def bundled_model_dir() -> Path:
 
 def load_model_and_codec(model: str | os.PathLike | None, *, codec_weights=None, device="cpu"):
     """The speech model (a checkpoint directory, default: the bundled one) and the codec it names."""
-    from speech.models import from_pretrained
+    from longseq.speech.models import from_pretrained
 
     path = Path(model) if model is not None else bundled_model_dir()
     if not path.is_dir():

@@ -1,7 +1,8 @@
-"""Vision models: LocalMamba, VL-Mamba, BTB3D volumetric tokens.
+"""Vision: one subpackage per model family.
 
-Importing the package registers the LocalMamba models with timm (`vision.timm_models`), so that
-``timm.create_model("localvim_tiny")`` works after ``import vision``.
+- `longseq.vision.local_mamba`: LocalVim and LocalVMamba backbones; importing it registers them with timm.
+- `longseq.vision.vl_mamba`: the VL-Mamba multimodal assistant.
+- `longseq.vision.btb3d`: the BTB3D volumetric (CT) tokenizer; needs neither timm nor lightning.
+
+This package imports none of them, so ``import longseq.vision.btb3d`` does not import timm.
 """
-
-from vision import timm_models  # noqa: F401  (registers the LocalMamba models with timm)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from core.cli import run
-from vision.tasks.btb3d_cli import convert3d, decode3d, tokenize3d, train3d
-from vision.tasks.local_mamba_cli import convert, extract_directions, train_classifier
-from vision.tasks.vl_mamba_cli import make_vqa_data, train_vlm, vqa
+from longseq.core.cli import run
+from longseq.vision.btb3d.cli import convert3d, decode3d, tokenize3d, train3d
+from longseq.vision.local_mamba.cli import convert, extract_directions, train_classifier
+from longseq.vision.vl_mamba.cli import make_vqa_data, train_vlm, vqa
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from core.io import InputError
+from longseq.core.io import InputError
 
 SPLITS = ("train", "val", "test")
 

@@ -10,11 +10,11 @@ import copy
 import os
 from pathlib import Path
 
-from bytes.models.base import ByteLM
-from bytes.models.mblm import MBLM, MBLMConfig, StageConfig
-from bytes.models.megabyte import Megabyte, MegabyteConfig
-from core.checkpoint import load_checkpoint
-from core.io import InputError
+from longseq.bytes.models.base import ByteLM
+from longseq.bytes.models.mblm import MBLM, MBLMConfig, StageConfig
+from longseq.bytes.models.megabyte import Megabyte, MegabyteConfig
+from longseq.core.checkpoint import load_checkpoint
+from longseq.core.io import InputError
 
 PRESETS: dict[str, MBLMConfig | MegabyteConfig] = {
     # Tiny models for tests and the demo.

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.checkpoint import save_checkpoint
-from core.hierarchical import PatchDecoder
+from longseq.core.checkpoint import save_checkpoint
+from longseq.core.hierarchical import PatchDecoder
 
 
 class ByteLM(nn.Module):

@@ -21,9 +21,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from bytes.models.base import ByteLM
-from core.hierarchical import PatchDecoder
-from core.stack import MixerStack
+from longseq.bytes.models.base import ByteLM
+from longseq.core.hierarchical import PatchDecoder
+from longseq.core.stack import MixerStack
 
 
 @dataclass(kw_only=True)

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bytes.models.base import ByteLM
-from core.hierarchical import PatchDecoder
-from core.stack import MixerStack
+from longseq.bytes.models.base import ByteLM
+from longseq.core.hierarchical import PatchDecoder
+from longseq.core.stack import MixerStack
 
 
 @dataclass(kw_only=True)

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
-from bytes.data.files import SPLITS, list_files, read_bytes, split_files
-from bytes.models import MODEL_TYPES, ByteLM, build, from_pretrained
-from core.checkpoint import CheckpointError, config_from_dict
-from core.io import InputError, atomic_output
-from core.train import CausalLMTask, OptimizerConfig, TokenWindowDataModule, TrainerConfig, build_trainer, fit
+from longseq.bytes.data.files import SPLITS, list_files, read_bytes, split_files
+from longseq.bytes.models import MODEL_TYPES, ByteLM, build, from_pretrained
+from longseq.core.checkpoint import CheckpointError, config_from_dict
+from longseq.core.io import InputError, atomic_output
+from longseq.core.train import CausalLMTask, OptimizerConfig, TokenWindowDataModule, TrainerConfig, build_trainer, fit
 
 
 class ByteLMTask(CausalLMTask):

@@ -9,11 +9,11 @@ returns `configure_optimizers(model, config, self.trainer.estimated_stepping_bat
 serves training batches through `ResumableDataLoader` so that a restart continues exactly where it stopped.
 """
 
-from core.train.causal_lm import CausalLMTask
-from core.train.data import TokenWindowDataModule, TokenWindows
-from core.train.optim import OptimizerConfig, configure_optimizers, cosine_with_warmup, decays, param_groups
-from core.train.resume import ResumableDataLoader, ResumableSampler, StepSeed
-from core.train.trainer import ProgressLines, TrainerConfig, build_trainer, fit
+from longseq.core.train.causal_lm import CausalLMTask
+from longseq.core.train.data import TokenWindowDataModule, TokenWindows
+from longseq.core.train.optim import OptimizerConfig, configure_optimizers, cosine_with_warmup, decays, param_groups
+from longseq.core.train.resume import ResumableDataLoader, ResumableSampler, StepSeed
+from longseq.core.train.trainer import ProgressLines, TrainerConfig, build_trainer, fit
 
 __all__ = [
     "CausalLMTask",

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.train.optim import OptimizerConfig, configure_optimizers
+from longseq.core.train.optim import OptimizerConfig, configure_optimizers
 
 
 class CausalLMTask(L.LightningModule):

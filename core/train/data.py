@@ -6,8 +6,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from core.io import InputError
-from core.train.resume import ResumableDataLoader
+from longseq.core.io import InputError
+from longseq.core.train.resume import ResumableDataLoader
 
 
 class TokenWindows(Dataset):

@@ -15,10 +15,10 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
 
-from core.block import Block
-from core.checkpoint import CheckpointError, load_pickle
-from core.io import InputError
-from core.train.resume import StepSeed
+from longseq.core.block import Block
+from longseq.core.checkpoint import CheckpointError, load_pickle
+from longseq.core.io import InputError
+from longseq.core.train.resume import StepSeed
 
 
 @dataclass(kw_only=True)

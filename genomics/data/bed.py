@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.io import InputError
-from genomics.data.fasta import Record, read_records, reverse_complement_text
+from longseq.core.io import InputError
+from longseq.genomics.data.fasta import Record, read_records, reverse_complement_text
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from core.io import InputError
+from longseq.core.io import InputError
 
 FORMATS = ("fasta", "fastq", "genbank")
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.io import InputError
-from genomics.data.fasta import read_records
-from genomics.data.tokenizer import SEP, DNATokenizer
+from longseq.core.io import InputError
+from longseq.genomics.data.fasta import read_records
+from longseq.genomics.data.tokenizer import SEP, DNATokenizer
 
 
 @dataclass

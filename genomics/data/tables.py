@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.io import InputError
+from longseq.core.io import InputError
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from core.io import InputError
+from longseq.core.io import InputError
 
 SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[BOS]", "[MASK]", "[PAD]", "[RESERVED]", "[UNK]")
 CLS, SEP, BOS, MASK, PAD, RESERVED, UNK = range(7)

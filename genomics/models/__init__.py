@@ -10,9 +10,9 @@ import dataclasses
 
 from torch import nn
 
-from genomics.models.caduceus import Caduceus, CaduceusConfig
-from genomics.models.classifier import ClassifierConfig, SequenceClassifier
-from genomics.models.hyenadna import HyenaDNA, HyenaDNAConfig
+from longseq.genomics.models.caduceus import Caduceus, CaduceusConfig
+from longseq.genomics.models.classifier import ClassifierConfig, SequenceClassifier
+from longseq.genomics.models.hyenadna import HyenaDNA, HyenaDNAConfig
 
 PRESETS: dict[str, HyenaDNAConfig | CaduceusConfig] = {
     # LongSafari/hyenadna-*-seqlen(-hf): n_layer, d_model, max_seq_len (d_inner = 4 d_model).

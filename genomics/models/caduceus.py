@@ -34,10 +34,10 @@ from typing import Literal
 import torch
 from torch import nn
 
-from core.checkpoint import CheckpointError, save_checkpoint
-from core.norm import add_norm, make_norm
-from core.ssm import Mamba
-from genomics.data.tokenizer import COMPLEMENT, EMBEDDING_ROWS, reverse
+from longseq.core.checkpoint import CheckpointError, save_checkpoint
+from longseq.core.norm import add_norm, make_norm
+from longseq.core.ssm import Mamba
+from longseq.genomics.data.tokenizer import COMPLEMENT, EMBEDDING_ROWS, reverse
 
 MODEL_TYPE = "caduceus"
 
@@ -293,7 +293,7 @@ class Caduceus(nn.Module):
     @classmethod
     def from_pretrained(cls, path_or_preset: str | os.PathLike) -> Caduceus:
         """A checkpoint directory (ours or a Caduceus HF one) or a preset name (random init)."""
-        from genomics.convert import from_pretrained
+        from longseq.genomics.convert import from_pretrained
 
         model = from_pretrained(path_or_preset)
         if not isinstance(model, cls):

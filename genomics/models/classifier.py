@@ -14,10 +14,10 @@ from typing import Literal
 import torch
 from torch import nn
 
-from core.checkpoint import save_checkpoint
-from genomics.data.tokenizer import reverse_complement
-from genomics.models.caduceus import Caduceus, CaduceusConfig
-from genomics.models.hyenadna import HyenaDNA, HyenaDNAConfig
+from longseq.core.checkpoint import save_checkpoint
+from longseq.genomics.data.tokenizer import reverse_complement
+from longseq.genomics.models.caduceus import Caduceus, CaduceusConfig
+from longseq.genomics.models.hyenadna import HyenaDNA, HyenaDNAConfig
 
 MODEL_TYPE = "dna_classifier"
 Pooling = Literal["mean", "max", "last"]

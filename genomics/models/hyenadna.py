@@ -19,12 +19,12 @@ from typing import Literal
 import torch
 from torch import nn
 
-from core.block import Block
-from core.checkpoint import CheckpointError, save_checkpoint
-from core.hyena import HyenaOperator
-from core.mlp import Mlp
-from core.norm import LayerNorm
-from genomics.data.tokenizer import EMBEDDING_ROWS, VOCAB_SIZE
+from longseq.core.block import Block
+from longseq.core.checkpoint import CheckpointError, save_checkpoint
+from longseq.core.hyena import HyenaOperator
+from longseq.core.mlp import Mlp
+from longseq.core.norm import LayerNorm
+from longseq.genomics.data.tokenizer import EMBEDDING_ROWS, VOCAB_SIZE
 
 MODEL_TYPE = "hyenadna"
 
@@ -183,7 +183,7 @@ class HyenaDNA(nn.Module):
     @classmethod
     def from_pretrained(cls, path_or_preset: str | os.PathLike) -> HyenaDNA:
         """A checkpoint directory (ours or official, see `genomics.convert`) or a preset name (random init)."""
-        from genomics.convert import from_pretrained
+        from longseq.genomics.convert import from_pretrained
 
         model = from_pretrained(path_or_preset)
         if not isinstance(model, cls):

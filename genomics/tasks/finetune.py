@@ -8,13 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from core.io import InputError
-from core.train.optim import OptimizerConfig, configure_optimizers
-from core.train.resume import ResumableDataLoader
-from genomics.data.tables import LabelledSequences
-from genomics.data.tokenizer import DNATokenizer, pad_batch, reverse_complement
-from genomics.models.classifier import SequenceClassifier
-from genomics.tasks.metrics import accuracy, auroc, matthews_corrcoef
+from longseq.core.io import InputError
+from longseq.core.train.optim import OptimizerConfig, configure_optimizers
+from longseq.core.train.resume import ResumableDataLoader
+from longseq.genomics.data.tables import LabelledSequences
+from longseq.genomics.data.tokenizer import DNATokenizer, pad_batch, reverse_complement
+from longseq.genomics.models.classifier import SequenceClassifier
+from longseq.genomics.tasks.metrics import accuracy, auroc, matthews_corrcoef
 
 
 class LabelledDataset(Dataset):

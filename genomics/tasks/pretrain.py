@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.train.optim import OptimizerConfig, configure_optimizers
-from genomics.data.tokenizer import MASK, PAD, VOCAB_SIZE, A, N, T, complement_table
+from longseq.core.train.optim import OptimizerConfig, configure_optimizers
+from longseq.genomics.data.tokenizer import MASK, PAD, VOCAB_SIZE, A, N, T, complement_table
 
 Objective = Literal["causal", "mlm"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from kernels import _backend
-from kernels.causal_conv1d.reference import causal_conv1d_ref, causal_conv1d_update_ref
+from longseq.kernels import _backend
+from longseq.kernels.causal_conv1d.reference import causal_conv1d_ref, causal_conv1d_update_ref
 
 __all__ = ["causal_conv1d", "causal_conv1d_ref", "causal_conv1d_update", "causal_conv1d_update_ref"]
 
@@ -45,7 +45,7 @@ def causal_conv1d(
     if initial_states is not None and initial_states.shape != (b, d, w - 1):
         raise ValueError(f"initial_states must be (b, d, w - 1) = {(b, d, w - 1)}; got {tuple(initial_states.shape)}")
     if _backend.choose(x, backend) == "triton":
-        from kernels.causal_conv1d.autograd import causal_conv1d_triton
+        from longseq.kernels.causal_conv1d.autograd import causal_conv1d_triton
 
         return causal_conv1d_triton(x, weight, bias, initial_states, return_final_states, activation)
     return causal_conv1d_ref(x, weight, bias, initial_states, return_final_states, activation)
@@ -79,11 +79,11 @@ def causal_conv1d_update(
         raise ValueError(f"conv_state must be (b, d, k >= w - 1); got {tuple(conv_state.shape)} for x {tuple(x.shape)}")
     choice = _backend.choose(x, backend)
     if choice == "triton":
-        from kernels.causal_conv1d.autograd import causal_conv1d_update_triton
+        from longseq.kernels.causal_conv1d.autograd import causal_conv1d_update_triton
 
         return causal_conv1d_update_triton(x, conv_state, weight, bias, activation)
     if choice == "torch":
-        from kernels.causal_conv1d.torch_conv import causal_conv1d_update_torch
+        from longseq.kernels.causal_conv1d.torch_conv import causal_conv1d_update_torch
 
         return causal_conv1d_update_torch(x, conv_state, weight, bias, activation)
     return causal_conv1d_update_ref(x, conv_state, weight, bias, activation)

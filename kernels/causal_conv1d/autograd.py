@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from kernels.causal_conv1d import triton_kernels as tk
+from longseq.kernels.causal_conv1d import triton_kernels as tk
 
 
 class CausalConv1dFn(torch.autograd.Function):

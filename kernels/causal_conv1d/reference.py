@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kernels._backend import up
+from longseq.kernels._backend import up
 
 
 def _activate(y: torch.Tensor, activation: str | None) -> torch.Tensor:

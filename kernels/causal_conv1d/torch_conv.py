@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kernels._backend import up
+from longseq.kernels._backend import up
 
 
 def causal_conv1d_update_torch(

@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._triton import on_device, pow2, sigmoid, strides
+from longseq.kernels._triton import on_device, pow2, sigmoid, strides
 
 BLOCK_D, BLOCK_L = 16, 64
 

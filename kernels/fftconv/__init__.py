@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from kernels import _backend
-from kernels.fftconv.reference import direct_conv_ref, fftconv_ref
+from longseq.kernels import _backend
+from longseq.kernels.fftconv.reference import direct_conv_ref, fftconv_ref
 
 __all__ = ["direct_conv_ref", "fftconv", "fftconv_ref"]
 
@@ -24,7 +24,7 @@ def fftconv(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor, *, backend: str |
     if D.shape != (u.shape[1],):
         raise ValueError(f"D must be (h={u.shape[1]},); got {tuple(D.shape)}")
     if _backend.choose(u, backend, has_triton=False) == "torch":
-        from kernels.fftconv.torch_fftconv import fftconv_torch
+        from longseq.kernels.fftconv.torch_fftconv import fftconv_torch
 
         return fftconv_torch(u, k, D)
     return fftconv_ref(u, k, D)

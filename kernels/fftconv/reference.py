@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from kernels._backend import up
+from longseq.kernels._backend import up
 
 
 def fftconv_ref(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from kernels._backend import up
+from longseq.kernels._backend import up
 
 # Filters up to this length take the direct conv: faster than any FFT forward and backward on the CPU
 # (at longer filters the depthwise conv's weight gradient dominates).

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from kernels import _backend
-from kernels.hyena.reference import hyena_conv_ref
+from longseq.kernels import _backend
+from longseq.kernels.hyena.reference import hyena_conv_ref
 
 __all__ = ["hyena_conv", "hyena_conv_ref"]
 
@@ -41,12 +41,12 @@ def hyena_conv(
         raise ValueError(f"D must be (d={d},); got {tuple(D.shape)}")
     choice = _backend.choose(u, backend)
     if choice == "triton":
-        from kernels.hyena.autograd import hyena_conv_triton
+        from longseq.kernels.hyena.autograd import hyena_conv_triton
 
         return hyena_conv_triton(u, weight, bias, k, D)
     if choice == "torch":
-        from kernels.causal_conv1d.reference import causal_conv1d_ref
-        from kernels.fftconv.torch_fftconv import fftconv_torch
+        from longseq.kernels.causal_conv1d.reference import causal_conv1d_ref
+        from longseq.kernels.fftconv.torch_fftconv import fftconv_torch
 
         x0, x1, v = causal_conv1d_ref(u, weight, bias).split(d, dim=1)
         return fftconv_torch(v * x1, k, D) * x0

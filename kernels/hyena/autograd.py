@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from kernels.causal_conv1d.triton_kernels import conv_bwd_from_dpre
-from kernels.fftconv.torch_fftconv import fast_fft_size
-from kernels.hyena import triton_kernels as tk
+from longseq.kernels.causal_conv1d.triton_kernels import conv_bwd_from_dpre
+from longseq.kernels.fftconv.torch_fftconv import fast_fft_size
+from longseq.kernels.hyena import triton_kernels as tk
 
 
 class HyenaPreFn(torch.autograd.Function):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from kernels.causal_conv1d.reference import causal_conv1d_ref
-from kernels.fftconv.reference import fftconv_ref
+from longseq.kernels.causal_conv1d.reference import causal_conv1d_ref
+from longseq.kernels.fftconv.reference import fftconv_ref
 
 
 def hyena_conv_ref(

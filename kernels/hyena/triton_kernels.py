@@ -9,8 +9,8 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._triton import on_device
-from kernels.causal_conv1d.triton_kernels import BLOCK_D, BLOCK_L, _x_at
+from longseq.kernels._triton import on_device
+from longseq.kernels.causal_conv1d.triton_kernels import BLOCK_D, BLOCK_L, _x_at
 
 
 @triton.jit

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from kernels import _backend
-from kernels.norm.reference import add_norm_ref
+from longseq.kernels import _backend
+from longseq.kernels.norm.reference import add_norm_ref
 
 __all__ = ["add_norm", "add_norm_ref"]
 
@@ -37,7 +37,7 @@ def add_norm(
     if residual is not None and residual.shape != x.shape:
         raise ValueError(f"residual must have x's shape {tuple(x.shape)}; got {tuple(residual.shape)}")
     if _backend.choose(x, backend) == "triton":
-        from kernels.norm.autograd import add_norm_triton
+        from longseq.kernels.norm.autograd import add_norm_triton
 
         return add_norm_triton(x, residual, weight, bias, eps, is_rms_norm, residual_in_fp32)
     return add_norm_ref(x, residual, weight, bias, eps, is_rms_norm, residual_in_fp32)

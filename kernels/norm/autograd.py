@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from kernels.norm import triton_kernels as tk
-from kernels.norm.reference import residual_dtype
+from longseq.kernels.norm import triton_kernels as tk
+from longseq.kernels.norm.reference import residual_dtype
 
 
 class AddNormFn(torch.autograd.Function):

@@ -10,7 +10,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._triton import on_device, pow2
+from longseq.kernels._triton import on_device, pow2
 
 ROWS = 16
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from kernels import _backend
-from kernels.selective_scan.reference import selective_scan_ref, selective_state_update_ref
+from longseq.kernels import _backend
+from longseq.kernels.selective_scan.reference import selective_scan_ref, selective_state_update_ref
 
 __all__ = ["selective_scan", "selective_scan_ref", "selective_state_update", "selective_state_update_ref"]
 
@@ -65,11 +65,11 @@ def selective_scan(
     choice = _backend.choose(u, backend)
     args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, initial_state)
     if choice == "triton":
-        from kernels.selective_scan.autograd import selective_scan_triton
+        from longseq.kernels.selective_scan.autograd import selective_scan_triton
 
         return selective_scan_triton(*args)
     if choice == "torch":
-        from kernels.selective_scan.torch_scan import selective_scan_torch
+        from longseq.kernels.selective_scan.torch_scan import selective_scan_torch
 
         return selective_scan_torch(*args)
     return selective_scan_ref(*args)
@@ -108,11 +108,11 @@ def selective_state_update(
             raise ValueError(f"{name} must be (b, n) or (b, g, n); got {tuple(t.shape)}")
     choice = _backend.choose(x, backend)
     if choice == "triton":
-        from kernels.selective_scan.autograd import selective_state_update_triton
+        from longseq.kernels.selective_scan.autograd import selective_state_update_triton
 
         return selective_state_update_triton(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
     if choice == "torch":
-        from kernels.selective_scan.torch_scan import selective_state_update_torch
+        from longseq.kernels.selective_scan.torch_scan import selective_state_update_torch
 
         return selective_state_update_torch(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
     return selective_state_update_ref(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)

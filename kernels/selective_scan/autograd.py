@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from kernels.selective_scan import triton_kernels as tk
+from longseq.kernels.selective_scan import triton_kernels as tk
 
 
 def _contiguous_or_none(t: torch.Tensor | None) -> torch.Tensor | None:

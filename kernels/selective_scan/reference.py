@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kernels._backend import up
+from longseq.kernels._backend import up
 
 
 def expand_groups(BC: torch.Tensor, d: int) -> torch.Tensor:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kernels._backend import up
+from longseq.kernels._backend import up
 
 # Elements in one (b, T, d, n) chunk buffer; three are live in backward. 2**20 (4 MiB in float32) keeps them
 # near the CPU's L2 cache; the chunk length follows from it (benchmarks/RESULTS.md has the sweep).

@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._triton import autotune_configs, on_device, pow2, sigmoid, softplus, strides
+from longseq.kernels._triton import autotune_configs, on_device, pow2, sigmoid, softplus, strides
 
 # Steps per tile, and so between the states the forward keeps for the backward.
 BLOCK_L = 32

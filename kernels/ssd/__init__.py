@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from kernels import _backend
-from kernels.ssd.chunked import ssd_scan_chunked
-from kernels.ssd.reference import ssd_scan_ref
+from longseq.kernels import _backend
+from longseq.kernels.ssd.chunked import ssd_scan_chunked
+from longseq.kernels.ssd.reference import ssd_scan_ref
 
 __all__ = ["ssd_scan", "ssd_scan_chunked", "ssd_scan_ref"]
 
@@ -62,7 +62,7 @@ def ssd_scan(
         raise ValueError(f"dt_bias must be (h={h},); got {tuple(dt_bias.shape)}")
     choice = _backend.choose(x, backend)
     if choice == "triton":
-        from kernels.ssd.autograd import ssd_scan_triton
+        from longseq.kernels.ssd.autograd import ssd_scan_triton
 
         return ssd_scan_triton(
             x, dt, A, B, C, chunk_size, D, z, dt_bias, dt_softplus, initial_states, return_final_states

@@ -22,9 +22,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kernels._triton import pow2
-from kernels.ssd import triton_kernels as tk
-from kernels.ssd.reference import finish, prepare_dt
+from longseq.kernels._triton import pow2
+from longseq.kernels.ssd import triton_kernels as tk
+from longseq.kernels.ssd.reference import finish, prepare_dt
 
 
 def _chunk_cumsum(dtA: torch.Tensor, T: int) -> torch.Tensor:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kernels._backend import up
-from kernels.ssd.reference import finish, prepare_dt
+from longseq.kernels._backend import up
+from longseq.kernels.ssd.reference import finish, prepare_dt
 
 
 def segsum(a: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._triton import autotune_configs, on_device, pow2
+from longseq.kernels._triton import autotune_configs, on_device, pow2
 
 
 @triton.autotune(

@@ -10,8 +10,8 @@ import os
 import re
 from pathlib import Path
 
-from core.checkpoint import CheckpointError, read_config
-from speech.codecs.base import Codec
+from longseq.core.checkpoint import CheckpointError, read_config
+from longseq.speech.codecs.base import Codec
 
 
 def load_codec(spec: str, *, encodec_weights: str | os.PathLike | None = None, root: Path | None = None) -> Codec:
@@ -24,7 +24,7 @@ def load_codec(spec: str, *, encodec_weights: str | os.PathLike | None = None, r
     """
     named = re.fullmatch(r"encodec(?:-([\d.]+)kbps)?", spec)
     if named:
-        from speech.codecs.encodec import EncodecCodec
+        from longseq.speech.codecs.encodec import EncodecCodec
 
         return EncodecCodec(bandwidth=float(named.group(1) or 6.0), weights=encodec_weights)
     path = Path(spec)
@@ -34,12 +34,12 @@ def load_codec(spec: str, *, encodec_weights: str | os.PathLike | None = None, r
         raise CheckpointError(f"unknown codec {spec!r}: expected 'encodec', 'encodec-<kbps>kbps' or a codec directory")
     model_type = read_config(path).get("model_type")
     if model_type == "mel_vae":
-        from speech.codecs.mel_vae import MelVAE
+        from longseq.speech.codecs.mel_vae import MelVAE
 
         return MelVAE.from_pretrained(path)
     if model_type != "mel_codec":
         raise CheckpointError(f"{path} holds a {model_type!r} model, not a codec")
-    from speech.codecs.mel import MelCodec
+    from longseq.speech.codecs.mel import MelCodec
 
     return MelCodec.from_pretrained(path)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.io import InputError
+from longseq.core.io import InputError
 
 
 class Codec(nn.Module):

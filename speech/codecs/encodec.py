@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from core.checkpoint import CheckpointError, load_strict, load_tensors
-from speech.codecs.base import Codec
+from longseq.core.checkpoint import CheckpointError, load_strict, load_tensors
+from longseq.speech.codecs.base import Codec
 
 WEIGHTS_FILE = "encodec_24khz-d7cc33bc.th"
 WEIGHTS_URL = "https://dl.fbaipublicfiles.com/encodec/v0/" + WEIGHTS_FILE

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.checkpoint import load_checkpoint, save_checkpoint
-from speech.codecs.base import Codec
-from speech.codecs.rvq import ResidualVQ
+from longseq.core.checkpoint import load_checkpoint, save_checkpoint
+from longseq.speech.codecs.base import Codec
+from longseq.speech.codecs.rvq import ResidualVQ
 
 # log-mel values of speech lie roughly in [-11.5, 2]; this maps them near [-1, 1] for the networks.
 LOG_MEL_CENTER = -5.0

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import torch
 
-from core.checkpoint import load_checkpoint, save_checkpoint
-from speech.codecs.mel import MelCodec, MelCodecConfig
-from speech.codecs.prob_rvq import ProbabilisticRVQ
+from longseq.core.checkpoint import load_checkpoint, save_checkpoint
+from longseq.speech.codecs.mel import MelCodec, MelCodecConfig
+from longseq.speech.codecs.prob_rvq import ProbabilisticRVQ
 
 MODEL_TYPE = "mel_vae"
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from speech.codecs.rvq import ResidualVQ, sum_over_ranks
+from longseq.speech.codecs.rvq import ResidualVQ, sum_over_ranks
 
 
 class ProbabilisticRVQ(ResidualVQ):

@@ -16,11 +16,11 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from core.checkpoint import CheckpointError
-from core.io import atomic_output
-from speech.audio import load_audio
-from speech.codecs.base import Codec
-from speech.data.manifest import Utterance
+from longseq.core.checkpoint import CheckpointError
+from longseq.core.io import atomic_output
+from longseq.speech.audio import load_audio
+from longseq.speech.codecs.base import Codec
+from longseq.speech.data.manifest import Utterance
 
 
 @dataclass(kw_only=True)

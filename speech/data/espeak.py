@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from core.io import InputError, atomic_output
-from speech.audio import load_audio, save_audio
-from speech.text.phonemes import espeak_path, phonemize
-from speech.text.tokenizer import CHARS, normalize
+from longseq.core.io import InputError, atomic_output
+from longseq.speech.audio import load_audio, save_audio
+from longseq.speech.text.phonemes import espeak_path, phonemize
+from longseq.speech.text.tokenizer import CHARS, normalize
 
 ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd")
 VARIANTS = (
@@ -61,7 +61,7 @@ def make_voices(n: int, *, seed: int = 0) -> list[EspeakVoice]:
 
 def book_sentences(*, min_words: int = 3, max_words: int = 14) -> list[str]:
     """Distinct sentences of the bundled book whose characters all fit the default char tokenizer."""
-    text = resources.files("speech.data").joinpath("alice.txt").read_text(encoding="utf-8")
+    text = resources.files("longseq.speech.data").joinpath("alice.txt").read_text(encoding="utf-8")
     text = re.sub(r"^\[.*?\]|CHAPTER [IVXL]+\.?.*", " ", text, flags=re.M)
     text = normalize(re.sub(r"[*_()\"]", " ", text).replace("--", ", "))
     # Quotation marks go; apostrophes inside words (they'll, Alice's) stay.

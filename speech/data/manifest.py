@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.io import InputError
+from longseq.core.io import InputError
 
 
 @dataclass(kw_only=True)

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import torch
 
-from core.checkpoint import CheckpointError, load_checkpoint, load_strict
-from speech.codecs.mel import PRESETS as CODEC_PRESETS
-from speech.codecs.mel import MelCodec, MelCodecConfig
-from speech.codecs.mel_vae import PRESETS as MEL_VAE_PRESETS
-from speech.codecs.mel_vae import MelVAE, MelVAEConfig
-from speech.models.clam_tts import ClamTTS, ClamTTSConfig
-from speech.models.speechssm import SpeechSSM, SpeechSSMConfig
-from speech.models.valle2 import Valle2, Valle2Config
-from speech.text.tokenizer import PAD, SYMBOLS
+from longseq.core.checkpoint import CheckpointError, load_checkpoint, load_strict
+from longseq.speech.codecs.mel import PRESETS as CODEC_PRESETS
+from longseq.speech.codecs.mel import MelCodec, MelCodecConfig
+from longseq.speech.codecs.mel_vae import PRESETS as MEL_VAE_PRESETS
+from longseq.speech.codecs.mel_vae import MelVAE, MelVAEConfig
+from longseq.speech.models.clam_tts import ClamTTS, ClamTTSConfig
+from longseq.speech.models.speechssm import SpeechSSM, SpeechSSMConfig
+from longseq.speech.models.valle2 import Valle2, Valle2Config
+from longseq.speech.text.tokenizer import PAD, SYMBOLS
 
 PRESETS: dict[str, tuple[type, object]] = {
     **{name: (MelCodec, config) for name, config in CODEC_PRESETS.items()},

@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.checkpoint import CheckpointError, save_checkpoint
-from speech.codecs.prob_rvq import ProbabilisticRVQ
-from speech.models.layers import Decoder, SinePosition, prefix_lm_mask
-from speech.models.sampling import SamplingConfig
-from speech.text.tokenizer import TextTokenizer
+from longseq.core.checkpoint import CheckpointError, save_checkpoint
+from longseq.speech.codecs.prob_rvq import ProbabilisticRVQ
+from longseq.speech.models.layers import Decoder, SinePosition, prefix_lm_mask
+from longseq.speech.models.sampling import SamplingConfig
+from longseq.speech.text.tokenizer import TextTokenizer
 
 MODEL_TYPE = "clam_tts"
 
@@ -254,7 +254,7 @@ class ClamTTS(nn.Module):
     @classmethod
     def from_pretrained(cls, name_or_dir: str | os.PathLike) -> ClamTTS:
         """A checkpoint directory (eval mode) or a preset name (random weights)."""
-        from speech.models import from_pretrained
+        from longseq.speech.models import from_pretrained
 
         model = from_pretrained(name_or_dir)
         if not isinstance(model, cls):

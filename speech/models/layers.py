@@ -11,9 +11,9 @@ import math
 import torch
 from torch import nn
 
-from core.attention import Attention, KVCache
-from core.mlp import Mlp
-from core.norm import LayerNorm
+from longseq.core.attention import Attention, KVCache
+from longseq.core.mlp import Mlp
+from longseq.core.norm import LayerNorm
 
 
 class SinePosition(nn.Module):

@@ -27,12 +27,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.block import Block
-from core.checkpoint import CheckpointError, save_checkpoint
-from core.lm import AttentionOptions, LMConfig, MambaOptions, make_mixer, sample_next
-from core.mlp import Mlp
-from core.norm import RMSNorm, add_norm
-from speech.models.sampling import SamplingConfig
+from longseq.core.block import Block
+from longseq.core.checkpoint import CheckpointError, save_checkpoint
+from longseq.core.lm import AttentionOptions, LMConfig, MambaOptions, make_mixer, sample_next
+from longseq.core.mlp import Mlp
+from longseq.core.norm import RMSNorm, add_norm
+from longseq.speech.models.sampling import SamplingConfig
 
 IGNORE = -100
 MODEL_TYPE = "speechssm"
@@ -248,7 +248,7 @@ class SpeechSSM(nn.Module):
     @classmethod
     def from_pretrained(cls, name_or_dir: str | os.PathLike) -> SpeechSSM:
         """A checkpoint directory (eval mode) or a preset name (random weights)."""
-        from speech.models import from_pretrained
+        from longseq.speech.models import from_pretrained
 
         model = from_pretrained(name_or_dir)
         if not isinstance(model, cls):

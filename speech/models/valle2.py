@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.checkpoint import CheckpointError, save_checkpoint
-from speech.models.layers import Decoder, SinePosition, prefix_lm_mask
-from speech.models.sampling import SamplingConfig, sample_token
-from speech.text.tokenizer import CHARS, TextTokenizer, TokenizerKind
+from longseq.core.checkpoint import CheckpointError, save_checkpoint
+from longseq.speech.models.layers import Decoder, SinePosition, prefix_lm_mask
+from longseq.speech.models.sampling import SamplingConfig, sample_token
+from longseq.speech.text.tokenizer import CHARS, TextTokenizer, TokenizerKind
 
 IGNORE = -100
 
@@ -395,7 +395,7 @@ class Valle2(nn.Module):
     @classmethod
     def from_pretrained(cls, name_or_dir: str | os.PathLike) -> Valle2:
         """A checkpoint directory (eval mode) or a preset name (random weights)."""
-        from speech.models import from_pretrained
+        from longseq.speech.models import from_pretrained
 
         model = from_pretrained(name_or_dir)
         if not isinstance(model, cls):

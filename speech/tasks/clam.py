@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from speech.tasks.utterance_task import UtteranceTask
+from longseq.speech.tasks.utterance_task import UtteranceTask
 
 
 class ClamTTSTask(UtteranceTask):

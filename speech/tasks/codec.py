@@ -6,8 +6,8 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from core.train import OptimizerConfig, configure_optimizers
-from speech.codecs.mel import MelCodec
+from longseq.core.train import OptimizerConfig, configure_optimizers
+from longseq.speech.codecs.mel import MelCodec
 
 
 class MelCodecTask(L.LightningModule):

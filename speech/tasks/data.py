@@ -15,12 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from core.io import InputError
-from core.train import ResumableDataLoader
-from speech.audio import load_audio
-from speech.data.codes import EncodedCorpus
-from speech.data.manifest import Utterance
-from speech.text.tokenizer import PAD, TextTokenizer
+from longseq.core.io import InputError
+from longseq.core.train import ResumableDataLoader
+from longseq.speech.audio import load_audio
+from longseq.speech.data.codes import EncodedCorpus
+from longseq.speech.data.manifest import Utterance
+from longseq.speech.text.tokenizer import PAD, TextTokenizer
 
 
 class AudioCrops(Dataset):

@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from core.io import InputError
-from core.train import OptimizerConfig, configure_optimizers
-from speech.data.codes import EncodedCorpus
-from speech.models.speechssm import SpeechSSM
+from longseq.core.io import InputError
+from longseq.core.train import OptimizerConfig, configure_optimizers
+from longseq.speech.data.codes import EncodedCorpus
+from longseq.speech.models.speechssm import SpeechSSM
 
 
 class CodeSegments(Dataset):

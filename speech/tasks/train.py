@@ -11,22 +11,22 @@ import dataclasses
 import shutil
 from pathlib import Path
 
-from core.checkpoint import CheckpointError
-from core.io import InputError
-from core.train import OptimizerConfig, TrainerConfig, build_trainer, fit
-from speech.codecs import load_codec
-from speech.codecs.mel import MelCodec
-from speech.data.codes import EncodedCorpus, encode_corpus
-from speech.data.manifest import read_manifest
-from speech.models import from_pretrained
-from speech.models.clam_tts import ClamTTS
-from speech.models.speechssm import SpeechSSM
-from speech.models.valle2 import Valle2
-from speech.tasks.clam import ClamTTSTask
-from speech.tasks.codec import MelCodecTask
-from speech.tasks.data import AudioCrops, CodeUtterances, ResumableDataModule, collate_utterances
-from speech.tasks.speechssm import CodeSegments, SpeechSSMTask
-from speech.tasks.valle import Valle2Task
+from longseq.core.checkpoint import CheckpointError
+from longseq.core.io import InputError
+from longseq.core.train import OptimizerConfig, TrainerConfig, build_trainer, fit
+from longseq.speech.codecs import load_codec
+from longseq.speech.codecs.mel import MelCodec
+from longseq.speech.data.codes import EncodedCorpus, encode_corpus
+from longseq.speech.data.manifest import read_manifest
+from longseq.speech.models import from_pretrained
+from longseq.speech.models.clam_tts import ClamTTS
+from longseq.speech.models.speechssm import SpeechSSM
+from longseq.speech.models.valle2 import Valle2
+from longseq.speech.tasks.clam import ClamTTSTask
+from longseq.speech.tasks.codec import MelCodecTask
+from longseq.speech.tasks.data import AudioCrops, CodeUtterances, ResumableDataModule, collate_utterances
+from longseq.speech.tasks.speechssm import CodeSegments, SpeechSSMTask
+from longseq.speech.tasks.valle import Valle2Task
 
 # Models trained on codec codes, saved with their codec beside them.
 LANGUAGE_MODELS = (Valle2, ClamTTS, SpeechSSM)

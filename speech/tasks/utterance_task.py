@@ -7,7 +7,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from core.train import OptimizerConfig, configure_optimizers
+from longseq.core.train import OptimizerConfig, configure_optimizers
 
 
 class UtteranceTask(L.LightningModule):

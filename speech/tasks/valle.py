@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from core.train import OptimizerConfig
-from speech.models.valle2 import IGNORE, Valle2
-from speech.tasks.utterance_task import UtteranceTask
+from longseq.core.train import OptimizerConfig
+from longseq.speech.models.valle2 import IGNORE, Valle2
+from longseq.speech.tasks.utterance_task import UtteranceTask
 
 
 class Valle2Task(UtteranceTask):

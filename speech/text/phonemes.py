@@ -6,7 +6,7 @@ import functools
 import shutil
 import subprocess
 
-from core.io import InputError
+from longseq.core.io import InputError
 
 ESPEAK = "espeak-ng"
 

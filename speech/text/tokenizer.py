@@ -9,8 +9,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
-from core.io import InputError
-from speech.text.phonemes import phonemize
+from longseq.core.io import InputError
+from longseq.speech.text.phonemes import phonemize
 
 TokenizerKind = Literal["chars", "bytes", "phonemes"]
 PAD = 0

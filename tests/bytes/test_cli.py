@@ -7,9 +7,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import bytes.tasks.lm as lm_task
-from bytes.cli import main
-from bytes.models import from_pretrained
+import longseq.bytes.tasks.lm as lm_task
+from longseq.bytes.cli import main
+from longseq.bytes.models import from_pretrained
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ def test_bad_input(corpus, tmp_path, capsys):
     bad(["eval", "--model", "mblm-tiny", "--path", str(corpus), "--window", "0"], capsys, "--window must lie in")
     bad(["eval", "--model", str(tmp_path / "nowhere"), "--path", str(corpus)], capsys, "neither a preset")
 
-    from core.lm import CausalLM
+    from longseq.core.lm import CausalLM
 
     CausalLM.from_pretrained("mamba-tiny").save_pretrained(tmp_path / "lm")
     bad(["eval", "--model", str(tmp_path / "lm"), "--path", str(corpus)], capsys, "expected one of: mblm, megabyte")

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from bytes.data.files import list_files, read_bytes, read_file, split_files
-from core.io import InputError
+from longseq.bytes.data.files import list_files, read_bytes, read_file, split_files
+from longseq.core.io import InputError
 
 
 @pytest.fixture

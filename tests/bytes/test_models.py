@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-import bytes as bytes_pkg  # the public entry point, as users write `import bytes`
-from bytes.models import PRESETS, MBLMConfig, MegabyteConfig, StageConfig, build, from_pretrained
-from core.checkpoint import CheckpointError
-from core.io import InputError
+from longseq import bytes as bytes_pkg  # the public entry point, as users write `import bytes`
+from longseq.bytes.models import PRESETS, MBLMConfig, MegabyteConfig, StageConfig, build, from_pretrained
+from longseq.core.checkpoint import CheckpointError
+from longseq.core.io import InputError
 
 TINY = ["mblm-tiny", "mblm-tiny-3stage", "megabyte-tiny"]
 
@@ -102,7 +102,7 @@ def test_save_and_load_round_trip(name, tmp_path):
 
 
 def test_checkpoint_of_another_architecture_is_refused(tmp_path):
-    from core.lm import CausalLM
+    from longseq.core.lm import CausalLM
 
     CausalLM.from_pretrained("mamba-tiny").save_pretrained(tmp_path / "lm")
     with pytest.raises(CheckpointError, match="expected one of: mblm, megabyte"):

@@ -4,7 +4,7 @@ GQA == expanded MHA, masks (causal, window, padding) leak nothing."""
 import pytest
 import torch
 
-from core.attention import Attention, KVCache
+from longseq.core.attention import Attention, KVCache
 
 CONFIGS = {
     "causal": {},

@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from core import checkpoint
-from core.checkpoint import (
+from longseq.core import checkpoint
+from longseq.core.checkpoint import (
     CheckpointError,
     check_state_dict,
     load_checkpoint,
@@ -19,7 +19,7 @@ from core.checkpoint import (
     load_tensors,
     read_config,
 )
-from core.lm import MODEL_TYPE, CausalLM, LMConfig, Mamba2Options
+from longseq.core.lm import MODEL_TYPE, CausalLM, LMConfig, Mamba2Options
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"

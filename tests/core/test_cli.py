@@ -4,8 +4,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from core.cli import run
-from core.io import InputError
+from longseq.core.cli import run
+from longseq.core.io import InputError
 
 
 @dataclass(kw_only=True)

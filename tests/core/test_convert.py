@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import core
-from core.checkpoint import CheckpointError
-from core.lm import AttentionOptions, CausalLM, LMConfig, Mamba2Options, MambaOptions
+from longseq import core
+from longseq.core.checkpoint import CheckpointError
+from longseq.core.lm import AttentionOptions, CausalLM, LMConfig, Mamba2Options, MambaOptions
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MAMBA_A = FIXTURES / "mamba_a"

@@ -6,8 +6,8 @@ import itertools
 import pytest
 import torch
 
-from core.hierarchical import PatchDecoder
-from core.stack import MixerStack
+from longseq.core.hierarchical import PatchDecoder
+from longseq.core.stack import MixerStack
 
 LAYOUTS = {"2-stage": ((4, 3), (32, 16)), "3-stage": ((3, 2, 3), (32, 24, 16))}
 MIXERS = ["attention", "mamba", "mamba2", "hyena"]

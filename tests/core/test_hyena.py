@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from core.hyena import HyenaOperator, positional_features
-from kernels.fftconv import direct_conv_ref
+from longseq.core.hyena import HyenaOperator, positional_features
+from longseq.kernels.fftconv import direct_conv_ref
 
 HYENADNA_KEYS = {
     "in_proj.weight",

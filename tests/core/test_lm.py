@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from core.io import InputError
-from core.lm import (
+from longseq.core.io import InputError
+from longseq.core.lm import (
     PRESETS,
     AttentionOptions,
     CausalLM,

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from core.rotary import RotaryEmbedding, rotate
+from longseq.core.rotary import RotaryEmbedding, rotate
 
 
 def rotate_complex(x: torch.Tensor, positions: torch.Tensor, dim: int, base: float, interleaved: bool):

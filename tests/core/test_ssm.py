@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.ssm import Mamba, Mamba2, Mamba2State, MambaState
+from longseq.core.ssm import Mamba, Mamba2, Mamba2State, MambaState
 
 
 def tiny(kind: str, **overrides):
@@ -186,7 +186,7 @@ def test_bfloat16_forward_backward_and_step(kind):
 
 
 def test_gated_rmsnorm_both_gate_orders_and_groups():
-    from core.norm import GatedRMSNorm
+    from longseq.core.norm import GatedRMSNorm
 
     norm = GatedRMSNorm(12, group_size=4, norm_before_gate=True)
     with torch.no_grad():

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from core.stack import MixerStack, make_mixer
+from longseq.core.stack import MixerStack, make_mixer
 
 
 @pytest.mark.parametrize("mixer", ["attention", "mamba", "mamba2", "hyena"])

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch.utils.data import IterableDataset
 
-from core.checkpoint import CheckpointError, load_pickle
-from core.io import InputError
-from core.train import (
+from longseq.core.checkpoint import CheckpointError, load_pickle
+from longseq.core.io import InputError
+from longseq.core.train import (
     CausalLMTask,
     OptimizerConfig,
     ResumableDataLoader,

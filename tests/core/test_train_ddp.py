@@ -12,9 +12,9 @@ import torch
 from lightning.pytorch.strategies import FSDPStrategy
 from safetensors.torch import load_file
 
-from core.block import Block
-from core.train import TrainerConfig, build_trainer
-from core.train.trainer import lightning_strategy
+from longseq.core.block import Block
+from longseq.core.train import TrainerConfig, build_trainer
+from longseq.core.train.trainer import lightning_strategy
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
@@ -52,7 +52,7 @@ def test_fsdp_strategy_shards_each_block():
 
 @pytest.mark.gpu
 def test_fsdp_trains_on_a_gpu(tmp_path):
-    from core.train import CausalLMTask, OptimizerConfig, TokenWindowDataModule, fit
+    from longseq.core.train import CausalLMTask, OptimizerConfig, TokenWindowDataModule, fit
     from tests.core.train_helpers import TinyLM, periodic_tokens
 
     config = TrainerConfig(max_steps=3, strategy="fsdp", devices=1, logger="none", progress_bar=False)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from core.train import OptimizerConfig, configure_optimizers, cosine_with_warmup, param_groups
+from longseq.core.train import OptimizerConfig, configure_optimizers, cosine_with_warmup, param_groups
 from tests.core.train_helpers import TinyLM
 
 

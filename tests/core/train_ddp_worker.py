@@ -14,7 +14,7 @@ import lightning as L
 import torch
 from safetensors.torch import save_file
 
-from core.train import CausalLMTask, OptimizerConfig, TokenWindowDataModule, TrainerConfig, build_trainer, fit
+from longseq.core.train import CausalLMTask, OptimizerConfig, TokenWindowDataModule, TrainerConfig, build_trainer, fit
 from tests.core.train_helpers import TinyLM, periodic_tokens
 
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import genomics
-from core.checkpoint import CheckpointError
-from genomics.data.tokenizer import complement_table, pad_batch, reverse_complement
-from genomics.models import PRESETS, build, model_class
-from genomics.models.caduceus import Caduceus
+from longseq import genomics
+from longseq.core.checkpoint import CheckpointError
+from longseq.genomics.data.tokenizer import complement_table, pad_batch, reverse_complement
+from longseq.genomics.models import PRESETS, build, model_class
+from longseq.genomics.models.caduceus import Caduceus
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 

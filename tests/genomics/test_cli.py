@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-import genomics
-from genomics.cli import main
-from genomics.data.tokenizer import DNATokenizer, reverse_complement
+from longseq import genomics
+from longseq.genomics.cli import main
+from longseq.genomics.data.tokenizer import DNATokenizer, reverse_complement
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 RNG = np.random.default_rng(0)

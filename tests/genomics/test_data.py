@@ -6,10 +6,10 @@ import gzip
 
 import pytest
 
-from core.io import InputError
-from genomics.data.bed import bed_records, read_bed
-from genomics.data.fasta import read_records, reverse_complement_text, window_starts
-from genomics.data.tables import read_labelled
+from longseq.core.io import InputError
+from longseq.genomics.data.bed import bed_records, read_bed
+from longseq.genomics.data.fasta import read_records, reverse_complement_text, window_starts
+from longseq.genomics.data.tables import read_labelled
 
 FASTA = ">chr1 first\nACGTAC\nGTNN\n>chr2\nacgtRY\n"
 

@@ -6,7 +6,7 @@ import gzip
 import numpy as np
 
 from examples import demo, demo_genomics
-from genomics.data.fasta import read_records
+from longseq.genomics.data.fasta import read_records
 
 
 def test_the_genomics_demo_step(tmp_path, monkeypatch, capsys):

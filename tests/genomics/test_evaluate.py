@@ -7,9 +7,9 @@ import math
 import numpy as np
 import torch
 
-from genomics.evaluate import causal_scores, masked_scores
-from genomics.markov import ContextModel, bases_from_ids
-from genomics.models import build
+from longseq.genomics.evaluate import causal_scores, masked_scores
+from longseq.genomics.markov import ContextModel, bases_from_ids
+from longseq.genomics.models import build
 
 
 def test_causal_scores_cover_each_position_once_with_context():

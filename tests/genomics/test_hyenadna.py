@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 import torch
 
-from genomics.models import PRESETS, build
-from genomics.models.hyenadna import HyenaDNA, HyenaDNAConfig
+from longseq.genomics.models import PRESETS, build
+from longseq.genomics.models.hyenadna import HyenaDNA, HyenaDNAConfig
 
 
 @pytest.mark.parametrize(

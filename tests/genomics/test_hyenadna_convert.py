@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import genomics
-from core.checkpoint import CheckpointError, load_pickle
-from genomics.models.hyenadna import HyenaDNA
+from longseq import genomics
+from longseq.core.checkpoint import CheckpointError, load_pickle
+from longseq.genomics.models.hyenadna import HyenaDNA
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "hyenadna_a"
 EXPECTED = load_file(FIXTURE / "expected.safetensors")

@@ -8,8 +8,8 @@ import torch
 from sklearn.metrics import matthews_corrcoef as sk_mcc
 from sklearn.metrics import roc_auc_score
 
-from genomics.markov import ContextModel, bases_from_ids, select
-from genomics.tasks.metrics import accuracy, auroc, matthews_corrcoef
+from longseq.genomics.markov import ContextModel, bases_from_ids, select
+from longseq.genomics.tasks.metrics import accuracy, auroc, matthews_corrcoef
 
 
 @pytest.mark.parametrize("classes", [2, 3])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.io import InputError
-from genomics.data.tokenizer import PAD, DNATokenizer, pad_batch, reverse, reverse_complement
+from longseq.core.io import InputError
+from longseq.genomics.data.tokenizer import PAD, DNATokenizer, pad_batch, reverse, reverse_complement
 
 
 def test_ids_match_the_released_tokenizers():

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-import genomics
-from core.train import OptimizerConfig, TokenWindowDataModule, TrainerConfig, build_trainer, fit
-from genomics.cli import main
-from genomics.data.tables import LabelledSequences
-from genomics.data.tokenizer import MASK, PAD, DNATokenizer
-from genomics.models import build
-from genomics.models.classifier import SequenceClassifier
-from genomics.tasks.finetune import ClassificationTask, LabelledDataModule, LabelledDataset
-from genomics.tasks.pretrain import PretrainTask, mask_tokens, warmup_length
+from longseq import genomics
+from longseq.core.train import OptimizerConfig, TokenWindowDataModule, TrainerConfig, build_trainer, fit
+from longseq.genomics.cli import main
+from longseq.genomics.data.tables import LabelledSequences
+from longseq.genomics.data.tokenizer import MASK, PAD, DNATokenizer
+from longseq.genomics.models import build
+from longseq.genomics.models.classifier import SequenceClassifier
+from longseq.genomics.tasks.finetune import ClassificationTask, LabelledDataModule, LabelledDataset
+from longseq.genomics.tasks.pretrain import PretrainTask, mask_tokens, warmup_length
 
 RNG = np.random.default_rng(0)
 
@@ -202,7 +202,11 @@ def test_dna_pretrain_data_parallel_on_two_cpu_processes(tmp_path):
     root = Path(__file__).parents[2]
     env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [sys.executable, "-m", "genomics.cli", *map(str, args)], cwd=tmp_path, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "longseq.genomics.cli", *map(str, args)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "MEMBER: 2/2" in done.stderr  # Lightning's line from the second process

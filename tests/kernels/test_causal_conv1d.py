@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kernels import causal_conv1d, causal_conv1d_update
-from kernels._testing import RATIO, assert_close, assert_same_function, has_triton, outputs_and_grads
-from kernels.causal_conv1d import causal_conv1d_ref
+from longseq.kernels import causal_conv1d, causal_conv1d_update
+from longseq.kernels._testing import RATIO, assert_close, assert_same_function, has_triton, outputs_and_grads
+from longseq.kernels.causal_conv1d import causal_conv1d_ref
 
 F64 = torch.float64
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels import fftconv
-from kernels._testing import RATIO, assert_same_function, outputs_and_grads
-from kernels.fftconv import direct_conv_ref, fftconv_ref
-from kernels.fftconv.torch_fftconv import fast_fft_size
+from longseq.kernels import fftconv
+from longseq.kernels._testing import RATIO, assert_same_function, outputs_and_grads
+from longseq.kernels.fftconv import direct_conv_ref, fftconv_ref
+from longseq.kernels.fftconv.torch_fftconv import fast_fft_size
 
 F64 = torch.float64
 

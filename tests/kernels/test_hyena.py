@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels import hyena_conv
-from kernels._testing import RATIO, assert_same_function, has_triton, outputs_and_grads
-from kernels.fftconv import direct_conv_ref
-from kernels.hyena import hyena_conv_ref
+from longseq.kernels import hyena_conv
+from longseq.kernels._testing import RATIO, assert_same_function, has_triton, outputs_and_grads
+from longseq.kernels.fftconv import direct_conv_ref
+from longseq.kernels.hyena import hyena_conv_ref
 
 F64 = torch.float64
 needs_triton = pytest.mark.skipif(not has_triton(), reason="triton is not installed")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels import add_norm
-from kernels._testing import RATIO, assert_same_function, has_triton, outputs_and_grads
-from kernels.norm import add_norm_ref
+from longseq.kernels import add_norm
+from longseq.kernels._testing import RATIO, assert_same_function, has_triton, outputs_and_grads
+from longseq.kernels.norm import add_norm_ref
 
 F64 = torch.float64
 needs_triton = pytest.mark.skipif(not has_triton(), reason="triton is not installed")
@@ -92,8 +92,8 @@ def test_rejects_bad_inputs(change, message):
 @pytest.mark.parametrize("kind", ["rms", "layer"])
 def test_core_add_norm_uses_the_fused_op_on_gpu(kind):
     """core.norm.add_norm on CUDA (fused) equals its CPU formulation in float32."""
-    from core.norm import add_norm as core_add_norm
-    from core.norm import make_norm
+    from longseq.core.norm import add_norm as core_add_norm
+    from longseq.core.norm import make_norm
 
     norm = make_norm(kind, 256)
     x, residual = torch.randn(4, 64, 256), torch.randn(4, 64, 256)

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kernels import selective_scan, selective_state_update
-from kernels._testing import (
+from longseq.kernels import selective_scan, selective_state_update
+from longseq.kernels._testing import (
     RATIO,
     assert_close,
     assert_same_function,
@@ -16,8 +16,8 @@ from kernels._testing import (
     outputs_and_grads,
     selective_scan_inputs,
 )
-from kernels.selective_scan import selective_scan_ref, selective_state_update_ref
-from kernels.selective_scan.torch_scan import selective_scan_torch
+from longseq.kernels.selective_scan import selective_scan_ref, selective_state_update_ref
+from longseq.kernels.selective_scan.torch_scan import selective_scan_torch
 
 F64 = torch.float64
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels import ssd_scan
-from kernels._testing import RATIO, assert_same_function, has_triton, outputs_and_grads, ssd_inputs
-from kernels.ssd import ssd_scan_chunked, ssd_scan_ref
+from longseq.kernels import ssd_scan
+from longseq.kernels._testing import RATIO, assert_same_function, has_triton, outputs_and_grads, ssd_inputs
+from longseq.kernels.ssd import ssd_scan_chunked, ssd_scan_ref
 
 F64 = torch.float64
 

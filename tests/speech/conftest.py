@@ -43,7 +43,7 @@ def quick_train() -> list[str]:
 @pytest.fixture(scope="session")
 def mel_vae_codec(synthetic_corpus, quick_train, tmp_path_factory):
     """A mel-vae-tiny codec (4 x 16 codes at 12.5 Hz) trained a few steps on the synthetic corpus."""
-    from speech.cli import main
+    from longseq.speech.cli import main
 
     out = tmp_path_factory.mktemp("mel_vae") / "vae"
     assert (

@@ -16,8 +16,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from safetensors.torch import save_file
 
-from speech.codecs.prob_rvq import ProbabilisticRVQ
-from speech.codecs.rvq import ResidualVQ
+from longseq.speech.codecs.prob_rvq import ProbabilisticRVQ
+from longseq.speech.codecs.rvq import ResidualVQ
 
 WORLD = 2
 

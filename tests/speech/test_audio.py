@@ -5,8 +5,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from core.io import InputError
-from speech.audio import check_prompt, load_audio, save_audio
+from longseq.core.io import InputError
+from longseq.speech.audio import check_prompt, load_audio, save_audio
 
 
 def tone(seconds: float, rate: int, freq: float = 440.0, channels: int = 1) -> np.ndarray:

@@ -6,8 +6,13 @@ import pytest
 import soundfile as sf
 
 from examples import demo, demo_speech
-from speech.cli import main
-from speech.synthesis import SECONDS_PER_TOKEN_LIMIT, SECONDS_PER_TOKEN_MIN, bundled_model_dir, load_model_and_codec
+from longseq.speech.cli import main
+from longseq.speech.synthesis import (
+    SECONDS_PER_TOKEN_LIMIT,
+    SECONDS_PER_TOKEN_MIN,
+    bundled_model_dir,
+    load_model_and_codec,
+)
 
 # The bundled model reads phonemes; CI installs espeak-ng (.ci/run).
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")

@@ -3,12 +3,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from core.checkpoint import CheckpointError
-from speech.cli import main
-from speech.codecs.mel_vae import MelVAE, preset
-from speech.models import from_pretrained
-from speech.models.clam_tts import ClamTTS
-from speech.models.sampling import SamplingConfig
+from longseq.core.checkpoint import CheckpointError
+from longseq.speech.cli import main
+from longseq.speech.codecs.mel_vae import MelVAE, preset
+from longseq.speech.models import from_pretrained
+from longseq.speech.models.clam_tts import ClamTTS
+from longseq.speech.models.sampling import SamplingConfig
 
 
 def one_line_error(capsys) -> str:
@@ -128,8 +128,8 @@ def test_codec_checks(clam, tmp_path):
     other = MelVAE(preset("mel-vae-tiny"))
     with pytest.raises(CheckpointError, match="differ"):
         model.check_codec(other)
-    from speech.codecs.mel import MelCodec
-    from speech.codecs.mel import preset as mel_preset
+    from longseq.speech.codecs.mel import MelCodec
+    from longseq.speech.codecs.mel import preset as mel_preset
 
     with pytest.raises(CheckpointError, match="Mel-VAE"):
         model.attach_codec(MelCodec(mel_preset("mel-tiny")))
@@ -155,7 +155,7 @@ def clam_model(synthetic_corpus, mel_vae_codec, quick_train, tmp_path_factory):
 
 
 def test_train_resume_and_synth(clam_model, tmp_path, capsys):
-    from core.checkpoint import load_pickle, read_config
+    from longseq.core.checkpoint import load_pickle, read_config
 
     assert read_config(clam_model)["codec"] == "codec" and read_config(clam_model / "codec")["model_type"] == "mel_vae"
     args = ["--model", "clam-tts-tiny", "--corpus", str(clam_model / "codes.safetensors"), "--out", str(clam_model)]

@@ -6,8 +6,8 @@ import pytest
 import soundfile as sf
 from safetensors.torch import load_file
 
-from speech.cli import main
-from speech.data.codes import EncodedCorpus
+from longseq.speech.cli import main
+from longseq.speech.data.codes import EncodedCorpus
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 
@@ -37,7 +37,7 @@ def test_corpus(tiny_corpus):
 
 @needs_espeak
 def test_encode_corpus_with_mel_codec(tiny_corpus, tmp_path):
-    from speech.codecs.mel import MelCodec, preset
+    from longseq.speech.codecs.mel import MelCodec, preset
 
     MelCodec(preset("mel-tiny")).save_pretrained(tmp_path / "codec")
     out = tmp_path / "codes.safetensors"
@@ -81,7 +81,7 @@ def tiny_model(tiny_corpus, tmp_path_factory):
 
 @needs_espeak
 def test_train_outputs_are_self_contained_and_resume(tiny_model, tiny_corpus):
-    from core.checkpoint import load_pickle, read_config
+    from longseq.core.checkpoint import load_pickle, read_config
 
     assert read_config(tiny_model)["codec"] == "codec" and (tiny_model / "codec" / "model.safetensors").is_file()
     assert (tiny_model / "codes.safetensors").is_file()
@@ -96,7 +96,7 @@ def test_train_outputs_are_self_contained_and_resume(tiny_model, tiny_corpus):
 @needs_espeak
 def test_train_into_phonemes_from_a_checkpoint(tiny_model, tmp_path, capsys):
     """A characters model fine-tunes into phonemes, and the result speaks; a codec has no tokenizer to change."""
-    from core.checkpoint import read_config
+    from longseq.core.checkpoint import read_config
 
     out, wav = tmp_path / "phonemes", tmp_path / "hi.wav"
     data = ["--corpus", str(tiny_model / "codes.safetensors"), "--out", str(out)]
@@ -156,7 +156,7 @@ def test_synth_bad_inputs(tiny_model, tmp_path, capsys):
 
 
 def test_synth_missing_codec_weights(tmp_path, capsys, monkeypatch):
-    from speech.models import from_pretrained
+    from longseq.speech.models import from_pretrained
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     from_pretrained("valle2-tiny", codebook_size=1024, codec="encodec").save_pretrained(tmp_path / "m")

@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from core.checkpoint import CheckpointError
-from core.io import InputError
-from speech.codecs.encodec import BANDWIDTHS, WEIGHTS_FILE, EncodecCodec
-from speech.codecs.mel import MelCodec, preset
-from speech.codecs.rvq import ResidualVQ
+from longseq.core.checkpoint import CheckpointError
+from longseq.core.io import InputError
+from longseq.speech.codecs.encodec import BANDWIDTHS, WEIGHTS_FILE, EncodecCodec
+from longseq.speech.codecs.mel import MelCodec, preset
+from longseq.speech.codecs.rvq import ResidualVQ
 
 
 @pytest.fixture(scope="module")

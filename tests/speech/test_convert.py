@@ -6,9 +6,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from core.checkpoint import CheckpointError
-from speech.convert import KEY_MAP, convert_state_dict, convert_vallex
-from speech.models.sampling import SamplingConfig
+from longseq.core.checkpoint import CheckpointError
+from longseq.speech.convert import KEY_MAP, convert_state_dict, convert_vallex
+from longseq.speech.models.sampling import SamplingConfig
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "valle_a"
 
@@ -72,7 +72,7 @@ def test_greedy_generation(model, expected):
 
 
 def test_every_key_mapped_and_unknown_keys_refused(tmp_path):
-    from core.checkpoint import load_pickle
+    from longseq.core.checkpoint import load_pickle
 
     state = load_pickle(FIXTURE / "checkpoint.pt")["model"]
     converted = convert_state_dict(state)

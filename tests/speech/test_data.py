@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from core.io import InputError
-from speech.data.espeak import book_sentences, build_corpus, make_voices, read_voices
-from speech.data.manifest import read_manifest
-from speech.text.tokenizer import TextTokenizer
+from longseq.core.io import InputError
+from longseq.speech.data.espeak import book_sentences, build_corpus, make_voices, read_voices
+from longseq.speech.data.manifest import read_manifest
+from longseq.speech.text.tokenizer import TextTokenizer
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 

@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import torch
 
-from speech.eval import dtw_path, longest_run, loop_count, mcd
+from longseq.speech.eval import dtw_path, longest_run, loop_count, mcd
 
 
 def brute_force_dtw_cost(cost: np.ndarray) -> float:

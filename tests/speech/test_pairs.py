@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from core.io import InputError
-from speech.data.codes import EncodedCorpus
-from speech.tasks.data import CodeUtterances, collate_utterances
-from speech.text.tokenizer import TextTokenizer
+from longseq.core.io import InputError
+from longseq.speech.data.codes import EncodedCorpus
+from longseq.speech.tasks.data import CodeUtterances, collate_utterances
+from longseq.speech.text.tokenizer import TextTokenizer
 
 WORDS = ("alice", "rabbit", "queen", "garden", "tea", "cat", "door", "key", "hat", "sea")
 
@@ -80,7 +80,7 @@ def test_a_speaker_with_one_utterance_and_bad_probability():
 
 def fit_clam(corpus: EncodedCorpus, pair_probability: float, steps: int = 300):
     """clam-tts-tiny fitted on ``corpus`` (Adam on `ClamTTS.losses`, as `ClamTTSTask` trains it)."""
-    from speech.models import from_pretrained
+    from longseq.speech.models import from_pretrained
 
     torch.manual_seed(0)
     model = from_pretrained("clam-tts-tiny")
@@ -134,7 +134,7 @@ def test_pairs_teach_clam_not_to_end_after_a_prompt(one_thread):
 
 
 def test_cli_refuses_a_bad_pair_probability(tmp_path, capsys):
-    from speech.cli import main
+    from longseq.speech.cli import main
 
     out = tmp_path / "clam"
     argv = ["train", "--model", "clam-tts-tiny", "--corpus", str(tmp_path), "--out", str(out)]

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from speech.codecs import load_codec
-from speech.codecs.mel_vae import MelVAE, preset
-from speech.codecs.prob_rvq import ProbabilisticRVQ
-from speech.codecs.rvq import EMACodebook
+from longseq.speech.codecs import load_codec
+from longseq.speech.codecs.mel_vae import MelVAE, preset
+from longseq.speech.codecs.prob_rvq import ProbabilisticRVQ
+from longseq.speech.codecs.rvq import EMACodebook
 
 
 def random_quantizer(dim=4, depth=3, size=8) -> ProbabilisticRVQ:

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-import speech.codecs.rvq as rvq
+import longseq.speech.codecs.rvq as rvq
 from tests.speech.rvq_ddp_worker import WORLD, batches, quantizers
 
 HERE = Path(__file__).parent

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from speech.models.sampling import SamplingConfig, nucleus_sample, repetition_ratio, sample_token
+from longseq.speech.models.sampling import SamplingConfig, nucleus_sample, repetition_ratio, sample_token
 
 
 def peaked(token: int, vocab: int = 16, mass: float = 0.5) -> torch.Tensor:

@@ -3,11 +3,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from speech.cli import main
-from speech.longform import WindowedDecoder, check_minutes, continue_speech
-from speech.models import from_pretrained
-from speech.models.sampling import SamplingConfig
-from speech.models.speechssm import SpeechSSM, delay, undelay
+from longseq.speech.cli import main
+from longseq.speech.longform import WindowedDecoder, check_minutes, continue_speech
+from longseq.speech.models import from_pretrained
+from longseq.speech.models.sampling import SamplingConfig
+from longseq.speech.models.speechssm import SpeechSSM, delay, undelay
 
 GREEDY = SamplingConfig(top_p=0.0)
 
@@ -155,8 +155,8 @@ def test_continue_speech_writes_exactly_the_requested_duration(model, tmp_path):
 
 
 def test_training_segments_wrap_around_their_speakers_stream(tmp_path):
-    from speech.data.codes import EncodedCorpus
-    from speech.tasks.speechssm import CodeSegments
+    from longseq.speech.data.codes import EncodedCorpus
+    from longseq.speech.tasks.speechssm import CodeSegments
 
     codes = [torch.arange(10).repeat(2, 1) + 100 * i for i in range(3)]
     corpus = EncodedCorpus(
@@ -191,7 +191,7 @@ def ssm_model(synthetic_corpus, mel_vae_codec, quick_train, tmp_path_factory):
 
 
 def test_train_resume_and_continue_for_minutes(ssm_model, tmp_path, capsys):
-    from core.checkpoint import load_pickle, read_config
+    from longseq.core.checkpoint import load_pickle, read_config
 
     assert read_config(ssm_model)["codec"] == "codec"
     args = ["--model", "speechssm-tiny", "--corpus", str(ssm_model / "codes.safetensors"), "--out", str(ssm_model)]

@@ -2,8 +2,8 @@ import shutil
 
 import pytest
 
-from core.io import InputError
-from speech.text.tokenizer import PHONEMES, TextTokenizer, normalize
+from longseq.core.io import InputError
+from longseq.speech.text.tokenizer import PHONEMES, TextTokenizer, normalize
 
 
 def test_normalize_folds_typography_and_spaces():

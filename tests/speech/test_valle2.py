@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from core.checkpoint import CheckpointError
-from speech.models import from_pretrained
-from speech.models.sampling import SamplingConfig
-from speech.models.valle2 import IGNORE, Valle2, Valle2Config
-from speech.text.tokenizer import PHONEMES
+from longseq.core.checkpoint import CheckpointError
+from longseq.speech.models import from_pretrained
+from longseq.speech.models.sampling import SamplingConfig
+from longseq.speech.models.valle2 import IGNORE, Valle2, Valle2Config
+from longseq.speech.text.tokenizer import PHONEMES
 
 
 def tiny(**overrides) -> Valle2:
@@ -90,8 +90,8 @@ def test_generation_stops_at_eos():
 
 
 def test_synthesis_does_not_stop_before_its_lower_bound():
-    from speech.codecs.mel import MelCodec, preset
-    from speech.synthesis import SECONDS_PER_TOKEN_MIN, synthesize
+    from longseq.speech.codecs.mel import MelCodec, preset
+    from longseq.speech.synthesis import SECONDS_PER_TOKEN_MIN, synthesize
 
     model = tiny(group_size=2)
     force_eos(model, 1e9)  # the model would end the speech at once
@@ -103,7 +103,7 @@ def test_synthesis_does_not_stop_before_its_lower_bound():
 
 
 def test_split_sentences():
-    from speech.synthesis import split_sentences
+    from longseq.speech.synthesis import split_sentences
 
     text = "Alice  was beginning to get very tired. Oh dear!\nWhat a long, long, long sentence this one is; really."
     assert split_sentences(text, max_chars=40) == [
@@ -121,8 +121,8 @@ def test_split_sentences():
 
 
 def test_long_text_is_spoken_sentence_by_sentence_in_one_voice():
-    from speech.codecs.mel import MelCodec, preset
-    from speech.synthesis import SENTENCE_PAUSE_SECONDS, synthesize
+    from longseq.speech.codecs.mel import MelCodec, preset
+    from longseq.speech.synthesis import SENTENCE_PAUSE_SECONDS, synthesize
 
     model = tiny(group_size=2)
     force_eos(model, 1e9)  # every sentence stops at its lower bound

@@ -8,11 +8,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from core.checkpoint import CheckpointError, load_tensors
-from vision.models.btb3d import BTB3D, BTB3D_PRESETS
-from vision.models.btb3d_convert import convert_state_dict, infer_config, load_released, source_key
-from vision.models.btb3d_disc import Discriminator2D, Discriminator3D
-from vision.models.btb3d_layers import haar_patch
+from longseq.core.checkpoint import CheckpointError, load_tensors
+from longseq.vision.btb3d.convert import convert_state_dict, infer_config, load_released, source_key
+from longseq.vision.btb3d.discriminators import Discriminator2D, Discriminator3D
+from longseq.vision.btb3d.layers import haar_patch
+from longseq.vision.btb3d.model import BTB3D, BTB3D_PRESETS
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "btb3d_a"
 ATOL = 1e-5

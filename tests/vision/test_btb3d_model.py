@@ -7,16 +7,16 @@ import dataclasses
 import pytest
 import torch
 
-from core.checkpoint import CheckpointError
-from vision.models.btb3d import BTB3D, BTB3D_PRESETS, BTB3DConfig
-from vision.models.btb3d_layers import haar_dwt3d, haar_idwt3d, haar_patch, haar_unpatch
-from vision.models.btb3d_lfq import (
+from longseq.core.checkpoint import CheckpointError
+from longseq.vision.btb3d.layers import haar_dwt3d, haar_idwt3d, haar_patch, haar_unpatch
+from longseq.vision.btb3d.lfq import (
     LFQ,
     codes_to_indices,
     indices_to_codes,
     lfq_entropy_loss,
     lfq_entropy_loss_ref,
 )
+from longseq.vision.btb3d.model import BTB3D, BTB3D_PRESETS, BTB3DConfig
 
 
 def tiny(**changes) -> BTB3D:

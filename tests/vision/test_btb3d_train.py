@@ -12,15 +12,15 @@ import torchvision
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
-from core.checkpoint import CheckpointError
-from core.train import TrainerConfig, build_trainer, fit
-from vision.cli import main
-from vision.data.volumes_dataset import ExcerptBatches
-from vision.models.btb3d import BTB3D, BTB3D_PRESETS
-from vision.models.btb3d_disc import Discriminator2D, Discriminator3D
-from vision.models.btb3d_losses import LeCamEMA, PerceptualLoss, discriminator_loss, generator_loss, r1_penalty
-from vision.tasks.btb3d import BTB3DTask, ExcerptDataModule
-from vision.tasks.btb3d_config import BTB3DTrainConfig
+from longseq.core.checkpoint import CheckpointError
+from longseq.core.train import TrainerConfig, build_trainer, fit
+from longseq.vision.btb3d.dataset import ExcerptBatches
+from longseq.vision.btb3d.discriminators import Discriminator2D, Discriminator3D
+from longseq.vision.btb3d.losses import LeCamEMA, PerceptualLoss, discriminator_loss, generator_loss, r1_penalty
+from longseq.vision.btb3d.model import BTB3D, BTB3D_PRESETS
+from longseq.vision.btb3d.task import BTB3DTask, ExcerptDataModule
+from longseq.vision.btb3d.train_config import BTB3DTrainConfig
+from longseq.vision.cli import main
 
 CONFIG = BTB3DTrainConfig(crop_size=16, warmup_steps=1, r1_every=2, entropy_decay_steps=4)
 

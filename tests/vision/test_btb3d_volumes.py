@@ -10,8 +10,8 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from core.io import InputError
-from vision.data.volumes import (
+from longseq.core.io import InputError
+from longseq.vision.btb3d.volumes import (
     Volume,
     hu_to_unit,
     pad_to_grid,

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.io import InputError
-from vision.cli import main
-from vision.data.images import ImageClassificationDataset, load_digits, load_fashion_mnist, read_idx
-from vision.models.local_vim import LocalVim
+from longseq.core.io import InputError
+from longseq.vision.cli import main
+from longseq.vision.images import ImageClassificationDataset, load_digits, load_fashion_mnist, read_idx
+from longseq.vision.local_mamba.local_vim import LocalVim
 
 
 def _write_idx(path, array: np.ndarray) -> None:

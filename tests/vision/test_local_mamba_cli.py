@@ -6,11 +6,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from vision.cli import main
-from vision.models.local_mamba_presets import preset
-from vision.models.local_vim import LocalVim
-from vision.scans import ALL_DIRECTIONS
-from vision.tasks.local_mamba_cli import load_model_config
+from longseq.vision.cli import main
+from longseq.vision.local_mamba.cli import load_model_config
+from longseq.vision.local_mamba.local_vim import LocalVim
+from longseq.vision.local_mamba.presets import preset
+from longseq.vision.local_mamba.scans import ALL_DIRECTIONS
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 

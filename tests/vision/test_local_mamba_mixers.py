@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from vision.models.local_mamba import MultiScan, MultiScanMamba, MultiScanSS2D, check_directions
-from vision.models.local_mamba_reference import multi_scan_mamba_ref, multi_scan_ss2d_ref
-from vision.scans import ALL_DIRECTIONS, CROSS
+from longseq.vision.local_mamba.mixers import MultiScan, MultiScanMamba, MultiScanSS2D, check_directions
+from longseq.vision.local_mamba.reference import multi_scan_mamba_ref, multi_scan_ss2d_ref
+from longseq.vision.local_mamba.scans import ALL_DIRECTIONS, CROSS
 
 
 def _perturb(module: torch.nn.Module) -> None:

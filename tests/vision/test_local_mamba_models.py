@@ -2,11 +2,11 @@ import pytest
 import timm
 import torch
 
-import vision  # noqa: F401  (registers the models with timm)
-from core.io import InputError
-from vision.models.local_mamba_presets import PRESETS, preset
-from vision.models.local_vim import LocalVim, LocalVimConfig
-from vision.models.local_vmamba import LocalVMamba, LocalVMambaConfig
+import longseq.vision.local_mamba  # noqa: F401  (registers the models with timm)
+from longseq.core.io import InputError
+from longseq.vision.local_mamba.local_vim import LocalVim, LocalVimConfig
+from longseq.vision.local_mamba.local_vmamba import LocalVMamba, LocalVMambaConfig
+from longseq.vision.local_mamba.presets import PRESETS, preset
 
 TINY = ["localvim_test", "localvim_test_search", "localvmamba_test", "localvmamba_test_search"]
 
@@ -144,14 +144,14 @@ def test_timm_builds_every_registered_variant():
 
 
 def test_import_vision_registers_without_heavy_imports():
-    """`import vision` registers the LocalMamba models with timm, and loads neither BTB3D nor lightning."""
+    """`import longseq.vision.local_mamba` registers the models with timm, and loads neither BTB3D nor lightning."""
     import subprocess
     import sys
     from pathlib import Path
 
     code = (
-        "import sys, timm, vision; print('localvim_tiny' in timm.list_models('localvim*'), "
-        "any(m.startswith('vision.models.btb3d') for m in sys.modules), 'lightning' in sys.modules)"
+        "import sys, timm, longseq.vision.local_mamba; print('localvim_tiny' in timm.list_models('localvim*'), "
+        "any(m.startswith('longseq.vision.btb3d') for m in sys.modules), 'lightning' in sys.modules)"
     )
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)

@@ -9,11 +9,11 @@ import timm
 import torch
 from safetensors.torch import load_file
 
-import vision  # noqa: F401  (registers the models with timm)
-from core.checkpoint import CheckpointError, load_pickle
-from vision.convert import convert_state_dict, load_official
-from vision.models.local_vim import LocalVim
-from vision.models.local_vmamba import LocalVMamba
+import longseq.vision.local_mamba  # noqa: F401  (registers the models with timm)
+from longseq.core.checkpoint import CheckpointError, load_pickle
+from longseq.vision.local_mamba.convert import convert_state_dict, load_official
+from longseq.vision.local_mamba.local_vim import LocalVim
+from longseq.vision.local_mamba.local_vmamba import LocalVMamba
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 ATOL = 1e-5

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from vision.scans import (
+from longseq.vision.local_mamba.scans import (
     ALL_DIRECTIONS,
     CROSS,
     multi_scan,

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.checkpoint import CheckpointError
-from core.convert import from_pretrained as load_lm
-from core.io import InputError
-from vision.models.vl_mamba import IGNORE_INDEX, IMAGE_TOKEN, PRESETS, Connector, VLMamba, splice_labels
-from vision.models.vl_tokenizer import HFTokenizer, WordTokenizer, load_tokenizer
+from longseq.core.checkpoint import CheckpointError
+from longseq.core.convert import from_pretrained as load_lm
+from longseq.core.io import InputError
+from longseq.vision.vl_mamba.model import IGNORE_INDEX, IMAGE_TOKEN, PRESETS, Connector, VLMamba, splice_labels
+from longseq.vision.vl_mamba.tokenizer import HFTokenizer, WordTokenizer, load_tokenizer
 
 MAMBA_A = Path(__file__).resolve().parents[1] / "fixtures" / "mamba_a"
 
@@ -155,7 +155,7 @@ def test_vision_tower_weights_from_a_local_file(tmp_path):
     import timm
     from safetensors.torch import save_file
 
-    from vision.models.vl_mamba import build_vision_tower
+    from longseq.vision.vl_mamba.model import build_vision_tower
 
     tower_config = PRESETS["vl-mamba-test"].vision
     source = timm.create_model(tower_config.arch, num_classes=0, **tower_config.timm_kwargs())

@@ -5,12 +5,12 @@ import json
 import pytest
 import torch
 
-from core.io import InputError
+from longseq.core.io import InputError
+from longseq.vision.cli import main
+from longseq.vision.vl_mamba.data import collate, encode_conversation, load_image, read_jsonl
+from longseq.vision.vl_mamba.model import IGNORE_INDEX, IMAGE_TOKEN
+from longseq.vision.vl_mamba.tokenizer import WordTokenizer
 from tests.vision.test_classify import _fake_fashion_mnist
-from vision.cli import main
-from vision.data.vqa import collate, encode_conversation, load_image, read_jsonl
-from vision.models.vl_mamba import IGNORE_INDEX, IMAGE_TOKEN
-from vision.models.vl_tokenizer import WordTokenizer
 
 
 def run_ok(argv, capsys) -> str:

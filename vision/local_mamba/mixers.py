@@ -1,6 +1,6 @@
 """LocalMamba's multi-scan mixers (hunto/LocalMamba ``multi_mamba.py`` / ``local_vmamba.py``), on our kernels.
 
-A layer scans its tokens in several 2D directions (`vision.scans`); every direction has its own selective-scan
+A layer scans its tokens in several 2D directions (`local_mamba.scans`); every direction has its own selective-scan
 parameters (independent tensors, as in the released checkpoints), the outputs go back to token order, pass one
 shared channel gate (`BiAttn`) and are summed, or, in the search supernet, LayerNorm'd and mixed with softmax
 weights over all eight candidates (`MultiScan`).
@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.checkpoint import CheckpointError, save_checkpoint
-from core.norm import LayerNorm
-from kernels import causal_conv1d, selective_scan
-from vision.scans import ALL_DIRECTIONS, multi_scan, multi_unscan, parse_direction
+from longseq.core.checkpoint import CheckpointError, save_checkpoint
+from longseq.core.norm import LayerNorm
+from longseq.kernels import causal_conv1d, selective_scan
+from longseq.vision.local_mamba.scans import ALL_DIRECTIONS, multi_scan, multi_unscan, parse_direction
 
 
 def check_directions(directions: Sequence[str] | None) -> tuple[str, ...] | None:
@@ -375,8 +375,8 @@ class LocalMambaCheckpoints:
     @classmethod
     def from_pretrained(cls, dir_or_preset: str | os.PathLike):
         """A checkpoint directory in our format, or a preset name with released weights (loaded from the
-        local weights directory, see `vision.models.local_mamba_presets.weights_dir`)."""
-        from vision.models.local_mamba_presets import from_pretrained
+        local weights directory, see `vision.local_mamba.presets.weights_dir`)."""
+        from longseq.vision.local_mamba.presets import from_pretrained
 
         model = from_pretrained(dir_or_preset)
         if not isinstance(model, cls):
@@ -384,7 +384,7 @@ class LocalMambaCheckpoints:
         return model
 
     def load_pretrained(self, checkpoint_path: str | os.PathLike) -> None:
-        """timm's ``custom_load`` hook: load an official LocalMamba file through `vision.convert`."""
-        from vision.convert import load_official
+        """timm's ``custom_load`` hook: load an official LocalMamba file through `vision.local_mamba.convert`."""
+        from longseq.vision.local_mamba.convert import load_official
 
         load_official(self, checkpoint_path)

@@ -27,12 +27,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from core.io import InputError
-from core.lm import CausalLM, LMConfig, sample_next
-from core.norm import LayerNorm
-from vision.models.local_mamba import MultiScanSS2D
-from vision.scans import BIDIRECTIONAL, CROSS
+from longseq.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from longseq.core.io import InputError
+from longseq.core.lm import CausalLM, LMConfig, sample_next
+from longseq.core.norm import LayerNorm
+from longseq.vision.local_mamba.mixers import MultiScanSS2D
+from longseq.vision.local_mamba.scans import BIDIRECTIONAL, CROSS
 
 MODEL_TYPE = "vl_mamba"
 IMAGE_TOKEN = -200  # LLaVA's placeholder id: where the image tokens go in input_ids
@@ -180,7 +180,7 @@ class VLMamba(nn.Module):
         """Text embeddings with each row's `IMAGE_TOKEN` replaced by that row's image tokens.
 
         Args:
-            input_ids: (b, l) with exactly one IMAGE_TOKEN per row (rows are padded alike, see `vision.data.vqa`).
+            input_ids: (b, l) with exactly one IMAGE_TOKEN per row (rows are padded alike, see `vision.vl_mamba.data`).
             image_tokens: (b, n, d).
 
         Returns:
@@ -278,7 +278,7 @@ class VLMamba(nn.Module):
     ) -> VLMamba:
         """Assemble a model for stage 1: a pretrained Mamba LM (any layout `core.from_pretrained` reads) and
         vision weights from local files; the connector starts fresh. The LM's config replaces ``config.lm``."""
-        from core.convert import from_pretrained as load_lm
+        from longseq.core.convert import from_pretrained as load_lm
 
         language_model = load_lm(lm) if lm is not None else None
         if language_model is not None:

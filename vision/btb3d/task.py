@@ -23,12 +23,12 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from core.train import ResumableDataLoader, cosine_with_warmup
-from vision.data.volumes_dataset import ExcerptBatches, first_item
-from vision.models.btb3d import BTB3D
-from vision.models.btb3d_disc import Discriminator2D, Discriminator3D
-from vision.models.btb3d_losses import LeCamEMA, PerceptualLoss, discriminator_loss, generator_loss, r1_penalty
-from vision.tasks.btb3d_config import BTB3DTrainConfig
+from longseq.core.train import ResumableDataLoader, cosine_with_warmup
+from longseq.vision.btb3d.dataset import ExcerptBatches, first_item
+from longseq.vision.btb3d.discriminators import Discriminator2D, Discriminator3D
+from longseq.vision.btb3d.losses import LeCamEMA, PerceptualLoss, discriminator_loss, generator_loss, r1_penalty
+from longseq.vision.btb3d.model import BTB3D
+from longseq.vision.btb3d.train_config import BTB3DTrainConfig
 
 
 class BTB3DTask(L.LightningModule):

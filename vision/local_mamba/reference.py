@@ -1,7 +1,7 @@
 """The released per-direction loops of LocalMamba's mixers, on the reference kernels: the spec that the batched
-mixers in `local_mamba.py` are tested against (outputs and gradients).
+mixers in `mixers.py` are tested against (outputs and gradients).
 
-Each direction is scanned with the reshapes of the released code (`vision.scans.scan_ref`), run through its own
+Each direction is scanned with the reshapes of the released code (`local_mamba.scans.scan_ref`), run through its own
 causal conv and selective scan one at a time, and put back with `unscan_ref`, as ``MultiMamba.forward`` and
 ``multi_selective_scan`` do upstream.
 """
@@ -11,10 +11,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kernels.causal_conv1d import causal_conv1d_ref
-from kernels.selective_scan import selective_scan_ref
-from vision.models.local_mamba import MultiScanMamba, MultiScanSS2D
-from vision.scans import scan_ref, unscan_ref
+from longseq.kernels.causal_conv1d import causal_conv1d_ref
+from longseq.kernels.selective_scan import selective_scan_ref
+from longseq.vision.local_mamba.mixers import MultiScanMamba, MultiScanSS2D
+from longseq.vision.local_mamba.scans import scan_ref, unscan_ref
 
 
 def _ssm_ref(u, x_proj_weight, dt_proj_weight, dt_proj_bias, A_log, D, z=None):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.io import InputError, atomic_output
+from longseq.core.io import InputError, atomic_output
 
 # BTB3D's preprocessing: CT-RATE volumes resampled to 1.5 mm between slices and 0.75 mm in-plane, HU in [-1000, 1000].
 DEFAULT_SPACING = (1.5, 0.75, 0.75)

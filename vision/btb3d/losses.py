@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from core.checkpoint import CheckpointError, load_strict, load_tensors
+from longseq.core.checkpoint import CheckpointError, load_strict, load_tensors
 
 
 def discriminator_loss(real_logit: torch.Tensor, fake_logit: torch.Tensor) -> torch.Tensor:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from torch import nn
 
-from core.checkpoint import CheckpointError, load_checkpoint
-from core.io import InputError
-from vision.models.local_vim import LocalVim, LocalVimConfig
-from vision.models.local_vmamba import LocalVMamba, LocalVMambaConfig
+from longseq.core.checkpoint import CheckpointError, load_checkpoint
+from longseq.core.io import InputError
+from longseq.vision.local_mamba.local_vim import LocalVim, LocalVimConfig
+from longseq.vision.local_mamba.local_vmamba import LocalVMamba, LocalVMambaConfig
 
 LOCAL_VIM_TINY_DIRECTIONS: list[list[str]] = [
     ["h", "v_flip", "w7", "w7_flip"],

@@ -1,9 +1,9 @@
 """timm entry points for LocalVim and LocalVMamba: ``timm.create_model("localvim_tiny", ...)`` after ``import vision``.
 
-Each preset of `vision.models.local_mamba_presets` is registered under its name. Pretrained configs point to the
+Each preset of `vision.local_mamba.presets` is registered under its name. Pretrained configs point to the
 released files in the local weights directory (``$LONGSEQ_WEIGHTS``, default ``~/.cache/longseq/weights``; nothing
 is downloaded); another file is given with ``pretrained_cfg_overlay=dict(file=...)``. They load through
-`vision.convert` (safe unpickling, key map, key-by-key check) via timm's ``custom_load`` hook; a state dict
+`vision.local_mamba.convert` (safe unpickling, key map, key-by-key check) via timm's ``custom_load`` hook; a state dict
 given as ``pretrained_cfg_overlay=dict(state_dict=...)`` goes through `checkpoint_filter_fn`. ``features_only``
 uses ``forward_intermediates`` (timm's feature getter).
 """
@@ -15,9 +15,9 @@ import dataclasses
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
-from vision.convert import checkpoint_filter_fn
-from vision.models.local_mamba_presets import PRESETS, RELEASE_FILES, RELEASE_URL, model_class, weights_dir
-from vision.models.local_vim import LocalVimConfig
+from longseq.vision.local_mamba.convert import checkpoint_filter_fn
+from longseq.vision.local_mamba.local_vim import LocalVimConfig
+from longseq.vision.local_mamba.presets import PRESETS, RELEASE_FILES, RELEASE_URL, model_class, weights_dir
 
 
 def _cfg(name: str, **kwargs) -> dict:
@@ -36,7 +36,7 @@ def _cfg(name: str, **kwargs) -> dict:
         "classifier": "head" if vim else "head.fc",
         "license": "apache-2.0",
         "paper_ids": "arXiv:2403.09338",
-        "custom_load": True,  # files load through `vision.convert.load_official` (model.load_pretrained)
+        "custom_load": True,  # files load through `vision.local_mamba.convert.load_official` (model.load_pretrained)
     }
     if release:
         cfg.update(file=str(weights_dir() / release), origin_url=RELEASE_URL + release)
@@ -51,7 +51,7 @@ default_cfgs = generate_default_cfgs(
 def _create(variant: str, pretrained: bool, **kwargs):
     overlay = kwargs.get("pretrained_cfg_overlay")
     if overlay and overlay.get("file"):
-        # timm resets custom_load for a user-given file; our files still go through vision.convert
+        # timm resets custom_load for a user-given file; our files still go through vision.local_mamba.convert
         kwargs["pretrained_cfg_overlay"] = {"custom_load": True, **overlay}
     config = PRESETS[variant]
     cls = model_class(config)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from vision.tasks.btb3d_config import BTB3DTrainConfig
+from longseq.vision.btb3d.train_config import BTB3DTrainConfig
 
 TOKENS_FORMAT = "btb3d-tokens-v1"
 
@@ -38,9 +38,9 @@ def tokenize3d(
     import numpy as np
     import torch
 
-    from core.io import InputError, atomic_output
-    from vision.data.volumes import pad_to_grid, preprocess_ct, read_volume
-    from vision.models.btb3d import BTB3D
+    from longseq.core.io import InputError, atomic_output
+    from longseq.vision.btb3d.model import BTB3D
+    from longseq.vision.btb3d.volumes import pad_to_grid, preprocess_ct, read_volume
 
     if Path(out).suffix != ".npz":
         raise InputError(f"{out}: the tokens file must end in .npz")
@@ -72,7 +72,7 @@ def _read_tokens(path: Path) -> dict:
 
     import numpy as np
 
-    from core.io import InputError
+    from longseq.core.io import InputError
 
     path = Path(path)
     if not path.is_file():
@@ -104,9 +104,9 @@ def decode3d(tokens: Path, out: Path, model: str | None = None, device: str = "c
     """
     import torch
 
-    from core.io import InputError
-    from vision.data.volumes import Volume, unit_to_hu, write_nifti
-    from vision.models.btb3d import BTB3D
+    from longseq.core.io import InputError
+    from longseq.vision.btb3d.model import BTB3D
+    from longseq.vision.btb3d.volumes import Volume, unit_to_hu, write_nifti
 
     if not str(out).lower().endswith((".nii", ".nii.gz")):
         raise InputError(f"{out}: output must end in .nii or .nii.gz")
@@ -144,8 +144,8 @@ def convert3d(checkpoint: Path, out: Path, layout: str = "auto") -> None:
         out: the checkpoint directory to write (config.json + model.safetensors).
         layout: auto, tokenizer (flat state dict) or training (tokenizer. prefix + discriminators).
     """
-    from core.io import InputError
-    from vision.models.btb3d_convert import load_released
+    from longseq.core.io import InputError
+    from longseq.vision.btb3d.convert import load_released
 
     if layout not in ("auto", "tokenizer", "training"):
         raise InputError(f"layout must be auto, tokenizer or training, not {layout!r}")
@@ -192,11 +192,11 @@ def train3d(
         log_dir: CSV logs.
         accelerator: Lightning accelerator.
     """
-    from core.io import InputError
-    from core.train import TrainerConfig, build_trainer, fit
-    from vision.data.volumes_dataset import ExcerptBatches, load_training_volume
-    from vision.models.btb3d import BTB3D
-    from vision.tasks.btb3d import BTB3DTask, ExcerptDataModule
+    from longseq.core.io import InputError
+    from longseq.core.train import TrainerConfig, build_trainer, fit
+    from longseq.vision.btb3d.dataset import ExcerptBatches, load_training_volume
+    from longseq.vision.btb3d.model import BTB3D
+    from longseq.vision.btb3d.task import BTB3DTask, ExcerptDataModule
 
     train = train or BTB3DTrainConfig()
     if min(steps, steps_per_epoch, batch_size, checkpoint_every) < 1:

@@ -3,7 +3,7 @@
 conv_in -> LeakyReLU -> residual blocks that blur-pool by 2 on every axis -> conv_out -> LeakyReLU -> flatten ->
 linear0 -> LeakyReLU -> linear1 (one logit). The flatten makes the input size part of the architecture
 (`spatial_size`, `num_frames`), as upstream. Parameter names match the released training checkpoints
-(`discriminator.*`, `discriminator_2d.*`), so `vision.models.btb3d_convert` maps them one to one.
+(`discriminator.*`, `discriminator_2d.*`), so `vision.btb3d.convert` maps them one to one.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.checkpoint import load_strict
+from longseq.core.checkpoint import load_strict
 
 
 class BlurPool(nn.Module):

@@ -5,7 +5,7 @@ PatchMerging2D (zero-pad odd sizes, 2x2 -> 4C, LN, Linear 4C -> 2C) between stag
 Feature maps are channels-last (b, h, w, c), as upstream.
 
 Parameter names follow the released checkpoints (``layers.{s}.blocks.{j}.op.x_proj_weight`` ...) except the stem
-and head, which take timm's names (``patch_embed.proj`` / ``.norm``, ``head.norm`` / ``head.fc``); `vision.convert`
+and head, which take timm's names (``patch_embed.proj`` / ``.norm``, ``head.norm`` / ``head.fc``); `local_mamba.convert`
 maps ``patch_embed.0/2`` and ``classifier.norm/head`` to them.
 """
 
@@ -21,9 +21,9 @@ from timm.layers import DropPath, trunc_normal_
 from timm.models._features import feature_take_indices
 from torch import nn
 
-from core.io import InputError
-from core.norm import LayerNorm
-from vision.models.local_mamba import LocalMambaCheckpoints, MultiScanSS2D, check_directions
+from longseq.core.io import InputError
+from longseq.core.norm import LayerNorm
+from longseq.vision.local_mamba.mixers import LocalMambaCheckpoints, MultiScanSS2D, check_directions
 
 
 @dataclass(kw_only=True)

@@ -1,5 +1,5 @@
 """Image classification training (Lightning, on `core.train`): a task, a datamodule over the offline image
-sets of `vision.data.images`, and `train_classifier`, the driver the CLI and the benchmarks share."""
+sets of `vision.images`, and `train_classifier`, the driver the CLI and the benchmarks share."""
 
 from __future__ import annotations
 
@@ -13,8 +13,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from core.train import OptimizerConfig, ResumableDataLoader, TrainerConfig, build_trainer, configure_optimizers, fit
-from vision.data.images import (
+from longseq.core.train import (
+    OptimizerConfig,
+    ResumableDataLoader,
+    TrainerConfig,
+    build_trainer,
+    configure_optimizers,
+    fit,
+)
+from longseq.vision.images import (
     ImageClassificationDataset,
     load_digits,
     load_fashion_mnist,

@@ -29,9 +29,9 @@ import torch
 from timm.models import adapt_input_conv
 from torch import nn
 
-from core.checkpoint import CheckpointError, check_state_dict, load_pickle, load_tensors
-from vision.models.local_vim import LocalVim, resize_grid
-from vision.models.local_vmamba import LocalVMamba
+from longseq.core.checkpoint import CheckpointError, check_state_dict, load_pickle, load_tensors
+from longseq.vision.local_mamba.local_vim import LocalVim, resize_grid
+from longseq.vision.local_mamba.local_vmamba import LocalVMamba
 
 # source pattern -> target pattern; LocalVim's module names are the released ones.
 LOCAL_VIM_KEY_MAP: dict[str, str] = {

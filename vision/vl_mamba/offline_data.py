@@ -5,7 +5,7 @@
 - scikit-learn digits: "which digit is this?" -> "seven", and "is the digit even or odd?".
 
 Every image gets both of its questions. The images are written as PNG files beside LLaVA-style JSONL files
-(``train.jsonl``, ``test.jsonl``; `vision.data.vqa` reads them).
+(``train.jsonl``, ``test.jsonl``; `vision.vl_mamba.data` reads them).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.io import InputError, atomic_output
-from vision.data.images import load_digits, load_fashion_mnist, split_indices
+from longseq.core.io import InputError, atomic_output
+from longseq.vision.images import load_digits, load_fashion_mnist, split_indices
 
 # Fashion-MNIST's ten classes as answers (T-shirt/top -> "t-shirt"), in label order
 FASHION_ITEMS = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot")

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from core.io import InputError
-from vision.models.vl_mamba import IGNORE_INDEX, IMAGE_TOKEN
+from longseq.core.io import InputError
+from longseq.vision.vl_mamba.model import IGNORE_INDEX, IMAGE_TOKEN
 
 IMAGE_PLACEHOLDER = "<image>"
 

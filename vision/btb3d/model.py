@@ -23,9 +23,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from vision.models.btb3d_layers import Decoder, Encoder, haar_dwt3d, haar_patch, haar_unpatch
-from vision.models.btb3d_lfq import LFQ, indices_to_codes
+from longseq.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from longseq.vision.btb3d.layers import Decoder, Encoder, haar_dwt3d, haar_patch, haar_unpatch
+from longseq.vision.btb3d.lfq import LFQ, indices_to_codes
 
 MODEL_TYPE = "btb3d"
 

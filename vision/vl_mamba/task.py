@@ -15,9 +15,16 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from core.train import OptimizerConfig, ResumableDataLoader, TrainerConfig, build_trainer, configure_optimizers, fit
-from vision.data.vqa import VQADataset, VQARecord, collate, encode_prompt, load_image, read_jsonl
-from vision.models.vl_mamba import VLMamba
+from longseq.core.train import (
+    OptimizerConfig,
+    ResumableDataLoader,
+    TrainerConfig,
+    build_trainer,
+    configure_optimizers,
+    fit,
+)
+from longseq.vision.vl_mamba.data import VQADataset, VQARecord, collate, encode_prompt, load_image, read_jsonl
+from longseq.vision.vl_mamba.model import VLMamba
 
 
 @dataclass(kw_only=True)

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:  # the CLI reads these annotations; importing them for real would load lightning at --help
-    from core.train import OptimizerConfig, TrainerConfig
-    from vision.tasks.vl_mamba import VQADataConfig
+    from longseq.core.train import OptimizerConfig, TrainerConfig
+    from longseq.vision.vl_mamba.task import VQADataConfig
 
 
 def make_vqa_data(
@@ -33,7 +33,7 @@ def make_vqa_data(
         data_dir: Fashion-MNIST's IDX directory (default: Debian's /usr/share/datasets/fashion-mnist).
         seed: which images.
     """
-    from vision.data.vqa_offline import build_offline_vqa
+    from longseq.vision.vl_mamba.offline_data import build_offline_vqa
 
     counts = build_offline_vqa(
         out, fashion_train=fashion_train, fashion_test=fashion_test, digits_test=digits_test, data_dir=data_dir,
@@ -55,11 +55,11 @@ def load_vl_model(
     (its directory's tokenizer.json) and vision weights; without an LM, a word tokenizer built from ``data``."""
     import dataclasses
 
-    from core.checkpoint import CheckpointError
-    from core.io import InputError
-    from vision.data.vqa import read_jsonl
-    from vision.models.vl_mamba import PRESETS, VLMamba
-    from vision.models.vl_tokenizer import WordTokenizer, load_tokenizer
+    from longseq.core.checkpoint import CheckpointError
+    from longseq.core.io import InputError
+    from longseq.vision.vl_mamba.data import read_jsonl
+    from longseq.vision.vl_mamba.model import PRESETS, VLMamba
+    from longseq.vision.vl_mamba.tokenizer import WordTokenizer, load_tokenizer
 
     path = Path(model)
     if path.is_dir():
@@ -115,9 +115,9 @@ def train_vlm(
         optimizer: AdamW and the cosine schedule (default: lr 1e-3, 30 warm-up steps, no decay on 1-D weights).
         resume: "last" or a .ckpt file (needs --trainer.checkpoint_dir).
     """
-    from core.io import InputError
-    from core.train import OptimizerConfig, TrainerConfig
-    from vision.tasks.vl_mamba import train_vl_mamba
+    from longseq.core.io import InputError
+    from longseq.core.train import OptimizerConfig, TrainerConfig
+    from longseq.vision.vl_mamba.task import train_vl_mamba
 
     out = Path(out)
     if not out.parent.is_dir():
@@ -156,10 +156,10 @@ def vqa(
     """
     import torch
 
-    from core.io import InputError
-    from vision.data.vqa import encode_prompt, load_image
-    from vision.models.vl_mamba import VLMamba
-    from vision.models.vl_tokenizer import load_tokenizer
+    from longseq.core.io import InputError
+    from longseq.vision.vl_mamba.data import encode_prompt, load_image
+    from longseq.vision.vl_mamba.model import VLMamba
+    from longseq.vision.vl_mamba.tokenizer import load_tokenizer
 
     if temperature <= 0 or top_k < 0 or not 0 < top_p <= 1:
         raise InputError("temperature must be positive, top_k >= 0 and top_p in (0, 1]")

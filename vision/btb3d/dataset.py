@@ -86,7 +86,7 @@ class ExcerptBatches(Dataset):
 def load_training_volume(path, *, intensity: str = "ct", spacing=(1.5, 0.75, 0.75)) -> np.ndarray:
     """Read a scan and bring it to [-1, 1]: "ct" clips Hounsfield units to [-1000, 1000]; "percentile" scales
     intensities without a unit (MRI) by robust percentiles. (d, h, w) float32."""
-    from vision.data.volumes import preprocess_ct, read_volume, resample
+    from longseq.vision.btb3d.volumes import preprocess_ct, read_volume, resample
 
     volume = read_volume(path)
     if intensity == "ct":

@@ -16,8 +16,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from core.checkpoint import CheckpointError
-from core.io import atomic_output
+from longseq.core.checkpoint import CheckpointError
+from longseq.core.io import atomic_output
 
 TOKENIZER_NAME = "tokenizer.json"
 _WORDS = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")

@@ -25,9 +25,9 @@ from typing import Literal
 
 import torch
 
-from core.checkpoint import CheckpointError, check_state_dict, format_keys, load_tensors
-from vision.models.btb3d import BTB3D, BTB3DConfig
-from vision.models.btb3d_lfq import bit_weights
+from longseq.core.checkpoint import CheckpointError, check_state_dict, format_keys, load_tensors
+from longseq.vision.btb3d.lfq import bit_weights
+from longseq.vision.btb3d.model import BTB3D, BTB3DConfig
 
 # Our key (regex) -> source key template; groups i (encoder stage), s (decoder stage), j (block), rest.
 _RES = r"(?P<rest>norm1\.weight|norm1\.bias|conv1\.weight|norm2\.weight|norm2\.bias|conv2\.weight|shortcut\.weight)"
@@ -197,7 +197,7 @@ def load_released(
     """Load a released BTB3D checkpoint file as our `BTB3D` (float32, strict).
 
     Returns the model and the discriminator state dicts of a training checkpoint ({} otherwise), keyed
-    "discriminator" (3D) and "discriminator_2d", in the key layout of `vision.models.btb3d_disc`.
+    "discriminator" (3D) and "discriminator_2d", in the key layout of `vision.btb3d.discriminators`.
     """
     path = Path(path)
     state = load_tensors(path)

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the CLI reads these annotations; importing them for real would load lightning at --help
-    from core.train import OptimizerConfig, TrainerConfig
-    from vision.tasks.classify import ImageDataConfig
+    from longseq.core.train import OptimizerConfig, TrainerConfig
+    from longseq.vision.local_mamba.classify import ImageDataConfig
 
 
 def load_model_config(model: str, **overrides):
@@ -20,9 +20,9 @@ def load_model_config(model: str, **overrides):
     import dataclasses
     import json
 
-    from core.checkpoint import CheckpointError, config_from_dict
-    from core.io import InputError
-    from vision.models.local_mamba_presets import MODEL_TYPES, PRESETS, preset
+    from longseq.core.checkpoint import CheckpointError, config_from_dict
+    from longseq.core.io import InputError
+    from longseq.vision.local_mamba.presets import MODEL_TYPES, PRESETS, preset
 
     overrides = {k: v for k, v in overrides.items() if v is not None}
     path = Path(model)
@@ -58,7 +58,7 @@ def convert(checkpoint: Path, model: str, out: Path, num_classes: int | None = N
         num_classes: a new class count (a fresh head); default: the preset's.
         img_size: a new input size for LocalVim (position tables resized).
     """
-    from vision.models.local_mamba_presets import model_class
+    from longseq.vision.local_mamba.presets import model_class
 
     config = load_model_config(model, num_classes=num_classes, img_size=img_size)
     net = model_class(config).from_config(config)
@@ -81,11 +81,11 @@ def extract_directions(checkpoint: Path, out: Path, topk: int = 4, model: str | 
     import dataclasses
     import json
 
-    from core.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_pickle, load_tensors
-    from core.io import InputError, atomic_output
-    from vision.convert import unwrap
-    from vision.models.local_mamba import extract_directions as choose
-    from vision.models.local_vim import LocalVimConfig
+    from longseq.core.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_pickle, load_tensors
+    from longseq.core.io import InputError, atomic_output
+    from longseq.vision.local_mamba.convert import unwrap
+    from longseq.vision.local_mamba.local_vim import LocalVimConfig
+    from longseq.vision.local_mamba.mixers import extract_directions as choose
 
     checkpoint = Path(checkpoint)
     if checkpoint.is_dir():
@@ -135,11 +135,11 @@ def train_classifier(
     """
     import json
 
-    from core.io import InputError, atomic_output
-    from core.train import OptimizerConfig, TrainerConfig
-    from vision.models.local_mamba_presets import model_class
-    from vision.models.local_vim import LocalVimConfig
-    from vision.tasks.classify import ImageClassificationData, ImageDataConfig, train_classifier
+    from longseq.core.io import InputError, atomic_output
+    from longseq.core.train import OptimizerConfig, TrainerConfig
+    from longseq.vision.local_mamba.classify import ImageClassificationData, ImageDataConfig, train_classifier
+    from longseq.vision.local_mamba.local_vim import LocalVimConfig
+    from longseq.vision.local_mamba.presets import model_class
 
     out = Path(out)
     if not out.parent.is_dir():

@@ -5,9 +5,9 @@ depth x (add -> RMSNorm -> `MultiScanMamba`, residual stream in float32; RoPE on
 residual before every block in the RoPE recipe) -> add -> RMSNorm -> class token or mean pool -> head.
 
 Module and parameter names are those of the released checkpoints (``layers.{i}.mixer.conv1d_{k}`` ...), so
-`vision.convert` maps them one to one and checks every tensor. Inputs of any size work: the position embedding
+`local_mamba.convert` maps them one to one and checks every tensor. Inputs of any size work: the position embedding
 (and RoPE table) is resized bicubically to the patch grid, as upstream does for detection inputs; non-square
-grids scan correctly (`vision.scans`).
+grids scan correctly (`vision.local_mamba.scans`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from timm.layers import DropPath, PatchEmbed, trunc_normal_
 from timm.models._features import feature_take_indices
 from torch import nn
 
-from core.io import InputError
-from core.norm import RMSNorm, add_norm
-from vision.models.local_mamba import LocalMambaCheckpoints, MultiScanMamba, check_directions
+from longseq.core.io import InputError
+from longseq.core.norm import RMSNorm, add_norm
+from longseq.vision.local_mamba.mixers import LocalMambaCheckpoints, MultiScanMamba, check_directions
 
 
 @dataclass(kw_only=True)

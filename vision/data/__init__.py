@@ -1,1 +1,0 @@
-"""Vision data: volumes (NIfTI, DICOM) and image sets."""

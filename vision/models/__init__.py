@@ -1,1 +1,0 @@
-"""Vision model families: LocalMamba, VL-Mamba, BTB3D."""

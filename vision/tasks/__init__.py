@@ -1,1 +1,0 @@
-"""Lightning tasks for the vision models."""
