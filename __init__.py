@@ -11,3 +11,15 @@ Installed, the repository's folders are the subpackages of this one package:
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["from_pretrained", "list_models"]
+
+
+def __getattr__(name: str):
+    # `longseq.from_pretrained` and `longseq.list_models` import torch only when first used, so that the
+    # command-line tools answer --help at once.
+    if name in __all__:
+        from longseq.core import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module 'longseq' has no attribute {name!r}")

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from longseq.bytes.data.files import list_files, read_bytes
-from longseq.bytes.models import from_pretrained
+from longseq.core.registry import from_pretrained
 
 
 def peak_gb() -> float:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from longseq.bytes.data.files import read_bytes
-from longseq.bytes.models import from_pretrained
+from longseq.core.registry import from_pretrained
 
 
 def compressed_bits(data: bytes, command: list[str]) -> int:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from longseq import genomics
+from longseq.core.registry import from_pretrained
 from longseq.genomics.data.splits import split_genome
 from longseq.genomics.evaluate import causal_scores, masked_scores
 from longseq.genomics.markov import bases_from_ids, select
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"best Markov k={markov.k} alpha={markov.alpha}: held-out {results['markov']['test']:.4f} bits/base")
 
     if args.hyenadna:
-        model = genomics.from_pretrained(args.hyenadna).eval()
+        model = from_pretrained(args.hyenadna).eval()
         scores = causal_scores(model, full, b, n, window=args.window, context=args.context)
         baseline = markov.bits_at(bases, scores.positions).mean()
         results["hyenadna"] = {"test": scores.bits_per_base, "markov_same_positions": float(baseline)}
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         results["two_sided_validation"] = table2
         print("two-sided k-context, validation:", ", ".join(f"k={k} {bits:.4f}" for k, _, bits in table2))
-        model = genomics.from_pretrained(args.caduceus).eval()
+        model = from_pretrained(args.caduceus).eval()
         scores = masked_scores(model, full, b, n, window=args.mlm_window, seeds=args.mlm_seeds)
         baseline = two.bits_at(bases, scores.positions).mean()
         results["caduceus"] = {

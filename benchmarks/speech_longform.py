@@ -72,8 +72,8 @@ def spectral_stats(wav: np.ndarray, sample_rate: int) -> tuple[float, float]:
 
 
 def load(model_dir: str | None):
+    from longseq.core.registry import from_pretrained
     from longseq.speech.codecs.mel import MelCodec, preset
-    from longseq.speech.models import from_pretrained
     from longseq.speech.synthesis import load_model_and_codec
 
     if model_dir is not None:

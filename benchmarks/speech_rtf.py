@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
+from longseq.core.registry import from_pretrained
 from longseq.speech.audio import load_audio
-from longseq.speech.models import from_pretrained
 from longseq.speech.models.sampling import SamplingConfig
 from longseq.speech.synthesis import load_model_and_codec
 

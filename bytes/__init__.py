@@ -1,12 +1,12 @@
 """Byte-level language models: MEGABYTE and MBLM on `core.hierarchical`.
 
-    import longseq.bytes
-    model = longseq.bytes.from_pretrained("mblm-small-tt")  # a preset, or a checkpoint directory
+    import longseq
+    model = longseq.from_pretrained("mblm-small-tt")  # a preset, or a checkpoint directory
     logits = model(ids)                     # ids (b, l) int64 in [0, 256) -> next-byte logits (b, l, 256)
 
 Write ``import longseq.bytes`` rather than ``from longseq import bytes``: the bare name would shadow the builtin.
 """
 
-from longseq.bytes.models import PRESETS, from_pretrained
+from longseq.bytes.models import MBLM, PRESETS, Megabyte
 
-__all__ = ["PRESETS", "from_pretrained"]
+__all__ = ["MBLM", "PRESETS", "Megabyte"]

@@ -25,8 +25,8 @@ def _note_preset(model: str) -> None:
 def _load(model: str, device: str):
     import torch
 
-    from longseq.bytes.models import from_pretrained
     from longseq.core.io import InputError
+    from longseq.core.registry import from_pretrained
 
     try:
         dev = torch.device(device)

@@ -12,7 +12,6 @@ optional state, init_state, step).
 from longseq.core.attention import Attention, KVCache
 from longseq.core.block import Block, Mixer
 from longseq.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from longseq.core.convert import from_pretrained
 from longseq.core.hierarchical import HierarchicalState, PatchDecoder
 from longseq.core.hyena import HyenaOperator, HyenaState
 from longseq.core.io import InputError, atomic_output
@@ -48,7 +47,6 @@ __all__ = [
     "RotaryEmbedding",
     "add_norm",
     "atomic_output",
-    "from_pretrained",
     "load_checkpoint",
     "make_mixer",
     "save_checkpoint",

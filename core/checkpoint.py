@@ -188,15 +188,21 @@ def config_from_dict(config_cls: type, values: Mapping[str, Any], source: str):
         raise CheckpointError(f"{source}: invalid {config_cls.__name__}: {err}") from None
 
 
+def retie(model: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> nn.Module:
+    """Load ``tensors`` strictly into ``model``, filling each tied alias the file stores once (safetensors'
+    ``save_model`` keeps one name per shared tensor) from the model's own sharing."""
+    state = model.state_dict()
+    for key in state.keys() - tensors.keys():
+        alias = next((k for k, v in state.items() if k in tensors and v.data_ptr() == state[key].data_ptr()), None)
+        if alias is not None:
+            tensors[key] = tensors[alias]
+    return load_strict(model, tensors, source)
+
+
 def load_checkpoint(directory: str | os.PathLike, model_types: Mapping[str, tuple[type, type]]) -> nn.Module:
-    """Load a directory in our format.
+    """Load a directory in our format (``model_type`` -> (config class, model class)).
 
-    Args:
-        directory: the checkpoint directory.
-        model_types: ``model_type`` -> (config class, model class built as ``model_cls(config)``).
-
-    Raises:
-        CheckpointError: not our format, a model type not in ``model_types``, or weights that do not fit.
+    Superseded by `longseq.core.registry.from_pretrained`; removed once every family is registered.
     """
     directory = Path(directory)
     values = read_config(directory)
@@ -205,13 +211,5 @@ def load_checkpoint(directory: str | os.PathLike, model_types: Mapping[str, tupl
         known = ", ".join(sorted(model_types))
         raise CheckpointError(f"{directory} holds a {model_type!r} model; expected one of: {known}")
     config_cls, model_cls = model_types[model_type]
-    config = config_from_dict(config_cls, values, str(directory / CONFIG_NAME))
-    model = model_cls(config)
-    tensors = load_tensors(directory / WEIGHTS_NAME)
-    # safetensors stores tied weights once; re-tie by filling the aliases from the model itself.
-    state = model.state_dict()
-    for key in state.keys() - tensors.keys():
-        alias = next((k for k, v in state.items() if k in tensors and v.data_ptr() == state[key].data_ptr()), None)
-        if alias is not None:
-            tensors[key] = tensors[alias]
-    return load_strict(model, tensors, str(directory))
+    model = model_cls(config_from_dict(config_cls, values, str(directory / CONFIG_NAME)))
+    return retie(model, load_tensors(directory / WEIGHTS_NAME), str(directory))

@@ -1,8 +1,7 @@
-"""Load Mamba language-model checkpoints into `core.lm.CausalLM`: our format, state-spaces and Hugging Face.
+"""The causal LM family (`core.lm.CausalLM`) and the official Mamba layouts it reads.
 
-Three directory layouts are recognised from ``config.json``:
+Besides our format (``model_type`` "causal_lm"), two directory layouts are recognised from ``config.json``:
 
-- ours: ``model_type`` "causal_lm" + ``model.safetensors`` (`CausalLM.save_pretrained`).
 - state-spaces ``MambaLMHeadModel`` (mamba_ssm): ``d_model``, ``n_layer``, ``ssm_cfg`` (``layer`` Mamba1 or
   Mamba2), optional ``attn_layer_idx`` / ``attn_cfg`` / ``d_intermediate``; weights ``pytorch_model.bin``
   (or ``model.safetensors``). Keys are ours already; ``lm_head.weight`` is stored even when tied.
@@ -10,8 +9,8 @@ Three directory layouts are recognised from ``config.json``:
   ``model.safetensors`` (possibly sharded with an index). The embedding is ``backbone.embeddings``; a tied
   head is omitted.
 
-Each layout has an explicit key map from our parameter names to the file's; a file key the map does not
-produce, or a key it lacks, raises a one-line `CheckpointError` naming it, and the result loads strictly.
+Each layout has an explicit `KeyMap`; a file key it does not map, or a key the model lacks, raises a one-line
+`CheckpointError` naming it, and the result loads strictly.
 Weights are read by `core.checkpoint.load_tensors` (safetensors, or a restricted unpickler): no code runs.
 """
 
@@ -19,15 +18,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from longseq.core.checkpoint import CheckpointError, format_keys, load_strict, load_tensors, read_config
-from longseq.core.lm import MODEL_TYPE, PRESETS, AttentionOptions, CausalLM, LMConfig, Mamba2Options, MambaOptions
+from longseq.core.checkpoint import CheckpointError, format_keys, load_tensors
+from longseq.core.keymap import KeyMap
+from longseq.core.lm import PRESETS, AttentionOptions, CausalLM, LMConfig, Mamba2Options, MambaOptions
+from longseq.core.registry import Family, Layout, Source
 
 # mamba_ssm module options (ssm_cfg, attn_cfg), per mixer kind, by what they mean for a loaded model:
 # architecture options map to our option fields of the same name; init-only options set the random init or
@@ -58,39 +58,6 @@ _FIXED = {
     "mamba2": {"d_ssm": None, "rmsnorm": True, "norm_before_gate": False, "dt_limit": [0.0, math.inf]},
     "attention": {"causal": True, "mlp_dim": 0, "d_conv": 0},
 }
-
-
-def from_pretrained(name_or_path: str | os.PathLike) -> CausalLM:
-    """Load a causal LM from a preset name or a checkpoint directory in any supported layout (module docstring).
-
-    Raises:
-        CheckpointError: a missing directory or file, an unknown layout, an unsupported option, keys that do
-            not match, or weights that do not fit the config (one line naming the problem).
-    """
-    if str(name_or_path) in PRESETS:
-        return CausalLM.from_pretrained(str(name_or_path))
-    directory = Path(name_or_path)
-    if not directory.is_dir():
-        raise CheckpointError(f"{directory} is not a checkpoint directory or a preset ({', '.join(sorted(PRESETS))})")
-    values = read_config(directory)
-    source = str(directory)
-    if values.get("model_type") == MODEL_TYPE:
-        return CausalLM.from_pretrained(directory)
-    if values.get("model_type") == "mamba":
-        config = config_from_hf(values, source)
-        tensors = _read_weights(directory, ("model.safetensors", "pytorch_model.bin"))
-        return _load(config, tensors, hf_key_map, source)
-    if "model_type" not in values and "d_model" in values and "n_layer" in values:
-        config = config_from_state_spaces(values, source)
-        tensors = _read_weights(directory, ("model.safetensors", "pytorch_model.bin"))
-        return _load(config, tensors, state_spaces_key_map, source)
-    kind = values.get("model_type", "unknown")
-    if kind == "mamba2":
-        raise CheckpointError(f"{directory}: Hugging Face Mamba2ForCausalLM checkpoints are not supported yet")
-    raise CheckpointError(
-        f"{directory} is not a Mamba language model checkpoint (model_type {kind!r}); expected our format, "
-        "a state-spaces MambaLMHeadModel or a Hugging Face MambaForCausalLM directory"
-    )
 
 
 def config_from_state_spaces(values: Mapping[str, Any], source: str) -> LMConfig:
@@ -158,43 +125,58 @@ def config_from_hf(values: Mapping[str, Any], source: str) -> LMConfig:
     )
 
 
-def state_spaces_key_map(ours: str) -> str:
-    """Our parameter name -> its name in a state-spaces ``MambaLMHeadModel`` file (the same)."""
-    return ours
+# mamba_ssm's names are ours; transformers renames the embedding. A tied head may be stored (mamba_ssm) or
+# omitted (transformers); a stored one must equal the embedding.
+_TIED = {"lm_head.weight": "backbone.embedding.weight"}
+STATE_SPACES_KEYS = KeyMap(rules=[(r"(.+)", r"\1")], tied=_TIED)
+HF_KEYS = KeyMap(rules=[(r"backbone\.embeddings\.weight", "backbone.embedding.weight"), (r"(.+)", r"\1")], tied=_TIED)
 
 
-def hf_key_map(ours: str) -> str:
-    """Our parameter name -> its name in a transformers ``MambaForCausalLM`` file."""
-    if ours == "backbone.embedding.weight":
-        return "backbone.embeddings.weight"
-    return ours
+def load_state_spaces(source: Source) -> CausalLM:
+    """A state-spaces ``MambaLMHeadModel`` directory."""
+    config = config_from_state_spaces(source.config, str(source))
+    tensors = _read_weights(source.path, ("model.safetensors", "pytorch_model.bin"))
+    return _load(config, tensors, STATE_SPACES_KEYS, source)
 
 
-def _load(config: LMConfig, tensors: dict[str, torch.Tensor], key_map: Callable[[str], str], source: str) -> CausalLM:
+def load_hf(source: Source) -> CausalLM:
+    """A transformers ``MambaForCausalLM`` directory."""
+    config = config_from_hf(source.config, str(source))
+    tensors = _read_weights(source.path, ("model.safetensors", "pytorch_model.bin"))
+    return _load(config, tensors, HF_KEYS, source)
+
+
+def _load(config: LMConfig, tensors: dict[str, torch.Tensor], keys: KeyMap, source: Source) -> CausalLM:
     try:
-        model = CausalLM(config).eval()
+        model = CausalLM(config)
     except ValueError as err:
         raise CheckpointError(f"{source}: the config does not describe a valid model: {err}") from None
-    wanted = {key_map(k): k for k in model.state_dict()}
-    tied_head = key_map("lm_head.weight")
-    if config.tie_embeddings:
-        # The head is the embedding: a file may omit it (transformers) or store a copy (mamba_ssm).
-        wanted.pop(tied_head)
-        head = tensors.pop(tied_head, None)
-        embedding = tensors.get(key_map("backbone.embedding.weight"))
-        if head is not None and embedding is not None and not torch.equal(head, embedding):
-            raise CheckpointError(f"{source}: {tied_head} differs from the embedding although the config ties them")
-    unmapped = sorted(set(tensors) - set(wanted))
-    missing = sorted(set(wanted) - set(tensors))
-    if unmapped or missing:
-        problems = [
-            f"{label} {format_keys(keys)}" for label, keys in (("missing", missing), ("unexpected", unmapped)) if keys
-        ]
-        raise CheckpointError(f"{source} does not fit a {_describe(config)}: " + "; ".join(problems))
-    state = {ours: tensors[theirs] for theirs, ours in wanted.items()}
-    if config.tie_embeddings:
-        state["lm_head.weight"] = state["backbone.embedding.weight"]
-    return load_strict(model, state, source)
+    if not config.tie_embeddings:
+        keys = KeyMap(rules=keys.rules)
+    try:
+        return keys.load(model, tensors, str(source))
+    except CheckpointError as err:
+        raise CheckpointError(f"{err} (a {_describe(config)})") from None
+
+
+FAMILY = Family(
+    model_class=CausalLM,
+    config_class=LMConfig,
+    presets=PRESETS,
+    example=lambda model: (torch.randint(0, model.config.vocab_size, (2, 11)),),
+    layouts=(
+        Layout("mamba-hf", lambda source: source.config.get("model_type") == "mamba", load_hf),
+        Layout(
+            "mamba-state-spaces",
+            lambda source: (
+                "model_type" not in source.config
+                and {"d_model", "n_layer"} <= source.config.keys()
+                and "layer" not in source.config
+            ),  # HyenaDNA's original config nests its layer options there
+            load_state_spaces,
+        ),
+    ),
+)
 
 
 def _read_weights(directory: Path, names: tuple[str, ...]) -> dict[str, torch.Tensor]:

@@ -1,6 +1,7 @@
 """A causal language model over any stack of core mixers, with cached generation.
 
-The layout is mamba_ssm's ``MambaLMHeadModel``, so its checkpoints map 1:1 (`core.convert`)::
+The layout is mamba_ssm's ``MambaLMHeadModel``, so its checkpoints map 1:1 (`core.convert`, which also
+declares the family to `core.registry`)::
 
     backbone.embedding            token embedding (v_padded, d)
     backbone.layers.N             `core.block.Block`: norm, mixer [, norm2, mlp]
@@ -15,9 +16,7 @@ recurrent states and KV caches), then one `step` per new token; the prefix is ne
 
 from __future__ import annotations
 
-import copy
 import math
-import os
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -26,13 +25,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from longseq.core.block import Block
-from longseq.core.checkpoint import load_checkpoint, save_checkpoint
 from longseq.core.io import InputError
 from longseq.core.mlp import Mlp
 from longseq.core.norm import add_norm, make_norm
+from longseq.core.registry import Pretrained
 from longseq.core.ssm import Mamba, Mamba2
 
-MODEL_TYPE = "causal_lm"
 MixerKind = Literal["mamba", "mamba2", "attention", "swa", "hyena"]
 MIXER_KINDS: tuple[str, ...] = get_args(MixerKind)
 
@@ -309,8 +307,10 @@ def _init_weights(module: nn.Module, config: LMConfig) -> None:
                     p /= math.sqrt(branches * config.n_layer)
 
 
-class CausalLM(nn.Module):
+class CausalLM(Pretrained, nn.Module):
     """Causal LM: input_ids (b, l) -> logits (b, l, v_padded). See the module docstring for the layout."""
+
+    model_type = "causal_lm"
 
     def __init__(self, config: LMConfig, *, device=None, dtype=None):
         super().__init__()
@@ -403,19 +403,6 @@ class CausalLM(nn.Module):
             logits = self.step(token, states)
         return torch.cat(out, dim=1)
 
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write our checkpoint format (config.json + model.safetensors; tied weights stored once)."""
-        save_checkpoint(directory, self, self.config, MODEL_TYPE)
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike) -> CausalLM:
-        """A preset name (a fresh model of that shape, see `PRESETS`) or a directory in our format (loaded in
-        eval mode). Official Mamba checkpoints (state-spaces, Hugging Face) load through `core.from_pretrained`.
-        """
-        if str(name_or_path) in PRESETS:
-            return cls(copy.deepcopy(PRESETS[str(name_or_path)]))
-        return load_checkpoint(name_or_path, {MODEL_TYPE: (LMConfig, cls)}).eval()
-
 
 def _check_generate_args(input_ids, vocab, max_new_tokens, temperature, top_k, top_p, eos_token_id) -> None:
     if input_ids.dim() != 2 or input_ids.shape[1] == 0 or input_ids.is_floating_point():
@@ -460,7 +447,7 @@ def sample_next(
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-# Shapes of the released state-spaces models (random weights here; load real ones with `core.from_pretrained`)
+# Shapes of the released state-spaces models (random weights here; load real ones with `longseq.from_pretrained`)
 # and tiny configs for tests and demos.
 PRESETS: dict[str, LMConfig] = {
     "mamba-130m": LMConfig(vocab_size=50277, d_model=768, n_layer=24),

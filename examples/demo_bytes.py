@@ -36,7 +36,7 @@ def corpus(out_dir: Path) -> Path:
 def run(out_dir: Path) -> None:
     from longseq.bytes.cli import main
     from longseq.bytes.data.files import read_bytes
-    from longseq.bytes.models import from_pretrained
+    from longseq.core.registry import from_pretrained
 
     out_dir.mkdir(parents=True, exist_ok=True)
     data = corpus(out_dir)

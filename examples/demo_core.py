@@ -86,7 +86,7 @@ def run(out_dir: Path) -> None:
 
 
 def train_and_generate(out_dir: Path) -> None:
-    from longseq.core.convert import from_pretrained
+    from longseq import from_pretrained
     from longseq.core.train import (
         CausalLMTask,
         OptimizerConfig,

@@ -125,8 +125,8 @@ def embed(
     import torch
     from tqdm import tqdm
 
-    from longseq import genomics
     from longseq.core.io import InputError, atomic_output
+    from longseq.core.registry import from_pretrained
     from longseq.genomics.data.bed import bed_records
     from longseq.genomics.data.fasta import read_records
     from longseq.genomics.data.tokenizer import DNATokenizer
@@ -141,7 +141,7 @@ def embed(
     _keep_large_buffers_in_mmap()
     with atomic_output(output) as tmp:
         dev = _device(device)
-        net = genomics.from_pretrained(model).to(dev).eval()
+        net = from_pretrained(model).to(dev).eval()
         if model in PRESETS and not Path(model).exists():
             print(f"note: {model} is a preset with random weights", file=sys.stderr)
         context = net.context_length
@@ -274,8 +274,8 @@ def pretrain(
     """
     import torch
 
-    from longseq import genomics
     from longseq.core.io import InputError
+    from longseq.core.registry import from_pretrained
     from longseq.core.train import TokenWindowDataModule, fit
     from longseq.genomics.data.splits import split_genome
     from longseq.genomics.models.caduceus import Caduceus
@@ -283,7 +283,7 @@ def pretrain(
 
     training = training or Training()
     _check_new_directory(output)
-    net = genomics.from_pretrained(model).train()
+    net = from_pretrained(model).train()
     is_caduceus = isinstance(net, Caduceus)
     if not hasattr(net, "lm_head"):
         raise InputError(f"{model} is not a language model (HyenaDNA or Caduceus)")
@@ -345,8 +345,8 @@ def finetune(
         conjoin: average with the reverse complement's logits at inference (default: on for Caduceus-Ph).
         dropout: before the head.
     """
-    from longseq import genomics
     from longseq.core.io import InputError
+    from longseq.core.registry import from_pretrained
     from longseq.core.train import fit
     from longseq.genomics.data.tables import read_labelled
     from longseq.genomics.data.tokenizer import DNATokenizer
@@ -356,7 +356,7 @@ def finetune(
 
     training = training or Training()
     _check_new_directory(output)
-    backbone = genomics.from_pretrained(model)
+    backbone = from_pretrained(model)
     if not hasattr(backbone, "lm_head"):
         raise InputError(f"{model} is not a pretrained HyenaDNA or Caduceus model")
     is_ph = isinstance(backbone, Caduceus) and not backbone.config.rcps
@@ -392,10 +392,10 @@ def convert(source: str, output: Path, *, filter_shift: float = 0.05) -> None:
         output: the directory to create (it must not exist, or be empty).
         filter_shift: HyenaDNA's filter modulation shift (0.05, as in the released code).
     """
-    from longseq import genomics
+    from longseq.core.registry import from_pretrained
 
     _check_new_directory(output)
-    model = genomics.from_pretrained(source, filter_shift=filter_shift)
+    model = from_pretrained(source, filter_shift=filter_shift)
     _save_directory(model, output)
     params = sum(p.numel() for p in model.parameters())
     print(f"wrote {output} ({type(model).__name__}, {params:,} parameters)")

@@ -18,7 +18,6 @@ result loads with ``strict=True``; otherwise a `CheckpointError` names the keys.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,14 +28,13 @@ from torch import nn
 
 from longseq.core.checkpoint import (
     CheckpointError,
-    load_checkpoint,
     load_pickle,
     load_strict,
     load_tensors,
-    read_config,
 )
+from longseq.core.registry import Family, Layout
 from longseq.genomics.data.tokenizer import COMPLEMENT
-from longseq.genomics.models import MODEL_CLASSES, PRESETS, build
+from longseq.genomics.models import PRESETS
 from longseq.genomics.models.caduceus import Caduceus, CaduceusConfig
 from longseq.genomics.models.hyenadna import HyenaDNA, HyenaDNAConfig
 
@@ -344,45 +342,44 @@ def load_caduceus_hf(directory: Path, config: Mapping[str, Any]) -> Caduceus:
     return _load_into(model, map_keys(state, _caduceus_key_map(cfg.rcps), source), source)
 
 
-def detect_format(config: Mapping[str, Any]) -> str:
-    """Which layout a ``config.json`` belongs to: hyenadna-hf, hyenadna-original, caduceus-hf or ours."""
-    model_type = config.get("model_type")
+def _hyenadna_layout(config: Mapping[str, Any] | None) -> str | None:
+    if config is None:
+        return None
     if isinstance(config.get("layer"), Mapping):
         return "hyenadna-original"
-    if model_type == "hyenadna" and "hyena_order" in config:
+    if config.get("model_type") == "hyenadna" and "hyena_order" in config:
         return "hyenadna-hf"
-    if model_type == "caduceus" and "ssm_cfg" in config:
-        return "caduceus-hf"
-    if model_type in MODEL_CLASSES:
-        return "ours"
-    return f"unknown ({model_type!r})"
+    return None
 
 
-def from_pretrained(path_or_preset: str | os.PathLike, *, filter_shift: float = 0.05) -> nn.Module:
-    """Load any supported checkpoint directory, or build a preset (random init), in eval mode.
-
-    Args:
-        path_or_preset: a directory (see the module docstring) or a name from `genomics.models.PRESETS`.
-        filter_shift: HyenaDNA's modulation shift for official checkpoints (0.05, as the released code).
-
-    Raises:
-        CheckpointError: no such directory or preset, a model of another architecture, or weights that do not fit.
-    """
-    directory = Path(path_or_preset)
-    if not directory.is_dir():
-        if str(path_or_preset) in PRESETS:
-            return build(str(path_or_preset)).eval()
-        raise CheckpointError(
-            f"{path_or_preset} is neither a checkpoint directory nor a preset ({', '.join(sorted(PRESETS))})"
-        )
-    config = read_config(directory)
-    layout = detect_format(config)
-    if layout == "hyenadna-hf":
-        return load_hyenadna_hf(directory, config, filter_shift=filter_shift)
-    if layout == "hyenadna-original":
-        return load_hyenadna_original(directory, config, filter_shift=filter_shift)
-    if layout == "caduceus-hf":
-        return load_caduceus_hf(directory, config)
-    if layout == "ours":
-        return load_checkpoint(directory, MODEL_CLASSES).eval()
-    raise CheckpointError(f"{directory} holds a {layout} checkpoint, not a genomics model (HyenaDNA or Caduceus)")
+HYENADNA = Family(
+    model_class=HyenaDNA,
+    config_class=HyenaDNAConfig,
+    presets={name: config for name, config in PRESETS.items() if isinstance(config, HyenaDNAConfig)},
+    layouts=(
+        Layout(
+            "hyenadna-hf",
+            lambda source: _hyenadna_layout(source.config) == "hyenadna-hf",
+            lambda source, **options: load_hyenadna_hf(source.path, source.config, **options),
+            overrides=("filter_shift",),
+        ),
+        Layout(
+            "hyenadna-original",
+            lambda source: _hyenadna_layout(source.config) == "hyenadna-original",
+            lambda source, **options: load_hyenadna_original(source.path, source.config, **options),
+            overrides=("filter_shift",),
+        ),
+    ),
+)
+CADUCEUS = Family(
+    model_class=Caduceus,
+    config_class=CaduceusConfig,
+    presets={name: config for name, config in PRESETS.items() if isinstance(config, CaduceusConfig)},
+    layouts=(
+        Layout(
+            "caduceus-hf",
+            lambda source: source.config.get("model_type") == "caduceus" and "ssm_cfg" in source.config,
+            lambda source: load_caduceus_hf(source.path, source.config),
+        ),
+    ),
+)

@@ -64,7 +64,7 @@ def bundled_model_dir() -> Path:
 
 def load_model_and_codec(model: str | os.PathLike | None, *, codec_weights=None, device="cpu"):
     """The speech model (a checkpoint directory, default: the bundled one) and the codec it names."""
-    from longseq.speech.models import from_pretrained
+    from longseq.core.registry import from_pretrained
 
     path = Path(model) if model is not None else bundled_model_dir()
     if not path.is_dir():

@@ -2,10 +2,10 @@
 
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
-import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBPACKAGES = ["core", "kernels", "genomics", "speech", "vision", "bytes"]
@@ -18,26 +18,36 @@ def _python(code: str, cwd: Path) -> str:
 
 @pytest.mark.parametrize("name", SUBPACKAGES)
 def test_subpackage_resolves_here_and_the_bare_name_does_not(name, tmp_path):
-    out = _python(
-        f"import importlib.util, longseq.{name} as m; print(m.__file__); print(importlib.util.find_spec({name!r}))",
-        tmp_path,
+    code = (
+        f"import importlib.util as u, longseq.{name} as m; s = u.find_spec({name!r}); print(m.__file__, s and s.origin)"
     )
-    path, bare = out.split("\n")[:2]
-    assert Path(path).resolve().is_relative_to(ROOT / name), path
-    if name != "bytes":  # `bytes` is a builtin type, never a module
-        assert bare == "None", f"`import {name}` resolves to {bare}"
-
-
-def test_packages_list_every_folder():
-    """pyproject's explicit package list names every folder with an __init__.py (the wheel holds only longseq/)."""
-    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    found = {"longseq"} | {
-        "longseq." + ".".join(init.parent.relative_to(ROOT).parts)
-        for name in SUBPACKAGES
-        for init in (ROOT / name).rglob("__init__.py")
-    }
-    assert listed == found
+    ours, bare = _python(code, tmp_path).split()
+    assert Path(ours).resolve().is_relative_to(ROOT / name), ours
+    # `bytes` is a builtin type, never a module; `kernels` is Hugging Face's package: never ours
+    assert bare == "None" or not Path(bare).resolve().is_relative_to(ROOT / name), f"`import {name}` is {bare}"
 
 
 def test_import_kernels_does_not_import_triton(tmp_path):
     assert _python("import sys, longseq.kernels; print('triton' in sys.modules)", tmp_path).strip() == "False"
+
+
+def test_hugging_face_kernels_installs_beside_ours(tmp_path):
+    """Hugging Face's `kernels` (a dev dependency) and `longseq.kernels` import side by side."""
+    out = _python(
+        "import kernels, longseq.kernels as ours; print(kernels.get_kernel.__module__, ours.__name__)", tmp_path
+    )
+    assert out.split() == ["kernels.load", "longseq.kernels"]
+
+
+def test_the_wheel_holds_only_longseq_with_every_package_folder(tmp_path):
+    """pyproject's explicit package list names every folder with an __init__.py, and nothing else ships."""
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)]
+    subprocess.run([*command, str(ROOT)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("longseq-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {name.split("/")[0] for name in names} == {"longseq", wheel.name.split("-py3")[0] + ".dist-info"}
+    packages = {
+        f"longseq/{init.relative_to(ROOT)}" for name in SUBPACKAGES for init in (ROOT / name).rglob("__init__.py")
+    }
+    assert packages | {"longseq/__init__.py", "longseq/speech/data/alice.txt"} <= names
+    assert not any("tests/" in name or "examples/" in name or name.endswith(".pyc") for name in names)

@@ -1,20 +1,12 @@
-"""Byte-level model presets (explicit configs, tiny ones for tests) and loading.
-
-``from_pretrained(name_or_dir)`` returns a fresh model for a preset name, or the model saved in a checkpoint
-directory of ours (``config.json`` + ``model.safetensors``), MEGABYTE or MBLM alike.
-"""
+"""Byte-level model presets (explicit configs, tiny ones for tests) and the MBLM and MEGABYTE families
+(`longseq.from_pretrained` loads a preset or a checkpoint directory of either)."""
 
 from __future__ import annotations
-
-import copy
-import os
-from pathlib import Path
 
 from longseq.bytes.models.base import ByteLM
 from longseq.bytes.models.mblm import MBLM, MBLMConfig, StageConfig
 from longseq.bytes.models.megabyte import Megabyte, MegabyteConfig
-from longseq.core.checkpoint import load_checkpoint
-from longseq.core.io import InputError
+from longseq.core.registry import Family
 
 PRESETS: dict[str, MBLMConfig | MegabyteConfig] = {
     # Tiny models for tests and the demo.
@@ -95,18 +87,16 @@ def build(config: MBLMConfig | MegabyteConfig) -> ByteLM:
     return MBLM(config) if isinstance(config, MBLMConfig) else Megabyte(config)
 
 
-def from_pretrained(name_or_path: str | os.PathLike) -> ByteLM:
-    """A preset name (a fresh model of that shape) or a checkpoint directory in our format.
-
-    Raises:
-        InputError: neither a preset nor a directory.
-        CheckpointError: the directory holds another architecture, or weights that do not fit.
-    """
-    if str(name_or_path) in PRESETS:
-        return build(copy.deepcopy(PRESETS[str(name_or_path)]))
-    if not Path(name_or_path).is_dir():
-        raise InputError(f"{name_or_path} is neither a preset ({', '.join(PRESETS)}) nor a checkpoint directory")
-    return load_checkpoint(name_or_path, MODEL_TYPES)
+MBLM_FAMILY = Family(
+    model_class=MBLM,
+    config_class=MBLMConfig,
+    presets={name: config for name, config in PRESETS.items() if isinstance(config, MBLMConfig)},
+)
+MEGABYTE_FAMILY = Family(
+    model_class=Megabyte,
+    config_class=MegabyteConfig,
+    presets={name: config for name, config in PRESETS.items() if isinstance(config, MegabyteConfig)},
+)
 
 
 __all__ = [
@@ -118,5 +108,4 @@ __all__ = [
     "MegabyteConfig",
     "StageConfig",
     "build",
-    "from_pretrained",
 ]

@@ -4,7 +4,6 @@ bits per byte, generation and our checkpoint format."""
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -12,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from longseq.core.checkpoint import save_checkpoint
 from longseq.core.hierarchical import PatchDecoder
+from longseq.core.registry import Pretrained
 
 
-class ByteLM(nn.Module):
+class ByteLM(Pretrained, nn.Module):
     """A byte-level language model on a patch decoder. Subclasses build ``self.decoder`` from their config."""
 
     model_type: ClassVar[str]
@@ -136,7 +135,3 @@ class ByteLM(nn.Module):
             generator=generator,
             callback=callback,
         )
-
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write ``config.json`` and ``model.safetensors`` into ``directory``."""
-        save_checkpoint(directory, self, self.config, self.model_type)

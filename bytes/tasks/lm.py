@@ -17,9 +17,10 @@ from pathlib import Path
 import torch
 
 from longseq.bytes.data.files import SPLITS, list_files, read_bytes, split_files
-from longseq.bytes.models import MODEL_TYPES, ByteLM, build, from_pretrained
+from longseq.bytes.models import MODEL_TYPES, ByteLM, build
 from longseq.core.checkpoint import CheckpointError, config_from_dict
 from longseq.core.io import InputError, atomic_output
+from longseq.core.registry import from_pretrained
 from longseq.core.train import CausalLMTask, OptimizerConfig, TokenWindowDataModule, TrainerConfig, build_trainer, fit
 
 

@@ -27,15 +27,14 @@ half, position by position (`embed`); Ph is meant to be used with post-hoc conjo
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import nn
 
-from longseq.core.checkpoint import CheckpointError, save_checkpoint
 from longseq.core.norm import add_norm, make_norm
+from longseq.core.registry import Pretrained
 from longseq.core.ssm import Mamba
 from longseq.genomics.data.tokenizer import COMPLEMENT, EMBEDDING_ROWS, reverse
 
@@ -188,7 +187,7 @@ def rcps_add_norm(
     return x, torch.cat([res_fwd, rc_hidden(res_rc, lengths)], dim=-1)
 
 
-class Caduceus(nn.Module):
+class Caduceus(Pretrained, nn.Module):
     """Caduceus-PS (``rcps=True``) or -Ph with its masked-LM head. ``model(input_ids)`` gives logits (b, l, 16).
 
     Right-padded batches: pass ``lengths`` (b,) so each sequence is reversed within its own length.
@@ -285,17 +284,3 @@ class Caduceus(nn.Module):
             return h
         fwd, rc = h.chunk(2, dim=-1)
         return (fwd + rc.flip(-1)) / 2
-
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write our format: ``config.json`` + ``model.safetensors``."""
-        save_checkpoint(directory, self, self.config, MODEL_TYPE)
-
-    @classmethod
-    def from_pretrained(cls, path_or_preset: str | os.PathLike) -> Caduceus:
-        """A checkpoint directory (ours or a Caduceus HF one) or a preset name (random init)."""
-        from longseq.genomics.convert import from_pretrained
-
-        model = from_pretrained(path_or_preset)
-        if not isinstance(model, cls):
-            raise CheckpointError(f"{path_or_preset} holds a {type(model).__name__}, not a {cls.__name__}")
-        return model

@@ -7,14 +7,13 @@ averages the logits of the sequence and its reverse complement (post-hoc conjoin
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import nn
 
-from longseq.core.checkpoint import save_checkpoint
+from longseq.core.registry import Family, Pretrained
 from longseq.genomics.data.tokenizer import reverse_complement
 from longseq.genomics.models.caduceus import Caduceus, CaduceusConfig
 from longseq.genomics.models.hyenadna import HyenaDNA, HyenaDNAConfig
@@ -65,7 +64,7 @@ class ClassifierConfig:
         return len(self.classes)
 
 
-class SequenceClassifier(nn.Module):
+class SequenceClassifier(Pretrained, nn.Module):
     """``model(input_ids, lengths)`` -> class logits (b, num_classes), for right-padded batches."""
 
     model_type = MODEL_TYPE
@@ -103,5 +102,5 @@ class SequenceClassifier(nn.Module):
             logits = (logits + self._logits(reverse_complement(input_ids, lengths), lengths)) / 2
         return logits
 
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        save_checkpoint(directory, self, self.config, MODEL_TYPE)
+
+FAMILY = Family(model_class=SequenceClassifier, config_class=ClassifierConfig)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -20,10 +19,10 @@ import torch
 from torch import nn
 
 from longseq.core.block import Block
-from longseq.core.checkpoint import CheckpointError, save_checkpoint
 from longseq.core.hyena import HyenaOperator
 from longseq.core.mlp import Mlp
 from longseq.core.norm import LayerNorm
+from longseq.core.registry import Pretrained
 from longseq.genomics.data.tokenizer import EMBEDDING_ROWS, VOCAB_SIZE
 
 MODEL_TYPE = "hyenadna"
@@ -78,7 +77,7 @@ class HyenaDNAConfig:
         return math.ceil(self.vocab_size / m) * m
 
 
-class HyenaDNA(nn.Module):
+class HyenaDNA(Pretrained, nn.Module):
     """The HyenaDNA language model. ``model(input_ids)`` gives logits (b, l, padded vocab = 16).
 
     Right-padded batches need no mask: the model is causal, so padding after a sequence never reaches it.
@@ -175,20 +174,6 @@ class HyenaDNA(nn.Module):
     def embed(self, input_ids: torch.Tensor, lengths: torch.Tensor | None = None, *, layer: int = -1) -> torch.Tensor:
         """Per-position embeddings (b, l, d) for right-padded ids; ``lengths`` is unused (the model is causal)."""
         return self.hidden_states(input_ids, layer=layer)
-
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write our format: ``config.json`` + ``model.safetensors``."""
-        save_checkpoint(directory, self, self.config, MODEL_TYPE)
-
-    @classmethod
-    def from_pretrained(cls, path_or_preset: str | os.PathLike) -> HyenaDNA:
-        """A checkpoint directory (ours or official, see `genomics.convert`) or a preset name (random init)."""
-        from longseq.genomics.convert import from_pretrained
-
-        model = from_pretrained(path_or_preset)
-        if not isinstance(model, cls):
-            raise CheckpointError(f"{path_or_preset} holds a {type(model).__name__}, not a {cls.__name__}")
-        return model
 
     def with_config(self, **changes) -> HyenaDNA:
         """A copy of this model under changed config fields that leave the parameters as they are

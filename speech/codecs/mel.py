@@ -8,7 +8,6 @@ With the defaults: 24 kHz audio, 25 code frames per second, 8 codebooks of 256 c
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -16,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from longseq.core.checkpoint import load_checkpoint, save_checkpoint
+from longseq.core.registry import Family, Pretrained
 from longseq.speech.codecs.base import Codec
 from longseq.speech.codecs.rvq import ResidualVQ
 
@@ -176,12 +175,14 @@ class LogMel(nn.Module):
         return wav.unsqueeze(1)
 
 
-class MelCodec(Codec):
+class MelCodec(Pretrained, Codec):
     """The trainable mel codec (see the module docstring).
 
     ``forward`` is the training pass: wav (b, 1, n) -> (reconstructed log-mel, target log-mel, codes,
     commitment loss). `encode` / `decode` follow the `Codec` interface.
     """
+
+    model_type = "mel_codec"
 
     def __init__(self, config: MelCodecConfig, *, device=None, dtype=None):
         super().__init__()
@@ -234,16 +235,6 @@ class MelCodec(Codec):
         log_mel = self.decode_mel(codes)
         return self.log_mel.invert(log_mel, n_iter=self.config.griffin_lim_iters, power=self.config.griffin_lim_power)
 
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        save_checkpoint(directory, self, self.config, "mel_codec")
-
-    @classmethod
-    def from_pretrained(cls, name_or_dir: str | os.PathLike) -> MelCodec:
-        """A checkpoint directory (eval mode) or a preset name (random weights)."""
-        if str(name_or_dir) in PRESETS:
-            return cls(preset(str(name_or_dir)))
-        return load_checkpoint(name_or_dir, {"mel_codec": (MelCodecConfig, cls)}).eval()
-
 
 PRESETS = {
     "mel-24k": MelCodecConfig(),
@@ -253,3 +244,6 @@ PRESETS = {
 
 def preset(name: str) -> MelCodecConfig:
     return dataclasses.replace(PRESETS[name])
+
+
+FAMILY = Family(model_class=MelCodec, config_class=MelCodecConfig, presets=PRESETS)

@@ -13,12 +13,11 @@ vocoder is Griffin-Lim (BigVGAN needs downloaded weights).
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 
 import torch
 
-from longseq.core.checkpoint import load_checkpoint, save_checkpoint
+from longseq.core.registry import Family
 from longseq.speech.codecs.mel import MelCodec, MelCodecConfig
 from longseq.speech.codecs.prob_rvq import ProbabilisticRVQ
 
@@ -46,6 +45,8 @@ class MelVAEConfig(MelCodecConfig):
 class MelVAE(MelCodec):
     """The Mel-VAE codec: `MelCodec` whose quantizer is a `ProbabilisticRVQ` (same encode / decode / forward)."""
 
+    model_type = "mel_vae"
+
     def __init__(self, config: MelVAEConfig, *, device=None, dtype=None):
         super().__init__(config, device=device, dtype=dtype)
         self.quantizer = ProbabilisticRVQ(
@@ -63,16 +64,6 @@ class MelVAE(MelCodec):
         """sigma^2 of p(z | codes) (a 0-dim tensor)."""
         return self.quantizer.variance
 
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        save_checkpoint(directory, self, self.config, MODEL_TYPE)
-
-    @classmethod
-    def from_pretrained(cls, name_or_dir: str | os.PathLike) -> MelVAE:
-        """A checkpoint directory (eval mode) or a preset name (random weights)."""
-        if str(name_or_dir) in PRESETS:
-            return cls(preset(str(name_or_dir)))
-        return load_checkpoint(name_or_dir, {MODEL_TYPE: (MelVAEConfig, cls)}).eval()
-
 
 PRESETS = {
     "mel-vae": MelVAEConfig(),
@@ -82,3 +73,6 @@ PRESETS = {
 
 def preset(name: str) -> MelVAEConfig:
     return dataclasses.replace(PRESETS[name])
+
+
+FAMILY = Family(model_class=MelVAE, config_class=MelVAEConfig, presets=PRESETS)

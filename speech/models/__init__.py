@@ -1,26 +1,22 @@
-"""Speech models, their presets, and loading by checkpoint directory or preset name."""
+"""Speech models: their presets and their families in the registry (`longseq.from_pretrained` loads them).
+
+Presets give randomly initialised models of the test, CPU-trained and released (VALL-E X) shapes.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import os
-from pathlib import Path
 
 import torch
 
-from longseq.core.checkpoint import CheckpointError, load_checkpoint, load_strict
-from longseq.speech.codecs.mel import PRESETS as CODEC_PRESETS
-from longseq.speech.codecs.mel import MelCodec, MelCodecConfig
-from longseq.speech.codecs.mel_vae import PRESETS as MEL_VAE_PRESETS
-from longseq.speech.codecs.mel_vae import MelVAE, MelVAEConfig
+from longseq.core.checkpoint import CheckpointError, load_strict
+from longseq.core.registry import Family
 from longseq.speech.models.clam_tts import ClamTTS, ClamTTSConfig
 from longseq.speech.models.speechssm import SpeechSSM, SpeechSSMConfig
 from longseq.speech.models.valle2 import Valle2, Valle2Config
 from longseq.speech.text.tokenizer import PAD, SYMBOLS
 
 PRESETS: dict[str, tuple[type, object]] = {
-    **{name: (MelCodec, config) for name, config in CODEC_PRESETS.items()},
-    **{name: (MelVAE, config) for name, config in MEL_VAE_PRESETS.items()},
     # tests
     "valle2-tiny": (
         Valle2,
@@ -88,42 +84,6 @@ PRESETS: dict[str, tuple[type, object]] = {
     ),
 }
 
-MODEL_TYPES = {
-    "valle2": (Valle2Config, Valle2),
-    "mel_codec": (MelCodecConfig, MelCodec),
-    "mel_vae": (MelVAEConfig, MelVAE),
-    "clam_tts": (ClamTTSConfig, ClamTTS),
-    "speechssm": (SpeechSSMConfig, SpeechSSM),
-}
-
-
-def preset_config(name: str):
-    """A fresh copy of a preset's config."""
-    if name not in PRESETS:
-        raise CheckpointError(f"unknown model {name!r}: give a checkpoint directory or one of {', '.join(PRESETS)}")
-    return dataclasses.replace(PRESETS[name][1])
-
-
-def from_pretrained(name_or_dir: str | os.PathLike, **overrides):
-    """A model from a checkpoint directory (our format, eval mode), or a preset with random weights.
-
-    ``overrides`` replace config fields (e.g. ``group_size=2``, ``tokenizer="phonemes"``; a new tokenizer kind
-    brings its default alphabet). For a directory, only VALL-E 2's group size and tokenizer may change, to
-    fine-tune into them: the group layers it adds start fresh (VALL-E X with grouping), and the text embeddings
-    are rebuilt for the new alphabet, keeping the rows of the symbols both alphabets share (characters to
-    phonemes: most consonants and "a" to "z" letters carry over).
-    """
-    path = Path(name_or_dir)
-    if path.is_dir():
-        if not overrides:
-            return load_checkpoint(path, MODEL_TYPES).eval()
-        return _adapted(path, **overrides)
-    config = preset_config(str(name_or_dir))
-    unknown = set(overrides) - {field.name for field in dataclasses.fields(config)}
-    if unknown:
-        raise CheckpointError(f"the preset {name_or_dir} has no setting {', '.join(sorted(unknown))}")
-    return PRESETS[str(name_or_dir)][0](_replaced(config, overrides))
-
 
 def _replaced(config, overrides: dict):
     """``config`` with ``overrides`` (a tokenizer kind brings its default symbols); bad values -> CheckpointError."""
@@ -137,14 +97,14 @@ def _replaced(config, overrides: dict):
         raise CheckpointError(str(err)) from None
 
 
-def _adapted(path: Path, **overrides) -> Valle2:
+def _adapted(old: Valle2, overrides: dict) -> Valle2:
+    """A loaded VALL-E 2 moved to another group size or tokenizer, to fine-tune into them: the group layers it
+    adds start fresh (VALL-E X with grouping), and the text embeddings are rebuilt for the new alphabet, keeping
+    the rows of the symbols both alphabets share (characters to phonemes: most consonants and "a" to "z")."""
     if set(overrides) - {"group_size", "tokenizer"}:
         raise CheckpointError(
-            f"only group_size and tokenizer can change when loading {path}; got {', '.join(overrides)}"
+            f"only group_size and tokenizer can change in a VALL-E 2 checkpoint; got {', '.join(overrides)}"
         )
-    old = load_checkpoint(path, MODEL_TYPES)
-    if not isinstance(old, Valle2):
-        raise CheckpointError(f"{path} is not a VALL-E 2 checkpoint; only VALL-E 2 can change group size or tokenizer")
     model = Valle2(_replaced(old.config, overrides))
     fresh = model.state_dict()
     group = ("ar.group_in.", "ar.group_out.")
@@ -158,4 +118,14 @@ def _adapted(path: Path, **overrides) -> Valle2:
         table = fresh[name].clone()
         table[rows_new] = state[name][rows_old]
         state[name] = table
-    return load_strict(model, state, str(path))
+    return load_strict(model, state, "the adapted VALL-E 2")
+
+
+def _family(model_class: type, config_class: type, **options) -> Family:
+    presets = {name: config for name, (cls, config) in PRESETS.items() if cls is model_class}
+    return Family(model_class=model_class, config_class=config_class, presets=presets, **options)
+
+
+VALLE2 = _family(Valle2, Valle2Config, adapt=_adapted)
+CLAM_TTS = _family(ClamTTS, ClamTTSConfig)
+SPEECHSSM = _family(SpeechSSM, SpeechSSMConfig)

@@ -21,14 +21,14 @@ Shapes: text (b, L) with 0 = padding; codes (b, D, T); latents (b, T, latent_dim
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from longseq.core.checkpoint import CheckpointError, save_checkpoint
+from longseq.core.checkpoint import CheckpointError
+from longseq.core.registry import Pretrained
 from longseq.speech.codecs.prob_rvq import ProbabilisticRVQ
 from longseq.speech.models.layers import Decoder, SinePosition, prefix_lm_mask
 from longseq.speech.models.sampling import SamplingConfig
@@ -70,7 +70,7 @@ class ClamTTSConfig:
         return TextTokenizer(kind="bytes")
 
 
-class ClamTTS(nn.Module):
+class ClamTTS(Pretrained, nn.Module):
     """The latent language model (see the module docstring)."""
 
     model_type = MODEL_TYPE
@@ -247,16 +247,3 @@ class ClamTTS(nn.Module):
         if not out:
             return prompt.new_zeros(1, c.n_codebooks, 0)
         return torch.stack(out, dim=-1)
-
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        save_checkpoint(directory, self, self.config, self.model_type)
-
-    @classmethod
-    def from_pretrained(cls, name_or_dir: str | os.PathLike) -> ClamTTS:
-        """A checkpoint directory (eval mode) or a preset name (random weights)."""
-        from longseq.speech.models import from_pretrained
-
-        model = from_pretrained(name_or_dir)
-        if not isinstance(model, cls):
-            raise CheckpointError(f"{name_or_dir} holds a {type(model).__name__}, not a {cls.__name__}")
-        return model

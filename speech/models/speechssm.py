@@ -18,7 +18,6 @@ Shapes: codes (b, k, t) in codec order; the delayed grid (b, k, t + k - 1).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
@@ -28,10 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from longseq.core.block import Block
-from longseq.core.checkpoint import CheckpointError, save_checkpoint
 from longseq.core.lm import AttentionOptions, LMConfig, MambaOptions, make_mixer, sample_next
 from longseq.core.mlp import Mlp
 from longseq.core.norm import RMSNorm, add_norm
+from longseq.core.registry import Pretrained
 from longseq.speech.models.sampling import SamplingConfig
 
 IGNORE = -100
@@ -116,7 +115,7 @@ def undelay(grid: torch.Tensor) -> torch.Tensor:
     return torch.stack([grid[:, j, j : j + t] for j in range(k)], dim=1)
 
 
-class SpeechSSM(nn.Module):
+class SpeechSSM(Pretrained, nn.Module):
     """The hybrid speech LM: delayed-grid columns (b, k, s) -> logits (b, s, k, codebook_size) for the next column."""
 
     model_type = MODEL_TYPE
@@ -241,16 +240,3 @@ class SpeechSSM(nn.Module):
         """Codes (1, k, max_frames) that continue the prompt (1, k, Tp): `stream` collected (short runs)."""
         frames = list(self.stream(prompt, n_frames=max_frames, sampling=sampling, generator=generator))
         return torch.stack(frames, dim=-1)[None]
-
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        save_checkpoint(directory, self, self.config, self.model_type)
-
-    @classmethod
-    def from_pretrained(cls, name_or_dir: str | os.PathLike) -> SpeechSSM:
-        """A checkpoint directory (eval mode) or a preset name (random weights)."""
-        from longseq.speech.models import from_pretrained
-
-        model = from_pretrained(name_or_dir)
-        if not isinstance(model, cls):
-            raise CheckpointError(f"{name_or_dir} holds a {type(model).__name__}, not a {cls.__name__}")
-        return model

@@ -15,7 +15,6 @@ Shapes: text (b, L) with 0 = padding; codes (b, n_q, T) in EnCodec order; codebo
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from longseq.core.checkpoint import CheckpointError, save_checkpoint
+from longseq.core.registry import Pretrained
 from longseq.speech.models.layers import Decoder, SinePosition, prefix_lm_mask
 from longseq.speech.models.sampling import SamplingConfig, sample_token
 from longseq.speech.text.tokenizer import CHARS, TextTokenizer, TokenizerKind
@@ -345,7 +344,7 @@ class ValleNAR(nn.Module):
         return codes[:, :, tp:]
 
 
-class Valle2(nn.Module):
+class Valle2(Pretrained, nn.Module):
     """VALL-E 2: the AR and NAR decoders of one voice-cloning TTS model (one checkpoint, as VALL-E X)."""
 
     model_type = "valle2"
@@ -388,16 +387,3 @@ class Valle2(nn.Module):
         if first.shape[1] == 0:
             return prompt.new_zeros(1, self.config.n_codebooks, 0)
         return self.nar.generate(text, prompt, first, languages)
-
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        save_checkpoint(directory, self, self.config, self.model_type)
-
-    @classmethod
-    def from_pretrained(cls, name_or_dir: str | os.PathLike) -> Valle2:
-        """A checkpoint directory (eval mode) or a preset name (random weights)."""
-        from longseq.speech.models import from_pretrained
-
-        model = from_pretrained(name_or_dir)
-        if not isinstance(model, cls):
-            raise CheckpointError(f"{name_or_dir} holds a {type(model).__name__}, not a {cls.__name__}")
-        return model

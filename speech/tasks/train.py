@@ -13,12 +13,12 @@ from pathlib import Path
 
 from longseq.core.checkpoint import CheckpointError
 from longseq.core.io import InputError
+from longseq.core.registry import from_pretrained
 from longseq.core.train import OptimizerConfig, TrainerConfig, build_trainer, fit
 from longseq.speech.codecs import load_codec
 from longseq.speech.codecs.mel import MelCodec
 from longseq.speech.data.codes import EncodedCorpus, encode_corpus
 from longseq.speech.data.manifest import read_manifest
-from longseq.speech.models import from_pretrained
 from longseq.speech.models.clam_tts import ClamTTS
 from longseq.speech.models.speechssm import SpeechSSM
 from longseq.speech.models.valle2 import Valle2

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 import longseq.bytes.tasks.lm as lm_task
 from longseq.bytes.cli import main
-from longseq.bytes.models import from_pretrained
+from longseq.core.registry import from_pretrained
 
 
 @pytest.fixture

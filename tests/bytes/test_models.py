@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from longseq import bytes as bytes_pkg  # the public entry point, as users write `import bytes`
-from longseq.bytes.models import PRESETS, MBLMConfig, MegabyteConfig, StageConfig, build, from_pretrained
+from longseq.bytes.models import PRESETS, MBLMConfig, MegabyteConfig, StageConfig, build
 from longseq.core.checkpoint import CheckpointError
 from longseq.core.io import InputError
+from longseq.core.registry import from_pretrained
 
 TINY = ["mblm-tiny", "mblm-tiny-3stage", "megabyte-tiny"]
 

@@ -14,12 +14,11 @@ from longseq.core import checkpoint
 from longseq.core.checkpoint import (
     CheckpointError,
     check_state_dict,
-    load_checkpoint,
     load_pickle,
     load_tensors,
     read_config,
 )
-from longseq.core.lm import MODEL_TYPE, CausalLM, LMConfig, Mamba2Options
+from longseq.core.lm import CausalLM, LMConfig, Mamba2Options
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -54,7 +53,7 @@ def test_round_trip_gives_identical_logits_and_stores_tied_weights_once(tmp_path
     stored = load_file(tmp_path / "ckpt" / "model.safetensors")
     heads = {"lm_head.weight", "backbone.embedding.weight"} & set(stored)
     assert len(heads) == (1 if tie else 2)
-    assert read_config(tmp_path / "ckpt")["model_type"] == MODEL_TYPE
+    assert read_config(tmp_path / "ckpt")["model_type"] == "causal_lm"
     loaded = CausalLM.from_pretrained(tmp_path / "ckpt")
     assert loaded.config == model.config and not loaded.training
     assert (loaded.lm_head.weight is loaded.backbone.embedding.weight) == tie
@@ -81,36 +80,35 @@ def test_saving_twice_overwrites_and_a_failed_save_leaves_nothing_half_written(t
 
 
 def test_our_format_bad_directories(tmp_path):
-    types_ = {MODEL_TYPE: (LMConfig, CausalLM)}
     with pytest.raises(CheckpointError) as err:
-        load_checkpoint(tmp_path, types_)
+        CausalLM.from_pretrained(tmp_path)
     assert "no config.json" in one_line(err)
 
     tiny_lm().save_pretrained(tmp_path / "a")
     values = json.loads((tmp_path / "a" / "config.json").read_text())
     (tmp_path / "a" / "model.safetensors").unlink()
     with pytest.raises(CheckpointError) as err:
-        load_checkpoint(tmp_path / "a", types_)
+        CausalLM.from_pretrained(tmp_path / "a")
     assert "checkpoint file not found" in one_line(err) and "model.safetensors" in str(err.value)
 
     (tmp_path / "a" / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError) as err:
-        load_checkpoint(tmp_path / "a", types_)
+        CausalLM.from_pretrained(tmp_path / "a")
     assert "not valid JSON" in one_line(err)
 
-    (tmp_path / "a" / "config.json").write_text(json.dumps({**values, "model_type": "hyenadna"}))
+    (tmp_path / "a" / "config.json").write_text(json.dumps({**values, "model_type": "lstm_lm"}))
     with pytest.raises(CheckpointError) as err:
-        load_checkpoint(tmp_path / "a", types_)
-    assert "'hyenadna'" in one_line(err) and MODEL_TYPE in str(err.value)
+        CausalLM.from_pretrained(tmp_path / "a")
+    assert "'lstm_lm' model_type that no longseq family reads" in one_line(err)
 
     (tmp_path / "a" / "config.json").write_text(json.dumps({**values, "flux_capacitor": 1}))
     with pytest.raises(CheckpointError) as err:
-        load_checkpoint(tmp_path / "a", types_)
+        CausalLM.from_pretrained(tmp_path / "a")
     assert "flux_capacitor" in one_line(err)
 
     (tmp_path / "a" / "config.json").write_text(json.dumps({**values, "mixer": "lstm"}))
     with pytest.raises(CheckpointError) as err:
-        load_checkpoint(tmp_path / "a", types_)
+        CausalLM.from_pretrained(tmp_path / "a")
     assert "invalid LMConfig" in one_line(err) and "lstm" in str(err.value)
 
 

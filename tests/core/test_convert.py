@@ -1,4 +1,4 @@
-"""Official Mamba LM checkpoints through `core.from_pretrained`: fixture parity and one-line errors."""
+"""Official Mamba LM checkpoints through `longseq.from_pretrained`: fixture parity and one-line errors."""
 
 import json
 import shutil
@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from longseq import core
+import longseq
 from longseq.core.checkpoint import CheckpointError
 from longseq.core.lm import AttentionOptions, CausalLM, LMConfig, Mamba2Options, MambaOptions
 
@@ -24,7 +24,7 @@ def expected():
 
 @pytest.mark.parametrize("layout", ["hf", "state_spaces"])
 def test_mamba_a_reproduces_official_logits_and_greedy_continuation(layout, expected):
-    model = core.from_pretrained(MAMBA_A / layout)
+    model = longseq.from_pretrained(MAMBA_A / layout)
     assert isinstance(model, CausalLM) and not model.training
     assert model.lm_head.weight is model.backbone.embedding.weight
     with torch.no_grad():
@@ -36,8 +36,8 @@ def test_mamba_a_reproduces_official_logits_and_greedy_continuation(layout, expe
 
 
 def test_both_layouts_give_the_same_model():
-    hf = core.from_pretrained(MAMBA_A / "hf")
-    ss = core.from_pretrained(MAMBA_A / "state_spaces")
+    hf = longseq.from_pretrained(MAMBA_A / "hf")
+    ss = longseq.from_pretrained(MAMBA_A / "state_spaces")
     assert hf.config.mamba == MambaOptions(d_state=16, d_conv=4, expand=2, dt_rank=4)  # transformers stores it
     assert ss.config.mamba == MambaOptions()  # mamba_ssm's "auto" = ceil(64 / 16)
     assert replace(hf.config, mamba=ss.config.mamba) == ss.config
@@ -82,7 +82,7 @@ def test_state_spaces_mamba2_hybrid_with_mlp_maps_every_option(tmp_path):
         "pad_vocab_size_multiple": 4,
         "tie_embeddings": False,
     }
-    loaded = core.from_pretrained(export_state_spaces(model, tmp_path / "ss", official))
+    loaded = longseq.from_pretrained(export_state_spaces(model, tmp_path / "ss", official))
     assert loaded.config.layer_kinds() == ["mamba2", "attention", "mamba2"]
     assert loaded.config.mamba2 == ours.mamba2 and loaded.config.attention.num_heads_kv == 2
     ids = torch.randint(0, 37, (2, 11))
@@ -104,20 +104,20 @@ def edit_config(directory: Path, **changes) -> None:
 
 
 def test_wrong_architecture_is_named(tmp_path):
-    with pytest.raises(CheckpointError, match="not a Mamba language model checkpoint.*'hyenadna'"):
-        core.from_pretrained(FIXTURES / "hyenadna_a")
+    with pytest.raises(CheckpointError, match="holds a HyenaDNA, not a CausalLM"):
+        CausalLM.from_pretrained(FIXTURES / "hyenadna_a")
     bigger = copy_fixture("hf", tmp_path)
     edit_config(bigger, hidden_size=32, intermediate_size=64)
     with pytest.raises(CheckpointError, match=r"shape mismatch.*\(101, 64\) vs \(101, 32\)"):
-        core.from_pretrained(bigger)
+        longseq.from_pretrained(bigger)
     deeper = copy_fixture("state_spaces", tmp_path)
     edit_config(deeper, n_layer=3)
     with pytest.raises(CheckpointError, match="missing backbone.layers.2.mixer"):
-        core.from_pretrained(deeper)
+        longseq.from_pretrained(deeper)
     mamba2 = copy_fixture("state_spaces", tmp_path / "m2")
     edit_config(mamba2, ssm_cfg={"layer": "Mamba2", "d_state": 16, "headdim": 32})
     with pytest.raises(CheckpointError, match="missing .*dt_bias.*unexpected .*dt_proj"):
-        core.from_pretrained(mamba2)
+        longseq.from_pretrained(mamba2)
 
 
 def test_missing_and_unexpected_keys_are_named(tmp_path):
@@ -127,7 +127,7 @@ def test_missing_and_unexpected_keys_are_named(tmp_path):
     tensors["backbone.layers.1.mixer.D_extra"] = torch.zeros(3)
     save_file(tensors, directory / "model.safetensors")
     with pytest.raises(CheckpointError) as err:
-        core.from_pretrained(directory)
+        longseq.from_pretrained(directory)
     message = str(err.value)
     assert "\n" not in message
     assert "missing backbone.layers.1.mixer.D" in message and "unexpected backbone.layers.1.mixer.D_extra" in message
@@ -138,8 +138,8 @@ def test_a_tied_head_that_differs_from_the_embedding_is_refused(tmp_path):
     tensors = load_file(directory / "model.safetensors")
     tensors["lm_head.weight"] = tensors["backbone.embeddings.weight"] + 1
     save_file(tensors, directory / "model.safetensors")
-    with pytest.raises(CheckpointError, match="lm_head.weight differs from the embedding"):
-        core.from_pretrained(directory)
+    with pytest.raises(CheckpointError, match="lm_head.weight differs from backbone.embedding.weight"):
+        longseq.from_pretrained(directory)
 
 
 @pytest.mark.parametrize(
@@ -158,35 +158,35 @@ def test_unsupported_state_spaces_options_are_refused(tmp_path, changes, match):
     directory = copy_fixture("state_spaces", tmp_path)
     edit_config(directory, **changes)
     with pytest.raises(CheckpointError, match=match):
-        core.from_pretrained(directory)
+        longseq.from_pretrained(directory)
 
 
 def test_unsupported_hf_configs_are_refused(tmp_path):
     directory = copy_fixture("hf", tmp_path)
     edit_config(directory, hidden_act="gelu")
     with pytest.raises(CheckpointError, match="hidden_act 'gelu'"):
-        core.from_pretrained(directory)
+        longseq.from_pretrained(directory)
     edit_config(directory, hidden_act="silu", model_type="mamba2")
-    with pytest.raises(CheckpointError, match="Mamba2ForCausalLM"):
-        core.from_pretrained(directory)
+    with pytest.raises(CheckpointError, match="'mamba2' model_type that no longseq family reads"):
+        longseq.from_pretrained(directory)
     edit_config(directory, model_type="mamba")
     values = json.loads((directory / "config.json").read_text())
     del values["num_hidden_layers"]
     (directory / "config.json").write_text(json.dumps(values))
     with pytest.raises(CheckpointError, match="config.json lacks num_hidden_layers"):
-        core.from_pretrained(directory)
+        longseq.from_pretrained(directory)
 
 
 def test_missing_files_and_paths(tmp_path):
-    with pytest.raises(CheckpointError, match="not a checkpoint directory or a preset"):
-        core.from_pretrained(tmp_path / "nowhere")
+    with pytest.raises(CheckpointError, match="unknown model .*: not a preset"):
+        longseq.from_pretrained(tmp_path / "nowhere")
     directory = copy_fixture("state_spaces", tmp_path)
     (directory / "pytorch_model.bin").unlink()
     with pytest.raises(CheckpointError, match="no weights in .*model.safetensors or pytorch_model.bin"):
-        core.from_pretrained(directory)
+        longseq.from_pretrained(directory)
     (directory / "config.json").unlink()
     with pytest.raises(CheckpointError, match="no config.json"):
-        core.from_pretrained(directory)
+        longseq.from_pretrained(directory)
 
 
 def test_sharded_safetensors(tmp_path):
@@ -200,20 +200,20 @@ def test_sharded_safetensors(tmp_path):
     weight_map = {k: shard for shard, keys in shards.items() for k in keys}
     (directory / "model.safetensors").unlink()
     (directory / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
-    reference = core.from_pretrained(MAMBA_A / "hf")
-    sharded = core.from_pretrained(directory)
+    reference = longseq.from_pretrained(MAMBA_A / "hf")
+    sharded = longseq.from_pretrained(directory)
     for (name, a), b in zip(reference.state_dict().items(), sharded.state_dict().values()):
         assert torch.equal(a, b), name
     (directory / "model-00002-of-00002.safetensors").unlink()
     with pytest.raises(CheckpointError, match="checkpoint file not found"):
-        core.from_pretrained(directory)
+        longseq.from_pretrained(directory)
 
 
-def test_presets_and_our_format_through_core_from_pretrained(tmp_path):
-    assert core.from_pretrained("mamba-tiny").config.d_model == 64
-    model = core.from_pretrained(MAMBA_A / "state_spaces")
+def test_presets_and_our_format_through_longseq_from_pretrained(tmp_path):
+    assert longseq.from_pretrained("mamba-tiny").config.d_model == 64
+    model = longseq.from_pretrained(MAMBA_A / "state_spaces")
     model.save_pretrained(tmp_path / "ours")
-    again = core.from_pretrained(tmp_path / "ours")
+    again = longseq.from_pretrained(tmp_path / "ours")
     ids = torch.randint(0, 101, (1, 9))
     with torch.no_grad():
         assert torch.equal(again(ids), model(ids))
@@ -223,7 +223,7 @@ def test_mamba2_a_hybrid_reproduces_official_logits_and_greedy_continuation():
     """Mamba2 (2 groups) + GQA attention + gated MLPs, from mamba_ssm's own save_pretrained (tests/fixtures)."""
     directory = FIXTURES / "mamba2_a"
     expected = load_file(directory / "expected.safetensors")
-    model = core.from_pretrained(directory / "state_spaces")
+    model = longseq.from_pretrained(directory / "state_spaces")
     assert model.config.layer_kinds() == ["mamba2", "attention", "mamba2"]
     assert model.config.mlp_width == 128
     with torch.no_grad():

@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from longseq import genomics
 from longseq.core.checkpoint import CheckpointError
+from longseq.core.registry import from_pretrained
 from longseq.genomics.data.tokenizer import complement_table, pad_batch, reverse_complement
 from longseq.genomics.models import PRESETS, build, model_class
 from longseq.genomics.models.caduceus import Caduceus
@@ -21,7 +21,7 @@ FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 @pytest.mark.parametrize("name", ["caduceus_ps_a", "caduceus_ph_a"])
 def test_hf_directory_reproduces_the_fixture(name):
-    model = genomics.from_pretrained(FIXTURES / name)
+    model = from_pretrained(FIXTURES / name)
     expected = load_file(FIXTURES / name / "expected.safetensors")
     assert isinstance(model, Caduceus) and model.config.rcps == (name == "caduceus_ps_a")
     for l in (64, 37):
@@ -32,7 +32,7 @@ def test_hf_directory_reproduces_the_fixture(name):
 
 
 def test_unfused_add_norm_is_a_different_function():
-    model = genomics.from_pretrained(FIXTURES / "caduceus_ps_a")
+    model = from_pretrained(FIXTURES / "caduceus_ps_a")
     unfused = Caduceus(dataclasses.replace(model.config, fused_add_norm=False))
     unfused.load_state_dict(model.state_dict())
     ids = load_file(FIXTURES / "caduceus_ps_a" / "expected.safetensors")["input_ids_L64"]
@@ -85,7 +85,7 @@ def test_released_sizes_have_the_published_parameter_counts(name, params):
 
 
 def test_round_trip_through_our_format(tmp_path):
-    model = genomics.from_pretrained(FIXTURES / "caduceus_ps_a")
+    model = from_pretrained(FIXTURES / "caduceus_ps_a")
     model.save_pretrained(tmp_path / "ours")
     again = Caduceus.from_pretrained(tmp_path / "ours")
     ids = torch.randint(7, 12, (2, 19))
@@ -96,8 +96,8 @@ def test_round_trip_through_our_format(tmp_path):
 def test_context_length_from_the_released_directory_name(tmp_path):
     directory = tmp_path / "caduceus-ph_seqlen-1k_d_model-118_n_layer-4_lr-8e-3"
     shutil.copytree(FIXTURES / "caduceus_ph_a", directory)
-    assert genomics.from_pretrained(directory).context_length == 1024
-    assert genomics.from_pretrained(FIXTURES / "caduceus_ph_a").context_length is None
+    assert from_pretrained(directory).context_length == 1024
+    assert from_pretrained(FIXTURES / "caduceus_ph_a").context_length is None
 
 
 def test_untied_or_foreign_weights_are_refused(tmp_path):
@@ -108,9 +108,9 @@ def test_untied_or_foreign_weights_are_refused(tmp_path):
     torch.save(state, directory / "pytorch_model.bin")
     (directory / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match="lm_head.lm_head.weight differs from"):
-        genomics.from_pretrained(directory)
+        from_pretrained(directory)
     del state["lm_head.lm_head.weight"]
     state["caduceus.backbone.embeddings.word_embeddings.complement_map"] = torch.arange(16)
     torch.save(state, directory / "pytorch_model.bin")
     with pytest.raises(CheckpointError, match="complement_map is not the A<->T"):
-        genomics.from_pretrained(directory)
+        from_pretrained(directory)

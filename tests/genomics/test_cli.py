@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from longseq import genomics
+from longseq.core.registry import from_pretrained
 from longseq.genomics.cli import main
 from longseq.genomics.data.tokenizer import DNATokenizer, reverse_complement
 
@@ -35,7 +35,7 @@ def ckpt(tmp_path_factory):
     """Tiny presets saved once, so the CLI and the test see the same weights."""
     root = tmp_path_factory.mktemp("models")
     for name in ("hyenadna-test", "caduceus-ps-test", "caduceus-ph-test"):
-        genomics.from_pretrained(name).save_pretrained(root / name)
+        from_pretrained(name).save_pretrained(root / name)
     return {name: root / name for name in ("hyenadna-test", "caduceus-ps-test", "caduceus-ph-test")}
 
 
@@ -62,7 +62,7 @@ def test_embed_mean_windows_and_record_embeddings(tmp_path, fasta, ckpt, capsys)
     assert data["lengths"].tolist() == [700, 50, 256]
     assert data["record"].tolist() == [0, 0, 0, 1, 2]  # windows of 256 over 700 bases: 0, 256, 512
     assert data["start"].tolist() == [0, 256, 512, 0, 0] and data["end"].tolist() == [256, 512, 700, 50, 256]
-    model = genomics.from_pretrained(ckpt["hyenadna-test"])
+    model = from_pretrained(ckpt["hyenadna-test"])
     np.testing.assert_allclose(data["embeddings"][3], direct(model, records["short"]).mean(0), atol=1e-5)
     np.testing.assert_allclose(data["embeddings"][2], direct(model, records["long"][512:]).mean(0), atol=1e-5)
     weights = np.array([256, 256, 188])[:, None]
@@ -91,7 +91,7 @@ def test_per_nucleotide_with_overlapping_windows(tmp_path, fasta, ckpt, capsys):
     assert dna([*args, "--window", 100, "--stride", 50], capsys)[0] == 0
     data = np.load(out)
     assert data["emb_0"].shape == (700, 16) and data["emb_1"].shape == (50, 16)
-    model = genomics.from_pretrained(ckpt["hyenadna-test"])
+    model = from_pretrained(ckpt["hyenadna-test"])
     first, second = direct(model, records["long"][:100]), direct(model, records["long"][50:150])
     np.testing.assert_allclose(data["emb_0"][:50], first[:50], atol=1e-5)
     np.testing.assert_allclose(data["emb_0"][50:100], (first[50:] + second[:50]) / 2, atol=1e-5)
@@ -102,7 +102,7 @@ def test_rc_averaging(tmp_path, fasta, ckpt, capsys):
     out = tmp_path / "rc.npz"
     args = ["embed", "--input", path, "--output", out, "--model", ckpt["hyenadna-test"], "--pooling", "none"]
     assert dna([*args, "--rc", "true"], capsys)[0] == 0
-    model = genomics.from_pretrained(ckpt["hyenadna-test"])
+    model = from_pretrained(ckpt["hyenadna-test"])
     ids = torch.as_tensor(DNATokenizer().encode(records["short"]))[None]
     with torch.no_grad():
         expected = (model.embed(ids) + model.embed(reverse_complement(ids)).flip(1)) / 2

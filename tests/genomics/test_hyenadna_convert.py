@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from longseq import genomics
 from longseq.core.checkpoint import CheckpointError, load_pickle
+from longseq.core.registry import from_pretrained
 from longseq.genomics.models.hyenadna import HyenaDNA
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "hyenadna_a"
@@ -37,7 +37,7 @@ def assert_reproduces(model: HyenaDNA, logits_key: str, expected: dict) -> None:
 
 
 def test_hf_directory_reproduces_the_fixture():
-    model = genomics.from_pretrained(FIXTURE)
+    model = from_pretrained(FIXTURE)
     assert isinstance(model, HyenaDNA) and not model.config.tie_word_embeddings
     assert model.config.max_seq_len == 130 and model.config.filter_shift == 0.05
     assert_reproduces(model, "logits", EXPECTED)
@@ -48,11 +48,11 @@ def test_hf_pytorch_model_bin_reproduces_the_fixture(tmp_path):
     directory.mkdir()
     shutil.copy(FIXTURE / "config.json", directory / "config.json")
     torch.save(load_file(FIXTURE / "model.safetensors"), directory / "pytorch_model.bin")
-    assert_reproduces(genomics.from_pretrained(directory), "logits", EXPECTED)
+    assert_reproduces(from_pretrained(directory), "logits", EXPECTED)
 
 
 def test_original_lightning_directory_reproduces_the_fixture(tmp_path):
-    model = genomics.from_pretrained(original_dir(tmp_path))
+    model = from_pretrained(original_dir(tmp_path))
     assert model.config.tie_word_embeddings
     assert model.lm_head.weight is model.embedding.weight
     assert_reproduces(model, "tied_logits", EXPECTED_TIED)
@@ -66,11 +66,11 @@ def test_gradient_checkpointed_layer_keys_load(tmp_path):
         for k, v in checkpoint["state_dict"].items()
     }
     torch.save({"state_dict": state}, directory / "weights.ckpt")
-    assert_reproduces(genomics.from_pretrained(directory), "tied_logits", EXPECTED_TIED)
+    assert_reproduces(from_pretrained(directory), "tied_logits", EXPECTED_TIED)
 
 
 def test_round_trip_through_our_format(tmp_path):
-    model = genomics.from_pretrained(FIXTURE)
+    model = from_pretrained(FIXTURE)
     model.save_pretrained(tmp_path / "ours")
     again = HyenaDNA.from_pretrained(tmp_path / "ours")
     assert again.config == model.config
@@ -85,21 +85,21 @@ def test_unexpected_and_missing_keys_are_named(tmp_path):
     torch.save(state, directory / "pytorch_model.bin")
     (directory / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match=r"unexpected keys hyena\.backbone\.layers\.0\.mixer\.extra\.weight"):
-        genomics.from_pretrained(directory)
+        from_pretrained(directory)
     del state["hyena.backbone.layers.0.mixer.extra.weight"]
     del state["hyena.backbone.layers.1.mlp.fc2.bias"]
     torch.save(state, directory / "pytorch_model.bin")
     with pytest.raises(CheckpointError, match=r"missing layers\.1\.mlp\.fc2\.bias"):
-        genomics.from_pretrained(directory)
+        from_pretrained(directory)
 
 
 def test_other_architectures_and_missing_paths_are_refused(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "mamba", "d_model": 8}')
     with pytest.raises(CheckpointError, match="not a genomics model"):
-        genomics.from_pretrained(tmp_path)
+        from_pretrained(tmp_path)
     with pytest.raises(CheckpointError, match="neither a checkpoint directory nor a preset"):
-        genomics.from_pretrained(tmp_path / "nowhere")
+        from_pretrained(tmp_path / "nowhere")
     config = (FIXTURE / "original_config.json").read_text().replace('"hyena"', '"mha"')
     (tmp_path / "config.json").write_text(config)
     with pytest.raises(CheckpointError, match="'mha' is not a Hyena layer"):
-        genomics.from_pretrained(tmp_path)
+        from_pretrained(tmp_path)

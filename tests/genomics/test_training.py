@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from longseq import genomics
+from longseq.core.registry import from_pretrained
 from longseq.core.train import OptimizerConfig, TokenWindowDataModule, TrainerConfig, build_trainer, fit
 from longseq.genomics.cli import main
 from longseq.genomics.data.tables import LabelledSequences
@@ -139,7 +139,7 @@ def test_dna_pretrain_learns_a_periodic_genome(tmp_path, capsys):
     out = capsys.readouterr().out
     bits = float(out.split("val/bits_per_base ")[1].split()[0])
     assert bits < 1.6  # a period-10 sequence: an untrained model is at 2 bits or more
-    model = genomics.from_pretrained(tmp_path / "m")
+    model = from_pretrained(tmp_path / "m")
     assert model.config.d_model == 16
 
 
@@ -151,7 +151,7 @@ def test_dna_finetune_writes_a_classifier(tmp_path, capsys):
     assert main([str(a) for a in args]) == 0
     out = capsys.readouterr().out
     assert "val/accuracy" in out and "val/mcc" in out and "val/auroc" in out
-    classifier = genomics.from_pretrained(tmp_path / "c")
+    classifier = from_pretrained(tmp_path / "c")
     assert isinstance(classifier, SequenceClassifier) and classifier.config.classes == ["no", "yes"]
     ids = torch.as_tensor(DNATokenizer().encode("ACGT" * 10))[None]
     assert classifier(ids).shape == (1, 2)
@@ -211,4 +211,4 @@ def test_dna_pretrain_data_parallel_on_two_cpu_processes(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "MEMBER: 2/2" in done.stderr  # Lightning's line from the second process
     assert done.stdout.count("saved ") == 1
-    assert genomics.from_pretrained(tmp_path / "m").config.d_model == 16
+    assert from_pretrained(tmp_path / "m").config.d_model == 16

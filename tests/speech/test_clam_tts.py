@@ -4,9 +4,9 @@ import soundfile as sf
 import torch
 
 from longseq.core.checkpoint import CheckpointError
+from longseq.core.registry import from_pretrained
 from longseq.speech.cli import main
 from longseq.speech.codecs.mel_vae import MelVAE, preset
-from longseq.speech.models import from_pretrained
 from longseq.speech.models.clam_tts import ClamTTS
 from longseq.speech.models.sampling import SamplingConfig
 

@@ -156,7 +156,7 @@ def test_synth_bad_inputs(tiny_model, tmp_path, capsys):
 
 
 def test_synth_missing_codec_weights(tmp_path, capsys, monkeypatch):
-    from longseq.speech.models import from_pretrained
+    from longseq.core.registry import from_pretrained
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     from_pretrained("valle2-tiny", codebook_size=1024, codec="encodec").save_pretrained(tmp_path / "m")

@@ -80,7 +80,7 @@ def test_a_speaker_with_one_utterance_and_bad_probability():
 
 def fit_clam(corpus: EncodedCorpus, pair_probability: float, steps: int = 300):
     """clam-tts-tiny fitted on ``corpus`` (Adam on `ClamTTS.losses`, as `ClamTTSTask` trains it)."""
-    from longseq.speech.models import from_pretrained
+    from longseq.core.registry import from_pretrained
 
     torch.manual_seed(0)
     model = from_pretrained("clam-tts-tiny")

@@ -3,9 +3,9 @@ import pytest
 import soundfile as sf
 import torch
 
+from longseq.core.registry import from_pretrained
 from longseq.speech.cli import main
 from longseq.speech.longform import WindowedDecoder, check_minutes, continue_speech
-from longseq.speech.models import from_pretrained
 from longseq.speech.models.sampling import SamplingConfig
 from longseq.speech.models.speechssm import SpeechSSM, delay, undelay
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from longseq.core.checkpoint import CheckpointError
-from longseq.speech.models import from_pretrained
+from longseq.core.registry import from_pretrained
 from longseq.speech.models.sampling import SamplingConfig
 from longseq.speech.models.valle2 import IGNORE, Valle2, Valle2Config
 from longseq.speech.text.tokenizer import PHONEMES

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from longseq import from_pretrained as load_lm
 from longseq.core.checkpoint import CheckpointError
-from longseq.core.convert import from_pretrained as load_lm
 from longseq.core.io import InputError
 from longseq.vision.vl_mamba.model import IGNORE_INDEX, IMAGE_TOKEN, PRESETS, Connector, VLMamba, splice_labels
 from longseq.vision.vl_mamba.tokenizer import HFTokenizer, WordTokenizer, load_tokenizer

@@ -13,17 +13,14 @@ latent depth is (d - 1) / 8 + 1. Decoding runs over the whole latent at once.
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from longseq.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from longseq.core.registry import Family, Pretrained
 from longseq.vision.btb3d.layers import Decoder, Encoder, haar_dwt3d, haar_patch, haar_unpatch
 from longseq.vision.btb3d.lfq import LFQ, indices_to_codes
 
@@ -125,8 +122,10 @@ class Tokens:
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-class BTB3D(nn.Module):
+class BTB3D(Pretrained, nn.Module):
     """The BTB3D tokenizer: Haar front end, causal encoder, LFQ, causal decoder, inverse Haar."""
+
+    model_type = "btb3d"
 
     def __init__(self, config: BTB3DConfig, *, device=None, dtype=None):
         super().__init__()
@@ -214,15 +213,5 @@ class BTB3D(nn.Module):
         tokens = self.quantize_latent(self.encode(x, tiled=tiled), entropy_weight=entropy_weight)
         return self.decode(tokens.quantized), tokens
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        return save_checkpoint(directory, self, self.config, MODEL_TYPE)
 
-    @classmethod
-    def from_pretrained(cls, name_or_dir: str | os.PathLike) -> BTB3D:
-        """A checkpoint directory in our format, or a preset name (random weights)."""
-        if str(name_or_dir) in BTB3D_PRESETS:
-            return cls(dataclasses.replace(BTB3D_PRESETS[str(name_or_dir)]))
-        if not Path(name_or_dir).is_dir():
-            known = ", ".join(BTB3D_PRESETS)
-            raise CheckpointError(f"{name_or_dir} is neither a checkpoint directory nor a preset ({known})")
-        return load_checkpoint(name_or_dir, {MODEL_TYPE: (BTB3DConfig, cls)})
+FAMILY = Family(model_class=BTB3D, config_class=BTB3DConfig, presets=BTB3D_PRESETS)

@@ -30,8 +30,10 @@ from timm.models import adapt_input_conv
 from torch import nn
 
 from longseq.core.checkpoint import CheckpointError, check_state_dict, load_pickle, load_tensors
-from longseq.vision.local_mamba.local_vim import LocalVim, resize_grid
-from longseq.vision.local_mamba.local_vmamba import LocalVMamba
+from longseq.core.registry import Family
+from longseq.vision.local_mamba.local_vim import LocalVim, LocalVimConfig, resize_grid
+from longseq.vision.local_mamba.local_vmamba import LocalVMamba, LocalVMambaConfig
+from longseq.vision.local_mamba.presets import PRESETS
 
 # source pattern -> target pattern; LocalVim's module names are the released ones.
 LOCAL_VIM_KEY_MAP: dict[str, str] = {
@@ -220,3 +222,12 @@ def load_official(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     model.load_state_dict(state, strict=True)
     verify_loaded(model, state, str(path))
     return model
+
+
+def _family(model_class: type, config_class: type) -> Family:
+    presets = {name: config for name, config in PRESETS.items() if isinstance(config, config_class)}
+    return Family(model_class=model_class, config_class=config_class, presets=presets, build=model_class.from_config)
+
+
+LOCAL_VIM = _family(LocalVim, LocalVimConfig)
+LOCAL_VMAMBA = _family(LocalVMamba, LocalVMambaConfig)

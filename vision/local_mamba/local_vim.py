@@ -144,7 +144,7 @@ class LocalVimBlock(nn.Module):
 class LocalVim(LocalMambaCheckpoints, nn.Module):
     """LocalVim image classifier and backbone; the arguments are the fields of `LocalVimConfig`."""
 
-    MODEL_TYPE = "local_vim"
+    model_type = "local_vim"
 
     def __init__(
         self,

@@ -124,7 +124,7 @@ class Head(nn.Module):
 class LocalVMamba(LocalMambaCheckpoints, nn.Module):
     """LocalVMamba image classifier and hierarchical backbone; the arguments are `LocalVMambaConfig`'s fields."""
 
-    MODEL_TYPE = "local_vmamba"
+    model_type = "local_vmamba"
 
     output_fmt = "NHWC"
 

@@ -23,14 +23,13 @@ import math
 import os
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from longseq.core.checkpoint import CheckpointError, save_checkpoint
 from longseq.core.norm import LayerNorm
+from longseq.core.registry import Pretrained
 from longseq.kernels import causal_conv1d, selective_scan
 from longseq.vision.local_mamba.scans import ALL_DIRECTIONS, multi_scan, multi_unscan, parse_direction
 
@@ -359,29 +358,12 @@ class MultiScanSS2D(nn.Module):
         return self.out_proj(self.out_norm(self.scan_mix(x)) * F.silu(z))
 
 
-class LocalMambaCheckpoints:
-    """The checkpoint API LocalVim and LocalVMamba share (a mixin): ``config`` / ``MODEL_TYPE`` come from the class."""
-
-    MODEL_TYPE: str
+class LocalMambaCheckpoints(Pretrained):
+    """The checkpoint API LocalVim and LocalVMamba share (a mixin): ``config`` / ``model_type`` come from the class."""
 
     @classmethod
     def from_config(cls, config, *, device=None, dtype=None):
         return cls(**dataclasses.asdict(config), device=device, dtype=dtype)
-
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` (our format)."""
-        return save_checkpoint(directory, self, self.config, self.MODEL_TYPE)
-
-    @classmethod
-    def from_pretrained(cls, dir_or_preset: str | os.PathLike):
-        """A checkpoint directory in our format, or a preset name with released weights (loaded from the
-        local weights directory, see `vision.local_mamba.presets.weights_dir`)."""
-        from longseq.vision.local_mamba.presets import from_pretrained
-
-        model = from_pretrained(dir_or_preset)
-        if not isinstance(model, cls):
-            raise CheckpointError(f"{dir_or_preset} holds a {type(model).__name__}, not a {cls.__name__}")
-        return model
 
     def load_pretrained(self, checkpoint_path: str | os.PathLike) -> None:
         """timm's ``custom_load`` hook: load an official LocalMamba file through `vision.local_mamba.convert`."""

@@ -14,9 +14,6 @@ import dataclasses
 import os
 from pathlib import Path
 
-from torch import nn
-
-from longseq.core.checkpoint import CheckpointError, load_checkpoint
 from longseq.core.io import InputError
 from longseq.vision.local_mamba.local_vim import LocalVim, LocalVimConfig
 from longseq.vision.local_mamba.local_vmamba import LocalVMamba, LocalVMambaConfig
@@ -185,25 +182,3 @@ def preset(name: str, **overrides) -> LocalVimConfig | LocalVMambaConfig:
     if name not in PRESETS:
         raise InputError(f"unknown LocalMamba preset {name!r}; known: {', '.join(PRESETS)}")
     return dataclasses.replace(PRESETS[name], **overrides)
-
-
-MODEL_TYPES = {
-    "local_vim": (LocalVimConfig, LocalVim.from_config),
-    "local_vmamba": (LocalVMambaConfig, LocalVMamba.from_config),
-}
-
-
-def from_pretrained(dir_or_preset: str | os.PathLike) -> nn.Module:
-    """Load a checkpoint directory in our format, or build a preset and load its released file."""
-    path = Path(dir_or_preset)
-    if path.is_dir():
-        return load_checkpoint(path, MODEL_TYPES)
-    name = str(dir_or_preset)
-    if name not in PRESETS:
-        raise CheckpointError(f"{name} is neither a checkpoint directory nor a LocalMamba preset")
-    if name not in RELEASE_FILES:
-        raise CheckpointError(f"preset {name} has no released weights")
-    config = PRESETS[name]
-    model = model_class(config).from_config(config)
-    model.load_pretrained(weights_dir() / RELEASE_FILES[name])
-    return model.eval()

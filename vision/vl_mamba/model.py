@@ -27,10 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from longseq.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from longseq.core.checkpoint import CheckpointError
 from longseq.core.io import InputError
 from longseq.core.lm import CausalLM, LMConfig, sample_next
 from longseq.core.norm import LayerNorm
+from longseq.core.registry import Family, Pretrained
 from longseq.vision.local_mamba.mixers import MultiScanSS2D
 from longseq.vision.local_mamba.scans import BIDIRECTIONAL, CROSS
 
@@ -140,8 +141,10 @@ class Connector(nn.Module):
         return v.flatten(1, 2)
 
 
-class VLMamba(nn.Module):
+class VLMamba(Pretrained, nn.Module):
     """Vision tower + connector + Mamba LM. Built from a `VLMambaConfig` (a composite of three sub-models)."""
+
+    model_type = "vl_mamba"
 
     def __init__(self, config: VLMambaConfig, *, vision_weights: str | os.PathLike | None = None, device=None):
         super().__init__()
@@ -260,14 +263,6 @@ class VLMamba(nn.Module):
         self.lm.requires_grad_(stage == "instruct")
         self.connector.requires_grad_(True)
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        return save_checkpoint(directory, self, self.config, MODEL_TYPE)
-
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike) -> VLMamba:
-        """A VL-Mamba checkpoint directory in our format."""
-        return load_checkpoint(directory, {MODEL_TYPE: (VLMambaConfig, cls)})
-
     @classmethod
     def from_parts(
         cls,
@@ -278,7 +273,7 @@ class VLMamba(nn.Module):
     ) -> VLMamba:
         """Assemble a model for stage 1: a pretrained Mamba LM (any layout `core.from_pretrained` reads) and
         vision weights from local files; the connector starts fresh. The LM's config replaces ``config.lm``."""
-        from longseq.core.convert import from_pretrained as load_lm
+        from longseq import from_pretrained as load_lm
 
         language_model = load_lm(lm) if lm is not None else None
         if language_model is not None:
@@ -312,3 +307,6 @@ PRESETS: dict[str, VLMambaConfig] = {
         vss_d_state=4,
     ),
 }
+
+
+FAMILY = Family(model_class=VLMamba, config_class=VLMambaConfig, presets=PRESETS)
