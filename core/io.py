@@ -1,9 +1,10 @@
-"""File output that never leaves a half-written file, and the error type for bad user input."""
+"""Output that never destroys an input or leaves a half-written file, devices, and the error type for bad input."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,3 +31,56 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_not_overwriting(output: str | os.PathLike, *inputs: str | os.PathLike | None) -> None:
+    """Refuse an output that would destroy an input: the same file, or (an output directory) one holding it.
+
+    Raises:
+        InputError: naming both paths.
+    """
+    out = Path(output).resolve()
+    for given in inputs:
+        if given is None:
+            continue
+        path = Path(given).resolve()
+        if path == out or (out.is_dir() and path.is_relative_to(out)):
+            raise InputError(f"the output {output} would overwrite the input {given}; choose another output")
+
+
+@contextlib.contextmanager
+def new_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Create the output directory ``path`` (absent or empty before) for the block; remove it if the block fails.
+
+    Call it once the inputs are checked, so that a refused command leaves nothing behind.
+    """
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise InputError(f"{path} already exists; remove it or choose another directory")
+    if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
+        raise InputError(f"cannot create {path}: {path.parent} is not a writable directory")
+    existed = path.exists()
+    path.mkdir(exist_ok=True)
+    try:
+        yield path
+    except BaseException:
+        if not existed:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+def resolve_device(name: str):
+    """``--device`` -> a torch.device; an unknown name, or CUDA / MPS where there is none, is an InputError."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"unknown device {name!r} (cpu, cuda, cuda:1, mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: CUDA is not available on this machine")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise InputError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"--device {name}: MPS is not available on this machine")
+    return device

@@ -42,7 +42,9 @@ def test_hugging_face_kernels_installs_beside_ours(tmp_path):
 def test_the_wheel_holds_only_longseq_with_every_package_folder(tmp_path):
     """pyproject's explicit package list names every folder with an __init__.py, and nothing else ships."""
     command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)]
-    subprocess.run([*command, str(ROOT)], check=True, capture_output=True)
+    # setuptools builds under ./build unless told otherwise: keep the checkout clean
+    build_base = ["-C--build-option=build", f"-C--build-option=--build-base={tmp_path / 'build'}"]
+    subprocess.run([*command, *build_base, str(ROOT)], check=True, capture_output=True)
     (wheel,) = tmp_path.glob("longseq-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {name.split("/")[0] for name in names} == {"longseq", wheel.name.split("-py3")[0] + ".dist-info"}

@@ -48,6 +48,9 @@ class TrainerConfig:
     """Save a checkpoint every n optimizer steps (None: at the end of each epoch)."""
     keep_all_checkpoints: bool = False
     """Keep every ``step=N.ckpt`` (False: only ``last.ckpt``)."""
+    resume: str | None = None
+    """Continue a run exactly where it stopped: "last" (``last.ckpt`` in checkpoint_dir, if there is one yet)
+    or the path of a ``.ckpt`` file. None: start fresh."""
     logger: Literal["csv", "tensorboard", "none"] = "csv"
     log_dir: str = "runs"
     """Logs go to ``<log_dir>/<run_name>/version_<k>/``."""
@@ -78,6 +81,10 @@ class TrainerConfig:
                 raise ValueError(f"{name} must be >= 1 or None, got {getattr(self, name)}")
         if self.checkpoint_every_n_steps is not None and self.checkpoint_dir is None:
             raise ValueError("checkpoint_every_n_steps needs a checkpoint_dir")
+        if self.resume == "last" and self.checkpoint_dir is None:
+            raise ValueError("resume='last' needs a checkpoint_dir")
+        if self.resume not in (None, "last") and not Path(self.resume).is_file():
+            raise ValueError(f"resume: no checkpoint file {self.resume} (give 'last' or a .ckpt path)")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
 
@@ -173,8 +180,8 @@ def fit(
     """``trainer.fit``, optionally resuming exactly from a checkpoint.
 
     Args:
-        resume: None (start fresh), ``"last"`` (``last.ckpt`` in the checkpoint dir if it is there, else start
-            fresh) or the path of a ``.ckpt`` file.
+        resume: `TrainerConfig.resume`: None (start fresh), ``"last"`` (``last.ckpt`` in the checkpoint dir if
+            it is there, else start fresh) or the path of a ``.ckpt`` file.
 
     Raises:
         InputError: ``resume="last"`` without a checkpoint dir.

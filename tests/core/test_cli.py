@@ -1,5 +1,11 @@
-"""core.cli.run: bad input is one line on stderr and exit 2; a bug is one line and exit 1; success is 0."""
+"""core.cli.run: bad input is one line on stderr and exit 2; a bug is one line and exit 1; success is 0;
+flags take dashes or underscores; SIGTERM unwinds the command like Ctrl-C."""
 
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 from dataclasses import dataclass
 
 import pytest
@@ -60,6 +66,54 @@ def test_errors_are_one_line(capsys, argv, code, message):
     assert "\n" not in err and "Traceback" not in err
 
 
-def test_usage_error_exits_2(capsys):
-    assert run(COMMANDS, ["fit", "--no-such-flag", "1"], "prog") == 2
-    assert "Traceback" not in capsys.readouterr().err
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["fit", "--no-such-flag", "1"], "unrecognized arguments: --no_such_flag 1 (see: prog fit --help)"),
+        (["fti"], "invalid choice: 'fti'"),
+        (["fit", "--size.value", "many"], "Parser key \"size.value\": Expected a <class 'int'>. Got value: many"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(capsys, argv, message):
+    assert run(COMMANDS, argv, "prog") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("prog: error: ") and message in err, err
+
+
+def test_flags_take_dashes_or_underscores(capsys):
+    assert run(COMMANDS, ["fit", "--size.value=32", "--fail", "none"], "prog") == 0
+    assert run({"fit_it": fit}, ["fit_it", "--size.value", "40"], "prog") == 0
+    assert capsys.readouterr().out.split() == ["fitted", "32", "fitted", "40"]
+
+
+def test_print_config_shows_the_parsed_values(capsys):
+    assert run(COMMANDS, ["fit", "--size.value", "48", "--print-config"], "prog") == 0
+    assert "value: 48" in capsys.readouterr().out
+
+
+def test_sigterm_unwinds_the_command_like_ctrl_c(tmp_path):
+    """A command killed with SIGTERM runs its clean-up (finally blocks) and exits 143."""
+    script = textwrap.dedent(
+        f"""
+        import os, signal, sys, time
+        from pathlib import Path
+        from longseq.core.cli import run
+
+        def work() -> None:
+            partial = Path({str(tmp_path / "partial")!r})
+            partial.write_text("half")
+            try:
+                print("started", flush=True)
+                time.sleep(30)
+            finally:
+                partial.unlink()
+
+        sys.exit(run({{"work": work}}, ["work"], "prog"))
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "started"
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and err.strip() == "prog: terminated"
+    assert not (tmp_path / "partial").exists()
