@@ -134,3 +134,12 @@ def test_a_hub_id_loads_from_the_cache_offline(tmp_path):
 def test_our_format_records_its_model_type(tmp_path):
     longseq.from_pretrained("mamba-tiny").save_pretrained(tmp_path / "m")
     assert json.loads((tmp_path / "m" / "config.json").read_text())["model_type"] == "causal_lm"
+
+
+def test_loading_a_name_imports_only_its_family(tmp_path):
+    code = (
+        "import sys, longseq; longseq.from_pretrained('hyenadna-test'); "
+        "print(sorted({m.split('.')[1] for m in sys.modules if m.startswith('longseq.')}), 'timm' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['core', 'genomics', 'kernels'] False"
