@@ -113,6 +113,10 @@ def test_resume_last_needs_a_checkpoint_dir_and_starts_fresh_without_a_checkpoin
         ({"max_steps": 5, "val_every_n_batches": 0}, "val_every_n_batches"),
         ({"max_steps": 5, "checkpoint_every_n_steps": 10}, "needs a checkpoint_dir"),
         ({"max_steps": 5, "seed": -1}, "seed"),
+        ({"max_steps": 5, "resume": "last"}, "resume='last' needs a checkpoint_dir"),
+        ({"max_steps": 5, "resume": "no/such.ckpt"}, "no checkpoint file no/such.ckpt"),
+        ({"max_steps": 5, "num_nodes": 0}, "num_nodes"),
+        ({"max_steps": 5, "log_every_n_steps": 0}, "log_every_n_steps"),
     ],
 )
 def test_bad_trainer_configs_are_refused(kwargs, message):
