@@ -78,6 +78,7 @@ def check_resume(
 
     def train(name: str, extra: list[str], checkpoint_dir: Path | None = None, interrupt: bool = False) -> Run:
         run_dir = tmp_path / name
+        run_dir.mkdir()
         checkpoint_dir = checkpoint_dir or run_dir / "checkpoints"
         logs = ["--trainer.log_every_n_steps", "1", "--trainer.logger", "csv", "--trainer.log_dir", run_dir / "logs"]
         checkpoints = ["--trainer.checkpoint_dir", checkpoint_dir, "--trainer.checkpoint_every_n_steps", "1"]

@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from longseq.core.block import Block
 from longseq.core.checkpoint import CheckpointError, load_pickle
@@ -128,27 +129,30 @@ def build_trainer(config: TrainerConfig, *, callbacks: list[L.Callback] | None =
     if not progress_bar:
         callbacks.append(ProgressLines(config.log_every_n_steps))
 
-    return L.Trainer(
-        max_steps=config.max_steps,
-        max_epochs=config.max_epochs,
-        # Lightning accepts FSDP only with an explicit GPU accelerator.
-        accelerator="cuda" if config.strategy == "fsdp" and config.accelerator == "auto" else config.accelerator,
-        devices=config.devices,
-        num_nodes=config.num_nodes,
-        strategy=lightning_strategy(config),
-        precision=config.precision,
-        gradient_clip_val=config.gradient_clip_val,
-        accumulate_grad_batches=config.accumulate_grad_batches,
-        val_check_interval=config.val_every_n_batches,
-        check_val_every_n_epoch=None if config.val_every_n_batches else 1,
-        limit_val_batches=config.limit_val_batches,
-        enable_checkpointing=config.checkpoint_dir is not None,
-        logger=logger if logger is not None else False,
-        log_every_n_steps=config.log_every_n_steps,
-        enable_progress_bar=progress_bar,
-        callbacks=callbacks,
-        default_root_dir=config.log_dir,
-    )
+    try:
+        return L.Trainer(
+            max_steps=config.max_steps,
+            max_epochs=config.max_epochs,
+            # Lightning accepts FSDP only with an explicit GPU accelerator.
+            accelerator="cuda" if config.strategy == "fsdp" and config.accelerator == "auto" else config.accelerator,
+            devices=config.devices,
+            num_nodes=config.num_nodes,
+            strategy=lightning_strategy(config),
+            precision=config.precision,
+            gradient_clip_val=config.gradient_clip_val,
+            accumulate_grad_batches=config.accumulate_grad_batches,
+            val_check_interval=config.val_every_n_batches,
+            check_val_every_n_epoch=None if config.val_every_n_batches else 1,
+            limit_val_batches=config.limit_val_batches,
+            enable_checkpointing=config.checkpoint_dir is not None,
+            logger=logger if logger is not None else False,
+            log_every_n_steps=config.log_every_n_steps,
+            enable_progress_bar=progress_bar,
+            callbacks=callbacks,
+            default_root_dir=config.log_dir,
+        )
+    except MisconfigurationException as err:  # e.g. accelerator="cuda" on a machine without CUDA
+        raise InputError(f"--trainer: {err}") from None
 
 
 def lightning_strategy(config: TrainerConfig) -> str | FSDPStrategy:

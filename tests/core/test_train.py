@@ -124,6 +124,11 @@ def test_bad_trainer_configs_are_refused(kwargs, message):
         TrainerConfig(**kwargs)
 
 
+def test_hardware_the_machine_lacks_is_bad_input():
+    with pytest.raises(InputError, match="--trainer: .*MPSAccelerator.* can not run on your system"):
+        build_trainer(TrainerConfig(max_steps=2, accelerator="mps", logger="none"))
+
+
 def test_token_windows_pair_each_token_with_the_next():
     tokens = torch.arange(20)
     windows = TokenWindows(tokens, seq_len=5, stride=3)
