@@ -17,8 +17,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+from longseq import from_pretrained
 from longseq.bytes.data.files import list_files, read_bytes
-from longseq.core.registry import from_pretrained
 
 
 def peak_gb() -> float:

@@ -1,10 +1,10 @@
 """Held-out bits per byte of a trained byte model next to ``gzip -9`` and ``xz -9`` on the same bytes.
 
-Reads a ``bytelm train`` run directory: its ``split.json`` names the test files (never trained on, never used
-for validation); their bytes, concatenated in the listed order, are scored by the model (consecutive windows
-of its context, each starting without history; ``--window W --stride S``: windows of W bytes every S bytes, so
-that each byte has at least W - S bytes of history) and compressed by the gzip and xz command-line tools (the whole
-stream at once: the compressors get all the history they can use).
+Reads a ``bytelm train`` output directory (the model): its ``split.json`` names the test files (never trained
+on, never used for validation); their bytes, concatenated in the listed order, are scored by the model
+(consecutive windows of its context, each starting without history; ``--window W --stride S``: windows of W bytes
+every S bytes, so that each byte has at least W - S bytes of history) and compressed by the gzip and xz
+command-line tools (the whole stream at once: the compressors get all the history they can use).
 
     .venv/bin/python -m benchmarks.bytes_heldout --run RUN_DIR --data CORPUS_DIR [--window W] [--stride S]
 """
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
+from longseq import from_pretrained
 from longseq.bytes.data.files import read_bytes
-from longseq.core.registry import from_pretrained
 
 
 def compressed_bits(data: bytes, command: list[str]) -> int:
@@ -28,7 +28,7 @@ def compressed_bits(data: bytes, command: list[str]) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, required=True, help="a bytelm train run directory")
+    parser.add_argument("--run", type=Path, required=True, help="a bytelm train output directory")
     parser.add_argument("--data", type=Path, required=True, help="the corpus directory it was trained on")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--window", type=int, default=None, help="bytes per window (default: the context)")
@@ -38,7 +38,7 @@ def main() -> None:
     files = [args.data / name for name in split["test"]]
     stream = read_bytes(files)
     raw = bytes(stream.tolist())
-    model = from_pretrained(args.run / "model").eval()
+    model = from_pretrained(args.run)  # the run directory is the model (eval mode)
     with torch.inference_mode():
         bpb = model.bits_per_byte(
             stream, batch_size=args.batch_size, window=args.window, stride=args.stride, progress=True

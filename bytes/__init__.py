@@ -7,6 +7,6 @@
 Write ``import longseq.bytes`` rather than ``from longseq import bytes``: the bare name would shadow the builtin.
 """
 
-from longseq.bytes.models import MBLM, PRESETS, Megabyte
+from longseq.bytes.models import MBLM, ByteLM, MBLMConfig, Megabyte, MegabyteConfig, StageConfig
 
-__all__ = ["MBLM", "PRESETS", "Megabyte"]
+__all__ = ["MBLM", "ByteLM", "MBLMConfig", "Megabyte", "MegabyteConfig", "StageConfig"]

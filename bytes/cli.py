@@ -1,118 +1,69 @@
 """``bytelm``: train a byte model on a directory of files, generate bytes, score a file in bits per byte.
 
 Each command is a plain function (callable from Python and tests); `core.cli.run` parses flags and config
-files with jsonargparse and turns bad input into one line on stderr and exit status 2. Heavy imports happen
-inside the commands, so ``bytelm --help`` is instant. Bytes are bytes: prompts, files and output need not be
-UTF-8.
+files with jsonargparse and turns bad input into one line on stderr and exit status 2. Models load inside the
+commands; the training configs (`core.train`, which imports lightning) are imported here because they are
+``bytelm train``'s flags. Bytes are bytes: prompts, files and output need not be UTF-8.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import sys
 from pathlib import Path
-from typing import Literal
 
+from longseq.bytes.data.files import BytesDataConfig
 from longseq.core.cli import run
+from longseq.core.train import OptimizerConfig, TrainerConfig
 
 
 def _note_preset(model: str) -> None:
-    from longseq.bytes.models import PRESETS
+    from longseq.core.registry import list_models
 
-    if model in PRESETS and not Path(model).exists():
+    if model in list_models() and not Path(model).exists():
         print(f"note: {model} is a preset with random weights", file=sys.stderr)
 
 
 def _load(model: str, device: str):
-    import torch
+    """A byte model (eval mode) on ``--device``; another family's checkpoint is a one-line error."""
+    from longseq.bytes.models import ByteLM
+    from longseq.core.io import resolve_device
 
-    from longseq.core.io import InputError
-    from longseq.core.registry import from_pretrained
-
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise InputError(f"unknown device {device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was requested but CUDA is not available")
-    return from_pretrained(model).to(dev).eval()
+    return ByteLM.from_pretrained(model).to(resolve_device(device))
 
 
 def train(
-    data: Path,
-    out: Path,
+    output: Path,
     *,
     model: str = "mblm-small-tt",
-    max_steps: int = 1000,
-    batch_size: int = 8,
-    seq_len: int | None = None,
-    lr: float = 1e-3,
-    weight_decay: float = 0.1,
-    warmup_steps: int = 100,
-    val_fraction: float = 0.05,
-    test_fraction: float = 0.05,
-    split_seed: int = 0,
-    val_every: int | None = None,
-    checkpoint_every: int = 100,
-    accelerator: Literal["auto", "cpu", "gpu", "cuda"] = "auto",
-    devices: int = 1,
-    precision: Literal["32-true", "bf16-mixed", "16-mixed"] = "32-true",
-    seed: int = 0,
-    resume: bool = False,
+    trainer: TrainerConfig = TrainerConfig(max_steps=1000, run_name="bytelm"),  # noqa: B008 (jsonargparse groups)
+    optimizer: OptimizerConfig = OptimizerConfig(lr=1e-3, weight_decay=0.1, warmup_steps=100),  # noqa: B008
+    data: BytesDataConfig = BytesDataConfig(),  # noqa: B008
 ) -> None:
-    """Train on every file under a directory, split by file; write a run directory.
+    """Train a byte model on every file under a directory (split by file) and write it to a new directory.
 
-    The run directory gets split.json, model_config.json, checkpoints/last.ckpt, logs/ (CSV, with bits per byte)
-    and, at the end, model/ (load it with `bytelm generate --model OUT/model`). Validation reports val/bpb.
+    The output directory (created once every input is checked; removed if training fails) gets split.json (which
+    files were held out) and, at the end, the model (config.json + model.safetensors: give the directory to
+    ``bytelm generate --model``) and summary.json. Validation reports val/bpb, bits per byte.
 
     Args:
-        data: a directory of files (any bytes) or a single file.
-        out: the run directory (created if missing).
-        model: a preset (mblm-small-tt, mblm-small-st, megabyte-small, mblm-1m, ...) or a checkpoint directory.
-        max_steps: optimizer steps.
-        batch_size: windows per step.
-        seq_len: bytes per window (default: the model's context - 1).
-        lr, weight_decay, warmup_steps: AdamW with a cosine schedule after a linear warm-up.
-        val_fraction, test_fraction: shares of the files held out for validation and test (never trained on).
-        split_seed: seed of the split by file.
-        val_every: validate every n steps (default: once per epoch).
-        checkpoint_every: write checkpoints/last.ckpt every n steps.
-        accelerator, devices, precision: Lightning hardware settings.
-        seed: seed of initialisation, data order and dropout.
-        resume: continue from OUT/checkpoints/last.ckpt when it exists (same data order and next loss).
+        output: the new directory for the trained model.
+        model: a preset (mblm-small-tt, mblm-small-st, megabyte-small, mblm-1m, ...) or a checkpoint directory
+            to start from.
+        trainer: steps, hardware, precision, checkpoints (--trainer.checkpoint_dir, outside the output), resume
+            (--trainer.resume last), logs, seed.
+        optimizer: AdamW with a cosine schedule after a linear warm-up.
+        data: the files (--data.path), batch size, window length, held-out fractions by file, split seed.
     """
     from longseq.bytes.tasks.lm import train_on_files
-    from longseq.core.train import OptimizerConfig, TrainerConfig
 
-    trainer = TrainerConfig(
-        max_steps=max_steps,
-        accelerator=accelerator,
-        devices=devices,
-        precision=precision,
-        val_every_n_batches=val_every,
-        checkpoint_every_n_steps=checkpoint_every,
-        checkpoint_dir=str(out / "checkpoints"),
-        log_dir=str(out / "logs"),
-        log_every_n_steps=min(10, max_steps),
-        seed=seed,
-        run_name="bytelm",
-    )
-    optimizer = OptimizerConfig(lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps)
-    summary = train_on_files(
-        data,
-        out,
-        model=model,
-        trainer=trainer,
-        optimizer=optimizer,
-        batch_size=batch_size,
-        seq_len=seq_len,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        split_seed=split_seed,
-        resume=resume,
-    )
+    summary = train_on_files(data, output, model=model, trainer=trainer, optimizer=optimizer)
+    if summary is None:  # another process of a data-parallel run: the first one reports
+        return
     bpb = summary["metrics"].get("val/bpb")
     shown = f", validation {bpb:.3f} bits per byte" if bpb is not None else ""
-    print(f"trained {summary['steps']} steps on {summary['train_bytes']:,} bytes{shown}; model in {out / 'model'}")
+    print(f"trained {summary['steps']} steps on {summary['train_bytes']:,} bytes{shown}; model in {output}")
 
 
 def generate(
@@ -135,24 +86,31 @@ def generate(
         model: a checkpoint directory (or a preset, with random weights).
         prompt: the prompt as text (encoded as UTF-8; undecodable command-line bytes pass through as they are).
         prompt_file: the prompt as the raw bytes of a file (instead of --prompt).
-        max_new_bytes: bytes to generate.
+        max_new_bytes: bytes to generate (the prompt and its continuation fit in the model's context).
         greedy: always take the most likely byte (else sample).
         temperature, top_k, top_p: sampling (top_k 0 and top_p 1 are off).
         seed: sampling seed.
         output: write the new bytes to this file (default: stdout, as they are produced).
-        device: cpu or cuda.
+        device: cpu, cuda, cuda:1, mps.
     """
     import torch
 
     from longseq.bytes.data.files import read_file
-    from longseq.core.io import InputError, atomic_output
+    from longseq.core.io import InputError, atomic_output, check_not_overwriting
 
     if (prompt is None) == (prompt_file is None):
         raise InputError("give exactly one of --prompt and --prompt_file")
     if max_new_bytes < 1:
         raise InputError(f"--max_new_bytes must be >= 1, got {max_new_bytes}")
-    if temperature <= 0 or top_k < 0 or not 0 < top_p <= 1:
-        raise InputError("need --temperature > 0, --top_k >= 0 and 0 < --top_p <= 1")
+    if not (0 < temperature < math.inf and top_k >= 0 and 0 < top_p <= 1):
+        raise InputError(f"need 0 < --temperature < inf, --top_k >= 0 and 0 < --top_p <= 1; got {temperature}, "
+                         f"{top_k}, {top_p}")  # fmt: skip
+    if seed < 0:
+        raise InputError(f"--seed must be >= 0, got {seed}")
+    if output is not None:
+        check_not_overwriting(output, prompt_file)
+        if output.is_dir():
+            raise InputError(f"--output {output} is a directory; give a file name")
     if prompt_file is not None:
         data = read_file(prompt_file)
     else:
@@ -177,8 +135,6 @@ def generate(
         net.generate(ids, max_new_bytes, generator=generator, callback=emit, **options)
         _note_preset(model)
         return
-    if output.is_dir():
-        raise InputError(f"{output} is a directory; give a file name")
     with atomic_output(output) as tmp:
         out = net.generate(ids, max_new_bytes, generator=generator, **options)
         tmp.write_bytes(bytes(out[0, ids.shape[1] :].tolist()))
@@ -193,6 +149,7 @@ def evaluate(
     batch_size: int = 8,
     window: int | None = None,
     stride: int | None = None,
+    output: Path | None = None,
     device: str = "cpu",
 ) -> None:
     """Bits per byte of a file (or of every file under a directory, concatenated) under a model.
@@ -207,26 +164,40 @@ def evaluate(
         window: bytes per window (default: the model's context; e.g. the training length when that is shorter).
         stride: bytes between window starts (default: the window); smaller gives every byte at least window -
             stride bytes of history, at window / stride times the compute.
-        device: cpu or cuda.
+        output: also write the result to this JSON file (path, bytes, bits_per_byte, window, stride, model).
+        device: cpu, cuda, cuda:1, mps.
     """
     import torch
 
     from longseq.bytes.data.files import list_files, read_bytes, read_file
-    from longseq.core.io import InputError
+    from longseq.core.io import InputError, atomic_output, check_not_overwriting
 
     if batch_size < 1:
         raise InputError(f"--batch_size must be >= 1, got {batch_size}")
+    for name, value in (("window", window), ("stride", stride)):
+        if value is not None and value < 1:
+            raise InputError(f"--{name} must be >= 1, got {value}")
+    if output is not None:
+        check_not_overwriting(output, path)
+        if output.is_dir():
+            raise InputError(f"--output {output} is a directory; give a file name")
     data = read_file(path) if Path(path).is_file() else read_bytes(list_files(path))
     if data.numel() == 0:
         raise InputError(f"the files under {path} are all empty")
     net = _load(model, device)
-    if window is not None and not 1 <= window <= net.context:
+    window = net.context if window is None else window
+    stride = window if stride is None else stride
+    if window > net.context:
         raise InputError(f"--window must lie in [1, {net.context}] (the model's context), got {window}")
-    if stride is not None and not 1 <= stride <= (window or net.context):
-        raise InputError(f"--stride must lie in [1, {window or net.context}] (the window), got {stride}")
+    if stride > window:
+        raise InputError(f"--stride must lie in [1, {window}] (the window), got {stride}")
     with torch.inference_mode():
         bpb = net.bits_per_byte(data, batch_size=batch_size, window=window, stride=stride, progress=sys.stderr.isatty())
     print(f"{path}: {data.numel():,} bytes, {bpb:.4f} bits per byte")
+    if output is not None:
+        result = {"path": str(path), "bytes": data.numel(), "bits_per_byte": bpb, "window": window, "stride": stride}
+        with atomic_output(output) as tmp:
+            tmp.write_text(json.dumps({**result, "model": model}, indent=2) + "\n")
     _note_preset(model)
 
 

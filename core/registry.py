@@ -187,11 +187,11 @@ INDEX: tuple[Entry, ...] = (
     ),
     Entry("longseq.genomics.models.classifier:FAMILY", ("dna_classifier",)),
     Entry(
-        "longseq.bytes.models:MBLM_FAMILY",
+        "longseq.bytes.models.mblm:FAMILY",
         ("mblm",),
         ("mblm-tiny", "mblm-tiny-3stage", "mblm-demo", "mblm-small-tt", "mblm-small-st", "mblm-1m"),
     ),
-    Entry("longseq.bytes.models:MEGABYTE_FAMILY", ("megabyte",), ("megabyte-tiny", "megabyte-small")),
+    Entry("longseq.bytes.models.megabyte:FAMILY", ("megabyte",), ("megabyte-tiny", "megabyte-small")),
     Entry("longseq.speech.codecs.mel:FAMILY", ("mel_codec",), ("mel-24k", "mel-tiny")),
     Entry("longseq.speech.codecs.mel_vae:FAMILY", ("mel_vae",), ("mel-vae", "mel-vae-tiny")),
     Entry("longseq.speech.models:VALLE2", ("valle2",), ("valle2-tiny", "valle2-small", "valle-x")),

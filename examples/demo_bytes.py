@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -34,23 +35,25 @@ def corpus(out_dir: Path) -> Path:
 
 
 def run(out_dir: Path) -> None:
+    from longseq import from_pretrained
     from longseq.bytes.cli import main
     from longseq.bytes.data.files import read_bytes
-    from longseq.core.registry import from_pretrained
 
     out_dir.mkdir(parents=True, exist_ok=True)
     data = corpus(out_dir)
     run_dir = out_dir / "run"
-    args = ["train", "--data", str(data), "--out", str(run_dir), "--model", PRESET, "--max_steps", str(MAX_STEPS)]
-    args += ["--batch_size", "4", "--lr", "3e-3", "--warmup_steps", "10", "--val_every", str(max(MAX_STEPS // 3, 1))]
-    args += ["--test_fraction", "0.15", "--checkpoint_every", str(MAX_STEPS)]
+    shutil.rmtree(run_dir, ignore_errors=True)  # a rerun replaces the demo's own last run (train refuses to)
+    args = ["train", "--output", str(run_dir), "--model", PRESET, "--data.path", str(data)]
+    args += ["--data.batch_size", "4", "--data.test_fraction", "0.15", "--optimizer.lr", "3e-3"]
+    args += ["--optimizer.warmup_steps", "10", "--trainer.max_steps", str(MAX_STEPS)]
+    args += ["--trainer.val_every_n_batches", str(max(MAX_STEPS // 3, 1)), "--trainer.log_dir", str(out_dir / "logs")]
     if main(args) != 0:
         raise SystemExit("bytelm train failed")
 
     split = json.loads((run_dir / "split.json").read_text())
     held_out = [data / name for name in split["test"]]
     stream = read_bytes(held_out)
-    model = from_pretrained(run_dir / "model").eval()
+    model = from_pretrained(run_dir)
     with torch.inference_mode():
         bpb = model.bits_per_byte(stream)
     gzip_bpb = 8 * len(gzip.compress(bytes(stream.tolist()), compresslevel=9)) / stream.numel()

@@ -1,4 +1,5 @@
-"""Any directory of files as byte data: listing, a deterministic split by file, and reading into byte tensors.
+"""Any directory of files as byte data: the training data's config, listing, a deterministic split by file,
+and reading into byte tensors.
 
 Files are never split across train / validation / test: a held-out file is unseen as a whole. The split
 depends only on each file's path relative to the root and the seed, so adding a file does not move the others.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -15,6 +17,39 @@ import torch
 from longseq.core.io import InputError
 
 SPLITS = ("train", "val", "test")
+
+
+@dataclass(kw_only=True)
+class BytesDataConfig:
+    """Training data (``bytelm train --data.*``): the files under a directory, split by file, cut into windows."""
+
+    path: Path | None = None
+    """A directory of files (any bytes, read recursively) or a single file. Required."""
+    batch_size: int = 8
+    """Windows per optimizer step (per device)."""
+    seq_len: int | None = None
+    """Bytes per training window (default: the model's context - 1, the most it predicts at once)."""
+    val_fraction: float = 0.05
+    """Share of the files held out for validation (never trained on)."""
+    test_fraction: float = 0.05
+    """Share of the files held out for testing (never trained on nor validated on)."""
+    split_seed: int = 0
+    """Seed of the split by file."""
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.seq_len is not None and self.seq_len < 1:
+            raise ValueError(f"seq_len must be >= 1, got {self.seq_len}")
+        check_fractions(self.val_fraction, self.test_fraction)
+        if self.split_seed < 0:
+            raise ValueError(f"split_seed must be >= 0, got {self.split_seed}")
+
+
+def check_fractions(val_fraction: float, test_fraction: float) -> None:
+    """Held-out shares of the files: each in [0, 1), together below 1 (NaN fails every comparison)."""
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise InputError(f"val and test fractions must be >= 0 and sum below 1, got {val_fraction}, {test_fraction}")
 
 
 def list_files(root: str | os.PathLike) -> list[Path]:
@@ -43,8 +78,7 @@ def split_files(
 
     The fractions are of files, not bytes. A non-zero fraction gets at least one file when there are enough.
     """
-    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise InputError(f"val and test fractions must be >= 0 and sum below 1, got {val_fraction}, {test_fraction}")
+    check_fractions(val_fraction, test_fraction)
     root = Path(root)
 
     def key(path: Path) -> str:

@@ -1,5 +1,5 @@
 """What MEGABYTE and MBLM share: a `core.hierarchical.PatchDecoder` over bytes, next-token logits, scoring in
-bits per byte, generation and our checkpoint format."""
+bits per byte, generation, our checkpoint format (the `Pretrained` mixin) and the registry's example input."""
 
 from __future__ import annotations
 
@@ -122,8 +122,11 @@ class ByteLM(Pretrained, nn.Module):
         generator: torch.Generator | None = None,
         callback: Callable[[torch.Tensor], None] | None = None,
     ) -> torch.Tensor:
-        """Continue byte ids (b, l) by ``max_new_bytes``: (b, l + max_new_bytes). See `PatchDecoder.generate`."""
+        """Continue byte ids (b, l) by ``max_new_bytes``: (b, l + max_new_bytes), at most the context in all.
+        See `PatchDecoder.generate`."""
         self._check_ids(prompt, self.context)
+        if max_new_bytes < 0:
+            raise ValueError(f"max_new_bytes must be >= 0, got {max_new_bytes}")
         return self.decoder.generate(
             prompt,
             max_new_bytes,
@@ -135,3 +138,8 @@ class ByteLM(Pretrained, nn.Module):
             generator=generator,
             callback=callback,
         )
+
+
+def example(model: ByteLM) -> tuple[torch.Tensor]:
+    """The input of a tiny forward pass (the registry's generic test): random byte ids (1, l), l <= 32."""
+    return (torch.randint(0, 256, (1, min(32, model.context - 1))),)

@@ -21,8 +21,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from longseq.bytes.models.base import ByteLM
+from longseq.bytes.models.base import ByteLM, example
 from longseq.core.hierarchical import PatchDecoder
+from longseq.core.registry import Family
 from longseq.core.stack import MixerStack
 
 
@@ -123,3 +124,56 @@ class MBLM(ByteLM):
             checkpoint_chunks=config.train_checkpoint_chunks,
             **dd,
         )
+
+
+FAMILY = Family(
+    model_class=MBLM,
+    config_class=MBLMConfig,
+    presets={
+        # Tiny models for tests.
+        "mblm-tiny": MBLMConfig(
+            stages=[
+                StageConfig(d_model=32, n_layers=1, seq_len=16, num_heads=2),
+                StageConfig(d_model=32, n_layers=1, seq_len=4, num_heads=2),
+            ]
+        ),
+        "mblm-tiny-3stage": MBLMConfig(
+            stages=[
+                StageConfig(mixer="mamba", d_model=32, n_layers=1, seq_len=8, mlp_ratio=0.0),
+                StageConfig(d_model=32, n_layers=1, seq_len=4, num_heads=2),
+                StageConfig(d_model=16, n_layers=1, seq_len=4, num_heads=2),
+            ],
+            train_checkpoint_chunks=[2, 2],
+        ),
+        # The `make demo` model: learns this repository's sources in a couple of minutes on a CPU.
+        "mblm-demo": MBLMConfig(
+            stages=[
+                StageConfig(d_model=96, n_layers=2, seq_len=64, num_heads=4),
+                StageConfig(d_model=64, n_layers=1, seq_len=8, num_heads=4),
+            ]
+        ),
+        # Small CPU-trainable models with a 4 KiB context, named as MBLM's configs (t: transformer, s: Mamba).
+        "mblm-small-tt": MBLMConfig(
+            stages=[
+                StageConfig(d_model=256, n_layers=4, seq_len=512, num_heads=8),
+                StageConfig(d_model=128, n_layers=2, seq_len=8, num_heads=4),
+            ]
+        ),
+        "mblm-small-st": MBLMConfig(
+            stages=[
+                StageConfig(mixer="mamba", d_model=256, n_layers=4, seq_len=512, mlp_ratio=0.0),
+                StageConfig(d_model=128, n_layers=2, seq_len=8, num_heads=4),
+            ]
+        ),
+        # Three stages with a 1,048,576-byte context (MBLM's 1M layout: seq_lens 8192 x 16 x 8).
+        "mblm-1m": MBLMConfig(
+            stages=[
+                StageConfig(mixer="mamba", d_model=128, n_layers=2, seq_len=8192, mlp_ratio=0.0),
+                StageConfig(d_model=64, n_layers=1, seq_len=16, num_heads=4),
+                StageConfig(d_model=64, n_layers=1, seq_len=8, num_heads=4),
+            ],
+            train_checkpoint_chunks=[8, 32],
+        ),
+    },
+    example=example,
+)

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from longseq.bytes.models.base import ByteLM
+from longseq.bytes.models.base import ByteLM, example
 from longseq.core.hierarchical import PatchDecoder
+from longseq.core.registry import Family
 from longseq.core.stack import MixerStack
 
 
@@ -88,3 +89,33 @@ class Megabyte(ByteLM):
             pos_emb=[True, False],
             **dd,
         )
+
+
+FAMILY = Family(
+    model_class=Megabyte,
+    config_class=MegabyteConfig,
+    presets={
+        "megabyte-tiny": MegabyteConfig(
+            patch_size=4,
+            max_patches=16,
+            d_global_byte=8,
+            n_layers_global=1,
+            num_heads_global=2,
+            d_local=16,
+            n_layers_local=1,
+            num_heads_local=2,
+        ),
+        # A small CPU-trainable model with a 4 KiB context.
+        "megabyte-small": MegabyteConfig(
+            patch_size=8,
+            max_patches=512,
+            d_global_byte=32,
+            n_layers_global=4,
+            num_heads_global=8,
+            d_local=128,
+            n_layers_local=2,
+            num_heads_local=4,
+        ),
+    },
+    example=example,
+)

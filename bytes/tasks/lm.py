@@ -1,9 +1,11 @@
 """Training a byte model on a directory of files: split by file, next-byte cross-entropy, bits per byte, exact
 resume (Lightning through `core.train`).
 
-A run directory holds ``split.json`` (which files went where), ``model_config.json`` (the architecture, so a
-resumed run rebuilds the same model), ``checkpoints/last.ckpt`` (Lightning, for ``resume``), ``logs/`` (CSV) and,
-at the end, ``model/`` (our checkpoint format, for ``bytelm generate`` / ``eval``).
+The output directory is created once every input has passed its checks, and removed again if training fails
+(Lightning checkpoints and logs therefore live outside it: `TrainerConfig.checkpoint_dir` and ``log_dir``). It
+gets ``split.json`` (which files went where) at the start and, at the end, the model in our checkpoint format
+(``config.json`` + ``model.safetensors``, for ``bytelm generate`` / ``eval`` and ``--model``) and
+``summary.json``.
 """
 
 from __future__ import annotations
@@ -11,16 +13,15 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 
-from longseq.bytes.data.files import SPLITS, list_files, read_bytes, split_files
-from longseq.bytes.models import MODEL_TYPES, ByteLM, build
-from longseq.core.checkpoint import CheckpointError, config_from_dict
-from longseq.core.io import InputError, atomic_output
-from longseq.core.registry import from_pretrained
+from longseq.bytes.data.files import SPLITS, BytesDataConfig, list_files, read_bytes, split_files
+from longseq.bytes.models import ByteLM
+from longseq.core.checkpoint import CheckpointError, check_state_dict, load_pickle
+from longseq.core.io import InputError, atomic_output, check_not_overwriting, new_directory
 from longseq.core.train import CausalLMTask, OptimizerConfig, TokenWindowDataModule, TrainerConfig, build_trainer, fit
 
 
@@ -44,79 +45,116 @@ def _write_json(path: Path, payload: dict) -> None:
         tmp.write_text(json.dumps(payload, indent=2) + "\n")
 
 
-def _model_for_run(model: str, out: Path, resuming: bool) -> ByteLM:
-    """The run's model: rebuilt from the run's own record when resuming, else from ``model``."""
-    record = out / "model_config.json"
-    if resuming and record.is_file():
-        values = json.loads(record.read_text())
-        kind = values.get("model_type")
-        if kind not in MODEL_TYPES:
-            raise CheckpointError(f"{record} names an unknown model type {kind!r}")
-        config_cls, _ = MODEL_TYPES[kind]
-        return build(config_from_dict(config_cls, values, str(record)))
-    net = from_pretrained(model)
-    _write_json(record, {"model_type": net.model_type, **asdict(net.config)})
-    return net
+def _check_outside(output: Path, trainer: TrainerConfig) -> None:
+    """Checkpoints and logs must survive a failed run, whose output directory is removed."""
+    for name in ("checkpoint_dir", "log_dir"):
+        value = getattr(trainer, name)
+        if value is not None and Path(value).resolve().is_relative_to(output.resolve()):
+            raise InputError(
+                f"--trainer.{name} {value} lies inside --output {output}, which a failed run removes; "
+                "put it beside the output"
+            )
+
+
+def _check_hardware(trainer: TrainerConfig) -> None:
+    """A GPU accelerator on a machine without one is bad input (Lightning would raise its own exception)."""
+    if trainer.accelerator in ("cuda", "gpu"):
+        wanted = 1 if trainer.devices == "auto" else trainer.devices
+        if torch.cuda.device_count() < wanted:
+            raise InputError(
+                f"--trainer.accelerator {trainer.accelerator} needs {wanted} CUDA device(s); "
+                f"this machine has {torch.cuda.device_count()}"
+            )
+    if trainer.accelerator == "mps" and not torch.backends.mps.is_available():
+        raise InputError("--trainer.accelerator mps: MPS is not available on this machine")
+
+
+def _check_resumable(task: ByteLMTask, trainer: TrainerConfig) -> None:
+    """The checkpoint ``trainer.resume`` names (if there is one yet) is a training checkpoint of this model."""
+    path = trainer.resume
+    if path == "last":
+        path = Path(trainer.checkpoint_dir) / "last.ckpt"
+        if not path.is_file():
+            return  # nothing to resume yet: `fit` starts from scratch
+    if path is None:
+        return
+    state = load_pickle(path)
+    if not isinstance(state, dict) or not isinstance(state.get("state_dict"), dict) or "loops" not in state:
+        raise CheckpointError(f"{path} is not a training checkpoint (no state_dict and loop state)")
+    check_state_dict(task, state["state_dict"], str(path))
 
 
 def train_on_files(
-    data: str | os.PathLike,
-    out: str | os.PathLike,
+    data: BytesDataConfig,
+    output: str | os.PathLike,
     *,
     model: str,
     trainer: TrainerConfig,
     optimizer: OptimizerConfig,
-    batch_size: int = 8,
-    seq_len: int | None = None,
-    val_fraction: float = 0.05,
-    test_fraction: float = 0.05,
-    split_seed: int = 0,
-    resume: bool = False,
-) -> dict:
-    """Train ``model`` (a preset or a checkpoint directory) on the files under ``data``; return a summary.
+) -> dict | None:
+    """Train ``model`` (a preset or a checkpoint directory) on the files under ``data.path``; return a summary.
 
-    ``seq_len`` bytes per training window (default and maximum: the model's context - 1); windows do not
-    overlap and are shuffled each epoch. With ``resume``, continue from ``out/checkpoints/last.ckpt`` if it exists
-    (the model is then rebuilt from the run's ``model_config.json``); the checkpoint directory and logs are
-    the trainer config's (the CLI puts them in ``out``).
+    Training windows of ``data.seq_len`` bytes (default and maximum: the model's context - 1) do not overlap and
+    are shuffled each epoch. ``trainer.resume`` continues an interrupted run exactly (`core.train.fit`); the
+    model has to be of the checkpoint's shape.
+
+    Every input (files, model, checkpoint to resume, output) is checked before the trainer is built, so a refusal
+    is one line (Lightning prints its set-up as the trainer is built) and writes nothing.
+
+    Returns:
+        steps, bytes, files per split and the last metrics; None in the other processes of a data-parallel run.
+
+    Raises:
+        InputError, CheckpointError: a bad input.
     """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
-    last = None if trainer.checkpoint_dir is None else Path(trainer.checkpoint_dir) / "last.ckpt"
-    resuming = resume and last is not None and last.is_file()
-    if batch_size < 1:
-        raise InputError(f"batch_size must be >= 1, got {batch_size}")
-
-    files = list_files(data)
-    split = split_files(files, data, val_fraction=val_fraction, test_fraction=test_fraction, seed=split_seed)
-    root = Path(data)
-    _write_json(
-        out / "split.json",
-        {name: [str(p.relative_to(root)) if p != root else p.name for p in split[name]] for name in SPLITS},
+    output = Path(output)
+    if data.path is None:
+        raise InputError("give the training data: --data.path DIR (a directory of files, or one file)")
+    check_not_overwriting(output, data.path, model if Path(model).exists() else None)
+    _check_outside(output, trainer)
+    _check_hardware(trainer)
+    files = list_files(data.path)
+    split = split_files(
+        files, data.path, val_fraction=data.val_fraction, test_fraction=data.test_fraction, seed=data.split_seed
     )
     streams = {name: read_bytes(split[name]) for name in ("train", "val")}
 
-    lightning_trainer = build_trainer(trainer)  # seeds everything first, so the model's init follows the seed
-    net = _model_for_run(model, out, resuming)
-    seq_len = net.context - 1 if seq_len is None else seq_len
-    if not 1 <= seq_len <= net.context - 1:
-        raise InputError(f"seq_len must lie in [1, {net.context - 1}] for this model, got {seq_len}")
+    # The initialisation follows the seed (two runs of one command start alike), without the trainer yet.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(trainer.seed)
+        net = ByteLM.from_pretrained(model).train()
+    seq_len = net.context - 1 if data.seq_len is None else data.seq_len
+    if seq_len > net.context - 1:
+        raise InputError(f"--data.seq_len must lie in [1, {net.context - 1}] for this model, got {seq_len}")
     if streams["train"].numel() < seq_len + 1:
         raise InputError(f"the training files hold {streams['train'].numel()} bytes, fewer than one window")
     val = streams["val"] if streams["val"].numel() > seq_len else None
-    datamodule = TokenWindowDataModule(streams["train"], val, seq_len=seq_len, batch_size=batch_size, seed=trainer.seed)
+    datamodule = TokenWindowDataModule(
+        streams["train"], val, seq_len=seq_len, batch_size=data.batch_size, seed=trainer.seed
+    )
     task = ByteLMTask(net, optimizer=optimizer)
-    fit(lightning_trainer, task, datamodule, resume=str(last) if resuming else None)
-    net.save_pretrained(out / "model")
-    metrics = {k: float(v) for k, v in lightning_trainer.callback_metrics.items()}
-    summary = {
-        "steps": lightning_trainer.global_step,
-        "train_bytes": int(streams["train"].numel()),
-        "val_bytes": int(streams["val"].numel()),
-        "files": {name: len(split[name]) for name in SPLITS},
-        "metrics": metrics,
-    }
-    _write_json(out / "summary.json", summary)
+    _check_resumable(task, trainer)
+
+    # Data-parallel training runs this function in every process (Lightning starts the others with the same
+    # command): the first one owns the output directory.
+    if rank_zero_only.rank != 0:
+        fit(build_trainer(trainer), task, datamodule, resume=trainer.resume)
+        return None
+    root = Path(data.path)
+    with new_directory(output):
+        _write_json(
+            output / "split.json",
+            {name: [str(p.relative_to(root)) if p != root else p.name for p in split[name]] for name in SPLITS},
+        )
+        lightning_trainer = build_trainer(trainer)
+        fit(lightning_trainer, task, datamodule, resume=trainer.resume)
+        net.save_pretrained(output)
+        summary = {
+            "steps": lightning_trainer.global_step,
+            "train_bytes": int(streams["train"].numel()),
+            "val_bytes": int(streams["val"].numel()),
+            "files": {name: len(split[name]) for name in SPLITS},
+            "metrics": {k: float(v) for k, v in lightning_trainer.callback_metrics.items()},
+        }
+        _write_json(output / "summary.json", summary)
     return summary

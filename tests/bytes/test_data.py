@@ -1,9 +1,10 @@
-"""Files as byte data: listing, the split by file (deterministic, disjoint, stable), reading."""
+"""Files as byte data: the training data's config, listing, the split by file (deterministic, disjoint, stable),
+reading."""
 
 import pytest
 import torch
 
-from longseq.bytes.data.files import list_files, read_bytes, read_file, split_files
+from longseq.bytes.data.files import BytesDataConfig, list_files, read_bytes, read_file, split_files
 from longseq.core.io import InputError
 
 
@@ -55,3 +56,21 @@ def test_unreadable_file(tree):
     # a path that cannot be read as a file (root may read any file, so permissions cannot stand in for this)
     with pytest.raises(InputError, match="cannot read"):
         read_bytes([tree / "sub"])
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"seq_len": 0}, "seq_len"),
+        ({"seq_len": -4}, "seq_len"),
+        ({"val_fraction": float("nan")}, "fractions"),
+        ({"test_fraction": -0.1}, "fractions"),
+        ({"val_fraction": 0.6, "test_fraction": 0.5}, "fractions"),
+        ({"split_seed": -1}, "split_seed"),
+    ],
+)
+def test_data_config_checks_every_field(fields, message):
+    with pytest.raises(ValueError, match=message):
+        BytesDataConfig(**fields)
+    assert BytesDataConfig().path is None  # the default exists; bytelm train asks for --data.path

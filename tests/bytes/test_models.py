@@ -5,18 +5,17 @@ import json
 import pytest
 import torch
 
-from longseq import bytes as bytes_pkg  # the public entry point, as users write `import bytes`
-from longseq.bytes.models import PRESETS, MBLMConfig, MegabyteConfig, StageConfig, build
+from longseq import from_pretrained
+from longseq.bytes import MBLM, ByteLM, MBLMConfig, Megabyte, MegabyteConfig, StageConfig
+from longseq.bytes.models import mblm, megabyte
 from longseq.core.checkpoint import CheckpointError
-from longseq.core.io import InputError
-from longseq.core.registry import from_pretrained
 
 TINY = ["mblm-tiny", "mblm-tiny-3stage", "megabyte-tiny"]
 
 
 @pytest.mark.parametrize("name", TINY)
 def test_next_byte_logits_and_bits(name):
-    model = from_pretrained(name).eval()
+    model = from_pretrained(name)
     ids = torch.randint(0, 256, (2, model.context - 1))
     logits = model(ids)
     assert logits.shape == (2, model.context - 1, 256)
@@ -31,7 +30,7 @@ def test_next_byte_logits_and_bits(name):
 
 @pytest.mark.parametrize("name", TINY)
 def test_no_future_leak(name):
-    model = from_pretrained(name).double().eval()
+    model = from_pretrained(name).double()
     ids = torch.randint(0, 256, (1, model.context - 1))
     logits = model(ids)
     t = int(torch.randint(0, model.context - 2, ()))
@@ -44,14 +43,14 @@ def test_no_future_leak(name):
 
 @pytest.mark.parametrize("name", TINY)
 def test_cached_greedy_generation_equals_full_recompute(name):
-    model = from_pretrained(name).eval()
+    model = from_pretrained(name)
     prompt = torch.randint(0, 256, (2, 7))
     new = 3 * model.decoder.unit_sizes[0]  # crosses global units (the core tests run whole contexts)
     assert torch.equal(model.generate(prompt, new), model.generate(prompt, new, use_cache=False))
 
 
 def test_bits_per_byte_covers_every_byte():
-    model = from_pretrained("mblm-tiny").eval()
+    model = from_pretrained("mblm-tiny")
     data = torch.randint(0, 256, (model.context * 2 + 5,), dtype=torch.uint8)
     bpb = model.bits_per_byte(data, batch_size=1)
     windows = [data[: model.context], data[model.context : 2 * model.context], data[2 * model.context :]]
@@ -64,7 +63,7 @@ def test_bits_per_byte_covers_every_byte():
 
 def test_bits_per_byte_with_a_sliding_history():
     """stride 1: every byte past the first window is predicted from the context - 1 bytes before it."""
-    model = from_pretrained("mblm-tiny").eval()
+    model = from_pretrained("mblm-tiny")
     context = model.context
     data = torch.randint(0, 256, (context + 3,), dtype=torch.uint8)
     with torch.no_grad():
@@ -94,29 +93,32 @@ def test_bits_per_byte_with_a_sliding_history():
 
 @pytest.mark.parametrize("name", TINY)
 def test_save_and_load_round_trip(name, tmp_path):
-    model = from_pretrained(name).eval()
+    model = from_pretrained(name)
     model.save_pretrained(tmp_path / "m")
-    loaded = bytes_pkg.from_pretrained(tmp_path / "m").eval()
-    assert type(loaded) is type(model) and loaded.config == model.config
+    loaded = type(model).from_pretrained(tmp_path / "m")  # the mixin: longseq.from_pretrained, this class only
+    assert type(loaded) is type(model) and loaded.config == model.config and not loaded.training
     ids = torch.randint(0, 256, (1, 20))
     torch.testing.assert_close(loaded(ids), model(ids))
 
 
-def test_checkpoint_of_another_architecture_is_refused(tmp_path):
+def test_checkpoint_of_another_family_or_shape_is_refused(tmp_path):
     from longseq.core.lm import CausalLM
 
     CausalLM.from_pretrained("mamba-tiny").save_pretrained(tmp_path / "lm")
-    with pytest.raises(CheckpointError, match="expected one of: mblm, megabyte"):
-        from_pretrained(tmp_path / "lm")
-    # an MBLM config with weights of another shape
+    with pytest.raises(CheckpointError, match="holds a CausalLM, not a ByteLM"):
+        ByteLM.from_pretrained(tmp_path / "lm")
     from_pretrained("mblm-tiny").save_pretrained(tmp_path / "a")
+    with pytest.raises(CheckpointError, match="holds a MBLM, not a Megabyte"):
+        Megabyte.from_pretrained(tmp_path / "a")
+    # an MBLM config with weights of another shape
     config = json.loads((tmp_path / "a" / "config.json").read_text())
     config["stages"][0]["d_model"] = 48
     (tmp_path / "a" / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match="does not fit"):
+    with pytest.raises(CheckpointError, match="does not fit MBLM"):
         from_pretrained(tmp_path / "a")
-    with pytest.raises(InputError, match="neither a preset"):
-        from_pretrained(tmp_path / "missing")
+    for name in (tmp_path / "missing", "mblm-huge"):
+        with pytest.raises(CheckpointError, match="unknown model"):
+            MBLM.from_pretrained(name)
 
 
 def test_configs_validate():
@@ -140,13 +142,18 @@ def test_bad_ids_are_refused():
         model(torch.full((1, 4), 256))
     with pytest.raises(ValueError, match="integer"):
         model(torch.zeros(1, 4))
+    with pytest.raises(ValueError, match="exceed the context"):
+        model.generate(torch.zeros(1, 4, dtype=torch.long), model.context - 3)
+    with pytest.raises(ValueError, match="max_new_bytes must be >= 0"):
+        model.generate(torch.zeros(1, 4, dtype=torch.long), -1)
 
 
 def test_presets_build_and_context():
-    for name, config in PRESETS.items():
-        if config.context <= 2**16:
-            assert build(config).context == config.context, name
-    assert PRESETS["mblm-1m"].context == 1_048_576
+    for family in (mblm.FAMILY, megabyte.FAMILY):
+        for name, config in family.presets.items():
+            if config.context <= 2**16:
+                assert from_pretrained(name).context == config.context, name
+    assert mblm.FAMILY.presets["mblm-1m"].context == 1_048_576
 
 
 def test_training_reduces_the_loss():
@@ -161,5 +168,5 @@ def test_training_reduces_the_loss():
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < losses[0] - 0.5
