@@ -126,12 +126,11 @@ def embed(
     from tqdm import tqdm
 
     from longseq.core.io import InputError, atomic_output
-    from longseq.core.registry import from_pretrained
+    from longseq.core.registry import from_pretrained, list_models
     from longseq.genomics.data.bed import bed_records
     from longseq.genomics.data.fasta import read_records
     from longseq.genomics.data.tokenizer import DNATokenizer
     from longseq.genomics.embed import embed_records, write_embeddings
-    from longseq.genomics.models import PRESETS
     from longseq.genomics.models.caduceus import Caduceus
 
     if output.is_dir():
@@ -142,7 +141,7 @@ def embed(
     with atomic_output(output) as tmp:
         dev = _device(device)
         net = from_pretrained(model).to(dev).eval()
-        if model in PRESETS and not Path(model).exists():
+        if model in list_models() and not Path(model).exists():
             print(f"note: {model} is a preset with random weights", file=sys.stderr)
         context = net.context_length
         if window is None:

@@ -15,7 +15,6 @@ from longseq.core.train import OptimizerConfig, TokenWindowDataModule, TrainerCo
 from longseq.genomics.cli import main
 from longseq.genomics.data.tables import LabelledSequences
 from longseq.genomics.data.tokenizer import MASK, PAD, DNATokenizer
-from longseq.genomics.models import build
 from longseq.genomics.models.classifier import SequenceClassifier
 from longseq.genomics.tasks.finetune import ClassificationTask, LabelledDataModule, LabelledDataset
 from longseq.genomics.tasks.pretrain import PretrainTask, mask_tokens, warmup_length
@@ -95,7 +94,7 @@ def train_pretrain(model, directory: Path, *, steps: int, crash_at: int | None =
 )
 def test_pretraining_resumes_exactly(tmp_path, preset, task):
     torch.manual_seed(0)
-    start = build(preset, embed_dropout=0.1) if preset.startswith("hyena") else build(preset)
+    start = from_pretrained(preset, embed_dropout=0.1) if preset.startswith("hyena") else from_pretrained(preset)
     whole = train_pretrain(_copy(start), tmp_path / "a", steps=6, **task)
     part = train_pretrain(_copy(start), tmp_path / "b", steps=6, crash_at=4, **task)
     assert not all(torch.equal(p, q) for p, q in zip(part.parameters(), whole.parameters()))
@@ -114,7 +113,7 @@ def test_finetuning_resumes_exactly(tmp_path):
     seqs = [random_dna(int(n)) for n in RNG.integers(20, 60, 24)]
     data = LabelledSequences(seqs, [i % 2 for i in range(24)], ["a", "b"])
     dataset = LabelledDataset(data, tokenizer=DNATokenizer(), max_len=256, source="x")
-    start = SequenceClassifier.from_backbone(build("hyenadna-test"), ["a", "b"], dropout=0.1)
+    start = SequenceClassifier.from_backbone(from_pretrained("hyenadna-test"), ["a", "b"], dropout=0.1)
 
     def run(directory, crash_at=None, resume=False):
         model = _copy(start)
