@@ -1,8 +1,8 @@
 """Held-out bits per base on E. coli: tiny HyenaDNA and tiny Caduceus against count-based baselines.
 
-The genome is split by position as ``dna pretrain --val_fraction 0.1 --test_fraction 0.1`` splits it: the first
-80 % trains, the next 10 % validates, the last 10 % is held out. The models were pretrained with ``dna pretrain``
-(commands in benchmarks/RESULTS.md); this script only scores them.
+The genome is split by position as ``dna pretrain --data.val_fraction 0.1 --data.test_fraction 0.1`` splits it:
+the first 80 % trains, the next 10 % validates, the last 10 % is held out. The models were pretrained with
+``dna pretrain`` (commands in benchmarks/RESULTS.md); this script only scores them.
 
 - HyenaDNA (causal) against the best order-k Markov chain: k and the smoothing chosen on the validation part,
   both scored on every held-out position (the model with at least ``--context`` bases of preceding sequence).
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from longseq.core.registry import from_pretrained
+from longseq import from_pretrained
 from longseq.genomics.data.splits import split_genome
 from longseq.genomics.evaluate import causal_scores, masked_scores
 from longseq.genomics.markov import bases_from_ids, select
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"best Markov k={markov.k} alpha={markov.alpha}: held-out {results['markov']['test']:.4f} bits/base")
 
     if args.hyenadna:
-        model = from_pretrained(args.hyenadna).eval()
+        model = from_pretrained(args.hyenadna)
         scores = causal_scores(model, full, b, n, window=args.window, context=args.context)
         baseline = markov.bits_at(bases, scores.positions).mean()
         results["hyenadna"] = {"test": scores.bits_per_base, "markov_same_positions": float(baseline)}
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         results["two_sided_validation"] = table2
         print("two-sided k-context, validation:", ", ".join(f"k={k} {bits:.4f}" for k, _, bits in table2))
-        model = from_pretrained(args.caduceus).eval()
+        model = from_pretrained(args.caduceus)
         scores = masked_scores(model, full, b, n, window=args.mlm_window, seeds=args.mlm_seeds)
         baseline = two.bits_at(bases, scores.positions).mean()
         results["caduceus"] = {

@@ -77,7 +77,7 @@ def plot(png: Path, pcs: np.ndarray, explained: np.ndarray, gc: np.ndarray, midd
 def run(out_dir: Path) -> None:
     import torch
 
-    from longseq.core.registry import from_pretrained
+    from longseq import from_pretrained
     from longseq.genomics.cli import main
     from longseq.genomics.data.fasta import read_records
     from longseq.genomics.data.tokenizer import DNATokenizer
@@ -105,7 +105,7 @@ def run(out_dir: Path) -> None:
     plot(png, pcs, explained, gc, (starts + ends) / 2)
     print(f"plot: {png}")
 
-    model = from_pretrained(MODEL).eval()
+    model = from_pretrained(MODEL)
     ids = DNATokenizer().encode(record.seq)
     with torch.inference_mode():
         scores = causal_scores(model, ids, 0, len(ids), window=WINDOW, context=WINDOW // 2)

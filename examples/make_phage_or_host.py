@@ -2,7 +2,7 @@
 
 Rows are ``sequence,label``: non-overlapping 200 bp windows of the lambda phage genome (label ``phage``) and as
 many 200 bp windows drawn from the last 10 % of the E. coli 536 genome (label ``host``, the part that
-``dna pretrain --test_fraction 0.1`` holds out), shuffled and split 2:1 into training and validation.
+``dna pretrain --data.test_fraction 0.1`` holds out), shuffled and split 2:1 into training and validation.
 
     python -m examples.make_phage_or_host --ecoli ecoli_536_NC_008253.fna.gz
 """
@@ -22,7 +22,7 @@ WINDOW = 200
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ecoli", required=True, type=Path, help="the E. coli 536 FASTA(.gz)")
-    parser.add_argument("--out", type=Path, default=EXAMPLES / "data")
+    parser.add_argument("--output", type=Path, default=EXAMPLES / "data", help="the directory for the two tables")
     args = parser.parse_args(argv)
     (phage,) = read_records(EXAMPLES / "data" / "lambda_phage.fa.gz")
     (host,) = read_records(args.ecoli)
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     rng.shuffle(rows)
     cut = 2 * len(rows) // 3
     for name, part in (("train", rows[:cut]), ("val", rows[cut:])):
-        path = args.out / f"phage_or_host_{name}.csv"
+        path = args.output / f"phage_or_host_{name}.csv"
         path.write_text("sequence,label\n" + "".join(f"{seq},{label}\n" for seq, label in part))
         print(f"{path}: {len(part)} rows")
 

@@ -1,69 +1,49 @@
 """``dna``: embed sequence files, convert official checkpoints, pretrain and fine-tune (Lightning).
 
-Each command is a plain function (callable from Python and tests); `core.cli.run` parses flags and config
-files with jsonargparse and turns bad input into one line on stderr and exit status 2. Heavy imports happen
-inside the commands, so ``dna --help`` is instant.
+Each command is a plain function (callable from Python and tests); `core.cli.run` parses flags and config files
+with jsonargparse and turns bad input into one line on stderr and exit status 2. Every input is checked before
+work starts; an output never overwrites an input, files are written atomically and output directories are created
+only for a command that runs (and removed if it fails). The training commands take ``--trainer.*``,
+``--optimizer.*`` and ``--data.*``; importing them loads lightning, everything else is imported inside the
+commands.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from longseq.core.cli import run
+from longseq.core.train import OptimizerConfig, TrainerConfig
+from longseq.genomics.data.config import GenomeDataConfig, LabelledDataConfig
 
 Pooling = Literal["mean", "max", "last", "none"]
 
 
-@dataclass(kw_only=True)
-class Training:
-    """How to train (becomes `core.train`'s TrainerConfig and OptimizerConfig)."""
+def _dna_model(name: str):
+    """`longseq.from_pretrained`, refusing anything but a HyenaDNA, Caduceus or DNA classifier (one line)."""
+    from longseq.core.checkpoint import CheckpointError
+    from longseq.core.registry import from_pretrained
+    from longseq.genomics.models.caduceus import Caduceus
+    from longseq.genomics.models.classifier import SequenceClassifier
+    from longseq.genomics.models.hyenadna import HyenaDNA
 
-    max_steps: int = 1000
-    """Optimizer steps."""
-    batch_size: int = 8
-    """Sequences (windows) per batch and per device."""
-    lr: float | None = None
-    """Peak learning rate (default: the paper's, 6e-4 for HyenaDNA and 8e-3 for Caduceus pretraining)."""
-    weight_decay: float = 0.1
-    """AdamW weight decay (never on biases, norms, Hyena filters, SSM A and D)."""
-    warmup_steps: int = 0
-    """Steps of linear learning-rate warm-up before the cosine decay."""
-    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
-    devices: int | Literal["auto"] = "auto"
-    """Devices (on the CPU: processes) per node."""
-    strategy: Literal["auto", "ddp", "fsdp"] = "auto"
-    """auto: one device; ddp: data parallel; fsdp: sharded (GPUs)."""
-    precision: Literal["32-true", "16-mixed", "bf16-mixed", "bf16-true"] = "32-true"
-    val_every: int | None = None
-    """Validate every n training batches (None: at the end of each epoch)."""
-    limit_val_batches: int | float = 1.0
-    """Validation batches to run (a count, or a fraction of the validation set)."""
-    checkpoint_dir: str | None = None
-    """Where to keep Lightning checkpoints for resuming (None: no checkpoints)."""
-    checkpoint_every: int | None = None
-    """Checkpoint every n steps (None: at the end of each epoch)."""
-    resume: bool = False
-    """Continue from last.ckpt in checkpoint_dir, exactly where it stopped."""
-    log_dir: str = "runs"
-    """CSV logs go to <log_dir>/<command>/version_<k>/."""
-    seed: int = 0
+    model = from_pretrained(name)
+    if not isinstance(model, HyenaDNA | Caduceus | SequenceClassifier):
+        raise CheckpointError(f"{name} holds a {type(model).__name__}, not a HyenaDNA or Caduceus model")
+    return model
 
 
-def _device(name: str):
-    import torch
+def _language_model(name: str):
+    """A HyenaDNA or Caduceus language model (a fine-tuned classifier is refused: it has no LM head)."""
+    from longseq.core.checkpoint import CheckpointError
+    from longseq.genomics.models.classifier import SequenceClassifier
 
-    from longseq.core.io import InputError
-
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise InputError(f"unknown device {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was requested but CUDA is not available")
-    return device
+    model = _dna_model(name)
+    if isinstance(model, SequenceClassifier):
+        raise CheckpointError(f"{name} is a sequence classifier, not a HyenaDNA or Caduceus language model")
+    return model
 
 
 def _keep_large_buffers_in_mmap() -> None:
@@ -106,8 +86,8 @@ def embed(
 
     Args:
         input: the sequence file (with --bed: the reference FASTA).
-        output: the .npz to write.
-        model: a checkpoint directory (ours, HyenaDNA HF or original, Caduceus HF) or a preset name.
+        output: the .npz to write (replaced if it exists; never one of the inputs).
+        model: a checkpoint directory (ours, HyenaDNA HF or original, Caduceus HF), a preset or a Hub id.
         pooling: mean, max or last over each window, or none for one vector per nucleotide.
         window: window length (default: the model's context length).
         stride: step between windows (default: the window; smaller overlaps, larger samples).
@@ -115,7 +95,7 @@ def embed(
             it was trained for; Caduceus-PS is RC-invariant by construction).
         layer: hidden states to take: -1 the final ones, 0 the token embeddings, k after block k.
         batch_size: windows per forward pass.
-        device: cpu or cuda.
+        device: cpu, cuda, cuda:1, mps.
         bed: BED intervals over the input FASTA: embed those intervals (minus strand reverse-complemented).
         soft_masked: lowercase bases read as bases (upper) or as N (n).
         ambiguous: IUPAC ambiguity codes become N (n) or are refused (error).
@@ -125,32 +105,39 @@ def embed(
     import torch
     from tqdm import tqdm
 
-    from longseq.core.io import InputError, atomic_output
-    from longseq.core.registry import from_pretrained
+    from longseq.core.io import InputError, atomic_output, check_not_overwriting, resolve_device
+    from longseq.core.registry import list_models
     from longseq.genomics.data.bed import bed_records
     from longseq.genomics.data.fasta import read_records
     from longseq.genomics.data.tokenizer import DNATokenizer
     from longseq.genomics.embed import embed_records, write_embeddings
-    from longseq.genomics.models import PRESETS
     from longseq.genomics.models.caduceus import Caduceus
+    from longseq.genomics.models.classifier import SequenceClassifier
 
+    check_not_overwriting(output, input, bed, model if Path(model).exists() else None)
     if output.is_dir():
         raise InputError(f"{output} is a directory; give a file name for the .npz")
     if batch_size < 1:
-        raise InputError(f"--batch_size must be positive; got {batch_size}")
+        raise InputError(f"--batch_size must be positive, got {batch_size}")
+    if (window is not None and window < 1) or (stride is not None and stride < 1):
+        raise InputError(f"--window and --stride must be positive, got {window} and {stride}")
+    dev = resolve_device(device)
     _keep_large_buffers_in_mmap()
     with atomic_output(output) as tmp:
-        dev = _device(device)
-        net = from_pretrained(model).to(dev).eval()
-        if model in PRESETS and not Path(model).exists():
+        net = _dna_model(model)
+        if isinstance(net, SequenceClassifier):  # a fine-tuned backbone embeds like any other
+            net = net.backbone
+        net = net.to(dev)
+        if model in list_models() and not Path(model).exists():
             print(f"note: {model} is a preset with random weights", file=sys.stderr)
+        blocks = net.config.n_layer
+        if not -1 <= layer <= blocks:
+            raise InputError(f"--layer {layer}: the model has {blocks} blocks (-1 final, 0 embeddings .. {blocks})")
         context = net.context_length
         if window is None:
             if context is None:
                 raise InputError(f"{model} does not record the length it was trained at; pass --window")
             window = context
-        if window < 1 or (stride is not None and stride < 1):
-            raise InputError(f"--window and --stride must be positive; got {window}, {stride}")
         if context is not None and window > context:
             raise InputError(f"--window {window} is longer than the model's context ({context})")
         use_rc = rc if rc is not None else isinstance(net, Caduceus) and not net.config.rcps
@@ -176,62 +163,30 @@ def embed(
     print(f"embedded {n_records} record(s), {bases:,} bases in {seconds:.1f} s ({bases / seconds:,.0f} bases/s)")
 
 
-def _check_new_directory(output: Path) -> None:
-    import os
+def _check_run(output: Path, trainer: TrainerConfig, model: str, *inputs: Path | None) -> None:
+    """Before a training run: its output directory is new, destroys no input, and holds no checkpoints or logs
+    (it is created for the trained model, and removed if the run fails)."""
+    from longseq.core.io import InputError, check_not_overwriting
+
+    check_not_overwriting(output, *inputs, model if Path(model).exists() else None)
+    out = output.resolve()
+    for flag, path in (("checkpoint_dir", trainer.checkpoint_dir), ("log_dir", trainer.log_dir)):
+        if path is not None and Path(path).resolve().is_relative_to(out):
+            raise InputError(f"--trainer.{flag} {path} lies inside --output {output}; keep it elsewhere")
+
+
+def _build_trainer(config: TrainerConfig):
+    """`core.train.build_trainer`; a setting this machine cannot run (``--trainer.accelerator cuda`` without a GPU,
+    say) is bad input."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     from longseq.core.io import InputError
+    from longseq.core.train import build_trainer
 
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
-        raise InputError(f"{output} already exists; remove it or choose another directory")
-    if not output.parent.is_dir() or not os.access(output.parent, os.W_OK):
-        raise InputError(f"cannot create {output}: {output.parent} is not a writable directory")
-
-
-def _save_directory(model, output: Path) -> None:
-    """save_pretrained into a temporary directory, renamed to ``output`` once complete."""
-    import os
-    import shutil
-
-    tmp = output.parent / f".{output.name}.tmp-{os.getpid()}"
     try:
-        model.save_pretrained(tmp)
-        if output.exists():
-            output.rmdir()
-        os.replace(tmp, output)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _trainer(training: Training, run_name: str, *, default_lr: float):
-    """The Lightning trainer and optimizer config for ``training``; bad values become InputError."""
-    from longseq.core.io import InputError
-    from longseq.core.train import OptimizerConfig, TrainerConfig, build_trainer
-
-    if training.resume and training.checkpoint_dir is None:
-        raise InputError("--training.resume needs --training.checkpoint_dir")
-    if training.batch_size < 1:
-        raise InputError(f"--training.batch_size must be positive; got {training.batch_size}")
-    try:
-        config = TrainerConfig(
-            max_steps=training.max_steps,
-            accelerator=training.accelerator,
-            devices=training.devices,
-            strategy=training.strategy,
-            precision=training.precision,
-            val_every_n_batches=training.val_every,
-            limit_val_batches=training.limit_val_batches,
-            checkpoint_dir=training.checkpoint_dir,
-            checkpoint_every_n_steps=training.checkpoint_every,
-            log_dir=training.log_dir,
-            run_name=run_name,
-            seed=training.seed,
-        )
-        optimizer = OptimizerConfig(
-            lr=training.lr or default_lr, weight_decay=training.weight_decay, warmup_steps=training.warmup_steps
-        )
-    except ValueError as err:
-        raise InputError(f"--training: {err}") from None
-    return build_trainer(config), optimizer
+        return build_trainer(config)
+    except MisconfigurationException as err:
+        raise InputError(f"--trainer: {err}") from None
 
 
 def _report(trainer, output: Path) -> None:
@@ -242,111 +197,116 @@ def _report(trainer, output: Path) -> None:
 
 
 def pretrain(
-    input: Path,
     output: Path,
     *,
     model: str,
-    training: Training | None = None,
-    seq_len: int | None = None,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.0,
-    rc_augment: bool | None = None,
-    seq_warmup_start: int | None = None,
-    seq_warmup_stage_steps: int = 0,
+    data: GenomeDataConfig,
+    trainer: TrainerConfig = TrainerConfig(max_steps=1000, run_name="pretrain"),  # noqa: B008 (jsonargparse groups)
+    optimizer: OptimizerConfig = OptimizerConfig(lr=6e-4),  # noqa: B008
     mask_prob: float = 0.15,
 ) -> None:
     """Pretrain on a genome: HyenaDNA by next-token prediction, Caduceus by masked language modelling.
 
-    Each record is split by position: the first 1 - val - test trains, the next val_fraction validates, the last
-    test_fraction is held out and never read. The trained model is written in our format to ``output``.
+    Each record is split by position (--data.val_fraction, --data.test_fraction); the trained model is written in
+    our format to ``output``. ``--trainer.resume last`` continues a run exactly where it stopped.
 
     Args:
-        input: FASTA / FASTQ / GenBank (gzipped or not).
         output: the directory for the trained model (must not exist, or be empty).
-        model: what to start from: a preset (random init) or a checkpoint directory (continued pretraining).
-        training: steps, batch size, learning rate, devices, checkpoints and resume.
-        seq_len: training window length (default: the model's context).
-        val_fraction, test_fraction: the tail fractions of each record for validation and held out.
-        rc_augment: train on reverse complements half the time (default: on for Caduceus-Ph, off otherwise).
-        seq_warmup_start: sequence-length warm-up: start at this window length (None: no warm-up) ...
-        seq_warmup_stage_steps: ... and double it every this many steps, up to seq_len.
-        mask_prob: Caduceus masked-LM selection rate.
+        model: what to start from: a preset (random init), a checkpoint directory or a Hub id.
+        data: the genome, window length, splits, batch size, augmentation, sequence-length warm-up.
+        trainer: steps, devices, precision, checkpoints, resume, logging, seed.
+        optimizer: AdamW and its schedule (lr 6e-4, HyenaDNA's; Caduceus was pretrained at 8e-3).
+        mask_prob: Caduceus masked-LM selection rate, in (0, 1].
     """
     import torch
 
-    from longseq.core.io import InputError
-    from longseq.core.registry import from_pretrained
+    from longseq.core.io import InputError, new_directory
     from longseq.core.train import TokenWindowDataModule, fit
     from longseq.genomics.data.splits import split_genome
     from longseq.genomics.models.caduceus import Caduceus
     from longseq.genomics.tasks.pretrain import PretrainTask
 
-    training = training or Training()
-    _check_new_directory(output)
-    net = from_pretrained(model).train()
-    is_caduceus = isinstance(net, Caduceus)
-    if not hasattr(net, "lm_head"):
-        raise InputError(f"{model} is not a language model (HyenaDNA or Caduceus)")
-    context = net.context_length
-    seq_len = seq_len or context
-    if seq_len is None:
-        raise InputError(f"{model} does not record its training length; pass --seq_len")
-    if context is not None and seq_len > context:
-        raise InputError(f"--seq_len {seq_len} is longer than the model's context ({context})")
-    split = split_genome(input, val_fraction=val_fraction, test_fraction=test_fraction)
-    train_ids = torch.from_numpy(split.joined("train"))
-    val_ids = torch.from_numpy(split.joined("val")) if val_fraction > 0 else None
-    if val_ids is not None and val_ids.numel() <= seq_len:
-        raise InputError(f"the validation part ({val_ids.numel()} bases) is shorter than one window of {seq_len}")
-    trainer, optimizer = _trainer(training, "pretrain", default_lr=8e-3 if is_caduceus else 6e-4)
-    data = TokenWindowDataModule(
-        train_ids, val_ids, seq_len=seq_len, batch_size=training.batch_size, seed=training.seed
-    )
-    task = PretrainTask(
-        net,
-        objective="mlm" if is_caduceus else "causal",
-        optimizer=optimizer,
-        rc_augment=rc_augment if rc_augment is not None else is_caduceus and not net.config.rcps,
-        warmup_start=seq_warmup_start,
-        warmup_stage_steps=seq_warmup_stage_steps,
-        mask_prob=mask_prob,
-    )
-    fit(trainer, task, data, resume="last" if training.resume else None)
-    if trainer.is_global_zero:
-        _save_directory(net.eval(), output)
-        _report(trainer, output)
+    _check_run(output, trainer, model, data.input)
+    if not 0 < mask_prob <= 1:
+        raise InputError(f"--mask_prob must be in (0, 1], got {mask_prob}")
+    with new_directory(output):
+        lightning = _build_trainer(trainer)  # seeds everything: the same model and data order on every run
+        net = _language_model(model).train()
+        context = net.context_length
+        seq_len = data.seq_len or context
+        if seq_len is None:
+            raise InputError(f"{model} does not record its training length; pass --data.seq_len")
+        if context is not None and seq_len > context:
+            raise InputError(f"--data.seq_len {seq_len} is longer than the model's context ({context})")
+        if data.seq_warmup_start is not None and data.seq_warmup_start > seq_len:
+            raise InputError(f"--data.seq_warmup_start {data.seq_warmup_start} is longer than the windows ({seq_len})")
+        split = split_genome(data.input, val_fraction=data.val_fraction, test_fraction=data.test_fraction)
+        train_ids = torch.from_numpy(split.joined("train"))
+        val_ids = torch.from_numpy(split.joined("val")) if data.val_fraction > 0 else None
+        if val_ids is not None and val_ids.numel() <= seq_len:
+            raise InputError(f"the validation part ({val_ids.numel()} bases) is shorter than one window of {seq_len}")
+        windows = TokenWindowDataModule(
+            train_ids, val_ids, seq_len=seq_len, batch_size=data.batch_size, seed=trainer.seed
+        )
+        is_caduceus = isinstance(net, Caduceus)
+        task = PretrainTask(
+            net,
+            objective="mlm" if is_caduceus else "causal",
+            optimizer=optimizer,
+            rc_augment=data.rc_augment if data.rc_augment is not None else is_caduceus and not net.config.rcps,
+            warmup_start=data.seq_warmup_start,
+            warmup_stage_steps=data.seq_warmup_stage_steps,
+            mask_prob=mask_prob,
+        )
+        fit(lightning, task, windows, resume=trainer.resume)
+        if lightning.is_global_zero:
+            net.eval().save_pretrained(output)
+            _report(lightning, output)
+
+
+def _classifier(loaded, classes: list[str], **options):
+    """A classifier for ``classes`` on a pretrained backbone, or a fine-tuned classifier (same classes) trained
+    further with its head."""
+    from longseq.core.io import InputError
+    from longseq.genomics.models.classifier import SequenceClassifier
+
+    if not isinstance(loaded, SequenceClassifier):
+        return SequenceClassifier.from_backbone(loaded, classes, **options)
+    if loaded.config.classes != classes:
+        raise InputError(f"the model classifies {loaded.config.classes}, the training table has classes {classes}")
+    classifier = SequenceClassifier.from_backbone(loaded.backbone, classes, **options)
+    classifier.head.load_state_dict(loaded.head.state_dict())
+    return classifier
 
 
 def finetune(
-    train: Path,
     output: Path,
     *,
     model: str,
-    val: Path | None = None,
-    training: Training | None = None,
+    data: LabelledDataConfig,
+    trainer: TrainerConfig = TrainerConfig(max_steps=1000, run_name="finetune"),  # noqa: B008 (jsonargparse groups)
+    optimizer: OptimizerConfig = OptimizerConfig(lr=6e-4),  # noqa: B008
     pooling: Literal["mean", "max", "last"] = "mean",
-    rc_augment: bool | None = None,
     conjoin: bool | None = None,
     dropout: float = 0.0,
 ) -> None:
     """Fine-tune a pretrained model for sequence classification on labelled CSV / TSV files.
 
-    Rows are ``sequence,label`` (a header naming the two columns is optional). Validation reports accuracy,
-    Matthews correlation and AUROC. The classifier is written in our format to ``output``.
+    Validation reports accuracy, Matthews correlation and AUROC. The classifier is written in our format to
+    ``output``. ``--trainer.resume last`` continues a run exactly where it stopped.
 
     Args:
-        train: the training table.
         output: the directory for the fine-tuned classifier (must not exist, or be empty).
-        model: the pretrained backbone: a checkpoint directory (ours or official) or a preset (random init).
-        val: a validation table (its labels must be among the training labels).
-        training: steps, batch size, learning rate (default 6e-4), devices, checkpoints and resume.
+        model: the pretrained backbone (a checkpoint directory, a preset, a Hub id), or a fine-tuned classifier
+            to train further on the same classes.
+        data: the training and validation tables, batch size, augmentation.
+        trainer: steps, devices, precision, checkpoints, resume, logging, seed.
+        optimizer: AdamW and its schedule.
         pooling: how positions are pooled before the linear head (mean, as in the HyenaDNA benchmarks).
-        rc_augment: train on reverse complements half the time (default: on for Caduceus-Ph).
         conjoin: average with the reverse complement's logits at inference (default: on for Caduceus-Ph).
-        dropout: before the head.
+        dropout: before the head, in [0, 1).
     """
-    from longseq.core.io import InputError
-    from longseq.core.registry import from_pretrained
+    from longseq.core.io import InputError, new_directory
     from longseq.core.train import fit
     from longseq.genomics.data.tables import read_labelled
     from longseq.genomics.data.tokenizer import DNATokenizer
@@ -354,51 +314,53 @@ def finetune(
     from longseq.genomics.models.classifier import SequenceClassifier
     from longseq.genomics.tasks.finetune import ClassificationTask, LabelledDataModule, LabelledDataset
 
-    training = training or Training()
-    _check_new_directory(output)
-    backbone = from_pretrained(model)
-    if not hasattr(backbone, "lm_head"):
-        raise InputError(f"{model} is not a pretrained HyenaDNA or Caduceus model")
-    is_ph = isinstance(backbone, Caduceus) and not backbone.config.rcps
-    train_data = read_labelled(train)
-    tokenizer = DNATokenizer()
-    context = backbone.context_length
-    train_set = LabelledDataset(train_data, tokenizer=tokenizer, max_len=context, source=str(train))
-    val_set = None
-    if val is not None:
-        val_data = read_labelled(val, classes=train_data.classes)
-        val_set = LabelledDataset(val_data, tokenizer=tokenizer, max_len=context, source=str(val))
-    classifier = SequenceClassifier.from_backbone(
-        backbone.train(),
-        train_data.classes,
-        pooling=pooling,
-        conjoin=is_ph if conjoin is None else conjoin,
-        dropout=dropout,
-    )
-    trainer, optimizer = _trainer(training, "finetune", default_lr=6e-4)
-    data = LabelledDataModule(train_set, val_set, batch_size=training.batch_size, seed=training.seed)
-    task = ClassificationTask(classifier, optimizer=optimizer, rc_augment=is_ph if rc_augment is None else rc_augment)
-    fit(trainer, task, data, resume="last" if training.resume else None)
-    if trainer.is_global_zero:
-        _save_directory(classifier.eval(), output)
-        _report(trainer, output)
+    _check_run(output, trainer, model, data.train, data.val)
+    if not 0 <= dropout < 1:
+        raise InputError(f"--dropout must be in [0, 1), got {dropout}")
+    with new_directory(output):
+        lightning = _build_trainer(trainer)  # seeds everything: the same model and data order on every run
+        train = read_labelled(data.train)
+        if len(train.classes) < 2:
+            raise InputError(f"{data.train}: every row has the label {train.classes[0]!r}; a classifier needs two")
+        loaded = _dna_model(model)
+        backbone = loaded.backbone if isinstance(loaded, SequenceClassifier) else loaded
+        is_ph = isinstance(backbone, Caduceus) and not backbone.config.rcps
+        conjoin = is_ph if conjoin is None else conjoin
+        classifier = _classifier(loaded, train.classes, pooling=pooling, conjoin=conjoin, dropout=dropout).train()
+        tokenizer, context = DNATokenizer(), backbone.context_length
+        train_set = LabelledDataset(train, tokenizer=tokenizer, max_len=context, source=str(data.train))
+        val_set = None
+        if data.val is not None:
+            val = read_labelled(data.val, classes=train.classes)
+            val_set = LabelledDataset(val, tokenizer=tokenizer, max_len=context, source=str(data.val))
+        batches = LabelledDataModule(train_set, val_set, batch_size=data.batch_size, seed=trainer.seed)
+        rc_augment = is_ph if data.rc_augment is None else data.rc_augment
+        task = ClassificationTask(classifier, optimizer=optimizer, rc_augment=rc_augment)
+        fit(lightning, task, batches, resume=trainer.resume)
+        if lightning.is_global_zero:
+            classifier.eval().save_pretrained(output)
+            _report(lightning, output)
 
 
-def convert(source: str, output: Path, *, filter_shift: float = 0.05) -> None:
+def convert(model: str, output: Path, *, filter_shift: float | None = None) -> None:
     """Convert a checkpoint to our format (config.json + model.safetensors).
 
     Args:
-        source: a HyenaDNA HF or original (Lightning) directory, a Caduceus HF directory, ours, or a preset.
+        model: a HyenaDNA HF or original (Lightning) directory or weights.ckpt, a Caduceus HF directory, ours, a
+            preset or a Hub id.
         output: the directory to create (it must not exist, or be empty).
-        filter_shift: HyenaDNA's filter modulation shift (0.05, as in the released code).
+        filter_shift: HyenaDNA only: the filter modulation shift (default: 0.05, the released code's).
     """
+    from longseq.core.io import check_not_overwriting, new_directory
     from longseq.core.registry import from_pretrained
 
-    _check_new_directory(output)
-    model = from_pretrained(source, filter_shift=filter_shift)
-    _save_directory(model, output)
-    params = sum(p.numel() for p in model.parameters())
-    print(f"wrote {output} ({type(model).__name__}, {params:,} parameters)")
+    check_not_overwriting(output, model if Path(model).exists() else None)
+    overrides = {} if filter_shift is None else {"filter_shift": filter_shift}
+    with new_directory(output):
+        net = from_pretrained(model, **overrides)
+        net.save_pretrained(output)
+    params = sum(p.numel() for p in net.parameters())
+    print(f"wrote {output} ({type(net).__name__}, {params:,} parameters)")
 
 
 def main(argv: list[str] | None = None) -> int:

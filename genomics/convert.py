@@ -1,180 +1,123 @@
-"""Official HyenaDNA and Caduceus checkpoints -> our models, by explicit key maps and small named transforms.
+"""The HyenaDNA and Caduceus families (`HYENADNA`, `CADUCEUS`) and the official checkpoint layouts they read.
 
-`from_pretrained(path)` recognises, from the directory's ``config.json``:
+``longseq.from_pretrained(path)`` recognises:
 
-- a HyenaDNA Hugging Face directory (``LongSafari/hyenadna-*-seqlen-hf``): flat config with ``hyena_order``;
+- ``hyenadna-hf``: a ``LongSafari/hyenadna-*-seqlen-hf`` directory: flat ``config.json`` with ``hyena_order``;
   ``model.safetensors`` or ``pytorch_model.bin`` with keys ``hyena.backbone.*`` and a separate ``lm_head.weight``;
-- an original HyenaDNA directory (``LongSafari/hyenadna-*-seqlen``): nested config with ``layer``; a Lightning
-  ``weights.ckpt`` (keys ``model.backbone.*``, ``model.lm_head.weight`` tied to the embedding; models trained
-  with gradient checkpointing have ``.mixer.layer.`` / ``.mlp.layer.``), read without omegaconf and without
-  running code (`core.checkpoint.load_pickle`);
-- a Caduceus Hugging Face directory (``kuleshov-group/caduceus-{ps,ph}_*``): ``model_type`` "caduceus" with ``ssm_cfg``;
-- our format (``model_type`` "hyenadna" or "caduceus" and our config fields).
+- ``hyenadna-original``: a ``LongSafari/hyenadna-*-seqlen`` directory: nested ``config.json`` (with ``layer``) and
+  a Lightning ``weights.ckpt`` (keys ``model.backbone.*``, ``model.lm_head.weight`` tied to the embedding; models
+  trained with gradient checkpointing have ``.mixer.layer.`` / ``.mlp.layer.``);
+- ``hyenadna-original-ckpt``: such a ``weights.ckpt`` alone (its config read from its ``hyper_parameters``);
+- ``caduceus-hf``: a ``kuleshov-group/caduceus-{ps,ph}_*`` directory: ``model_type`` "caduceus" with ``ssm_cfg``.
 
-Every source key must be mapped (or explicitly dropped after a check), every model key must be filled, and the
-result loads with ``strict=True``; otherwise a `CheckpointError` names the keys.
+Pickles are read without omegaconf and without running code (`core.checkpoint.load_pickle`). Keys are renamed
+by explicit `KeyMap`s: a key no rule maps, or a model key left unfilled, is a one-line `CheckpointError`, and the
+result loads strictly. Overrides carry what the files cannot tell: HyenaDNA's filter ``filter_shift`` (0.05 in
+the released code; the Lightning training code defaulted to 0.0) and what it does past ``max_seq_len``; the
+length a Caduceus model was trained at (``max_seq_len``; read from a released directory's name otherwise).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from longseq.core.checkpoint import (
-    CheckpointError,
-    load_pickle,
-    load_strict,
-    load_tensors,
-)
-from longseq.core.registry import Family, Layout
-from longseq.genomics.data.tokenizer import COMPLEMENT
-from longseq.genomics.models import PRESETS
+from longseq.core.checkpoint import CheckpointError, load_pickle, load_tensors
+from longseq.core.keymap import KeyMap
+from longseq.core.registry import Family, Layout, Source
+from longseq.genomics.data.tokenizer import COMPLEMENT, A, N
+from longseq.genomics.models import caduceus, hyenadna
 from longseq.genomics.models.caduceus import Caduceus, CaduceusConfig
 from longseq.genomics.models.hyenadna import HyenaDNA, HyenaDNAConfig
 
-# The HyenaOperator's keys, identical upstream and here (core.hyena keeps HyenaDNA's names).
-_HYENA_MIXER_KEYS = (
-    "in_proj.weight",
-    "in_proj.bias",
-    "short_filter.weight",
-    "short_filter.bias",
-    "out_proj.weight",
-    "out_proj.bias",
-    "filter_fn.bias",
-    "filter_fn.pos_emb.z",
-    "filter_fn.pos_emb.t",
-    "filter_fn.implicit_filter.0.weight",
-    "filter_fn.implicit_filter.0.bias",
-    "filter_fn.implicit_filter.1.freq",
-    "filter_fn.implicit_filter.2.weight",
-    "filter_fn.implicit_filter.2.bias",
-    "filter_fn.implicit_filter.4.weight",
-    "filter_fn.implicit_filter.4.bias",
-    "filter_fn.implicit_filter.6.weight",
-    "filter_fn.modulation.deltas",
+
+def _weights(directory: Path) -> Path:
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (directory / name).is_file():
+            return directory / name
+    raise CheckpointError(f"{directory}: no model.safetensors or pytorch_model.bin next to config.json")
+
+
+def example(model) -> tuple[torch.Tensor]:
+    """Two sequences of 11 bases (ids of A, C, G, T, N): the registry's tiny forward pass."""
+    return (torch.randint(A, N + 1, (2, 11)),)
+
+
+# HyenaDNA -----------------------------------------------------------------------------------------------------
+
+# The operator's parameter and buffer names, the same upstream and in `core.HyenaOperator`.
+_HYENA_MIXER = (
+    r"(?:in_proj|short_filter|out_proj)\.(?:weight|bias)"
+    r"|filter_fn\.(?:bias|pos_emb\.[zt]|modulation\.deltas|implicit_filter\.\d+\.(?:weight|bias|freq))"
 )
-# The Sin module is shared by positions 1, 3 and 5 of the filter MLP: one tensor under three names.
-_FREQ_ALIASES = ("filter_fn.implicit_filter.3.freq", "filter_fn.implicit_filter.5.freq")
 
-# HF layout (``hyena.backbone.``); the original layout is the same under ``model.backbone.`` (see below).
-HYENADNA_HF_KEY_MAP: dict[str, str | None] = {
-    "hyena.backbone.embeddings.word_embeddings.weight": "embedding.weight",
-    **{f"hyena.backbone.layers.{{}}.mixer.{k}": f"layers.{{}}.mixer.{k}" for k in _HYENA_MIXER_KEYS},
-    **{f"hyena.backbone.layers.{{}}.mixer.{k}": None for k in _FREQ_ALIASES},  # checked by _check_freq_aliases
-    "hyena.backbone.layers.{}.norm1.weight": "layers.{}.norm.weight",
-    "hyena.backbone.layers.{}.norm1.bias": "layers.{}.norm.bias",
-    "hyena.backbone.layers.{}.norm2.weight": "layers.{}.norm2.weight",
-    "hyena.backbone.layers.{}.norm2.bias": "layers.{}.norm2.bias",
-    "hyena.backbone.layers.{}.mlp.fc1.weight": "layers.{}.mlp.fc1.weight",
-    "hyena.backbone.layers.{}.mlp.fc1.bias": "layers.{}.mlp.fc1.bias",
-    "hyena.backbone.layers.{}.mlp.fc2.weight": "layers.{}.mlp.fc2.weight",
-    "hyena.backbone.layers.{}.mlp.fc2.bias": "layers.{}.mlp.fc2.bias",
-    "hyena.backbone.ln_f.weight": "ln_f.weight",
-    "hyena.backbone.ln_f.bias": "ln_f.bias",
-    "lm_head.weight": "lm_head.weight",
-}
-HYENADNA_ORIGINAL_KEY_MAP: dict[str, str | None] = {
-    "model." + k.removeprefix("hyena."): v for k, v in HYENADNA_HF_KEY_MAP.items()
-}
 
-# Fields of the HF HyenaConfig that only describe training or HF bookkeeping.
-_HF_HYENA_IGNORED = {
-    "hyena_filter_dropout",  # never applied upstream ("filter_dropout is not implemented")
-    "pad_token_id",
-    "model_type",
-    "architectures",
-    "auto_map",
-    "torch_dtype",
-    "transformers_version",
+def hyenadna_keys(model: HyenaDNA, *, backbone: str, head: str) -> KeyMap:
+    """Official HyenaDNA keys -> ours: ``backbone`` "hyena.backbone." and ``head`` "lm_head.weight" (HF), or
+    "model.backbone." and "model.lm_head.weight" (original).
+
+    The filter MLP's Sin module is shared by its positions 1, 3, 5: files store the frequency once (HF) or three
+    times (original; the copies must agree). A tied head may be stored (original) or not.
+    """
+    b = re.escape(backbone)
+    rules = [
+        (rf"{b}embeddings\.word_embeddings\.weight", "embedding.weight"),
+        # Models trained with gradient checkpointing wrap the mixer and the MLP: ``.mixer.layer.``, ``.mlp.layer.``.
+        (rf"{b}layers\.(\d+)\.mixer\.(?:layer\.)?({_HYENA_MIXER})", r"layers.\1.mixer.\2"),
+        (rf"{b}layers\.(\d+)\.mlp\.(?:layer\.)?(fc[12]\.(?:weight|bias))", r"layers.\1.mlp.\2"),
+        (rf"{b}layers\.(\d+)\.norm1\.(weight|bias)", r"layers.\1.norm.\2"),
+        (rf"{b}layers\.(\d+)\.norm2\.(weight|bias)", r"layers.\1.norm2.\2"),
+        (rf"{b}ln_f\.(weight|bias)", r"ln_f.\1"),
+        (re.escape(head), "lm_head.weight"),
+    ]
+    tied = {
+        key: re.sub(r"\d+\.freq$", "1.freq", key)
+        for key in model.state_dict()
+        if re.search(r"implicit_filter\.\d+\.freq$", key) and not key.endswith(".1.freq")
+    }
+    if model.config.tie_word_embeddings:
+        tied["lm_head.weight"] = "embedding.weight"
+    return KeyMap(rules=rules, tied=tied)
+
+
+# Fields of the original (Hydra) model config that only change speed, memory or the optimiser, and Hydra's name.
+_ORIGINAL_IGNORED = {
+    "_name_",
+    "fused_mlp",
+    "fused_dropout_add_ln",
+    "checkpoint_mixer",
+    "checkpoint_mlp",
+    "process_group",
 }
-# Fields of the original (Hydra) config that only change speed, memory or the optimiser.
-_ORIGINAL_IGNORED = {"fused_mlp", "fused_dropout_add_ln", "checkpoint_mixer", "checkpoint_mlp", "process_group"}
 _ORIGINAL_LAYER_IGNORED = {"_name_", "lr", "wd", "lr_pos_emb", "fused_fft_conv", "l_max", "local_order", "w"}
 
 
-def _layer_pattern(key: str) -> tuple[str, str | None]:
-    """``...layers.3.mixer...`` -> (``...layers.{}.mixer...``, "3")."""
-    found = re.search(r"\.layers\.(\d+)\.", key)
-    if not found:
-        return key, None
-    return key[: found.start()] + ".layers.{}." + key[found.end() :], found.group(1)
-
-
-def map_keys(state: Mapping[str, torch.Tensor], key_map: Mapping[str, str | None], source: str) -> dict:
-    """Rename ``state`` by ``key_map`` (``{}`` stands for a layer index; None drops the key).
-
-    Raises:
-        CheckpointError: naming the first keys the map does not know.
-    """
-    out, unknown = {}, []
-    for key, tensor in state.items():
-        pattern, index = _layer_pattern(key)
-        if pattern not in key_map:
-            unknown.append(key)
-            continue
-        target = key_map[pattern]
-        if target is not None:
-            out[target.format(index)] = tensor
-    if unknown:
-        more = f" (+{len(unknown) - 3} more)" if len(unknown) > 3 else ""
-        raise CheckpointError(f"{source}: unexpected keys {', '.join(unknown[:3])}{more}")
-    return out
-
-
-def _check_freq_aliases(state: Mapping[str, torch.Tensor], prefix: str, n_layer: int, source: str) -> None:
-    """Where a file stores the shared Sin frequency under all three names, they must agree."""
-    for i in range(n_layer):
-        first = state.get(f"{prefix}layers.{i}.mixer.filter_fn.implicit_filter.1.freq")
-        for alias in _FREQ_ALIASES:
-            other = state.get(f"{prefix}layers.{i}.mixer.{alias}")
-            if other is not None and first is not None and not torch.equal(first, other):
-                raise CheckpointError(f"{source}: layer {i} has different {alias} and implicit_filter.1.freq")
-
-
-def _strip_checkpoint_wrappers(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Models trained with ``checkpoint_mixer/mlp`` store ``.mixer.layer.`` / ``.mlp.layer.``: drop the wrapper."""
-    return {re.sub(r"\.(mixer|mlp)\.layer\.", r".\1.", k): v for k, v in state.items()}
-
-
-def _load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> nn.Module:
-    """Fill tied aliases (the model's own shared tensors) and load strictly."""
-    own = model.state_dict()
-    for key, value in own.items():
-        if key not in state:
-            alias = next((k for k, v in own.items() if k in state and v.data_ptr() == value.data_ptr()), None)
-            if alias is not None:
-                state[key] = state[alias]
-    return load_strict(model, state, source).eval()
-
-
-def _hyenadna_config(values: Mapping[str, Any], source: str, **overrides) -> HyenaDNAConfig:
+def _hyenadna_config(values: Mapping[str, Any], source: str, overrides: Mapping[str, Any]) -> HyenaDNAConfig:
     try:
-        return HyenaDNAConfig(**values, **overrides)
+        return HyenaDNAConfig(**{**values, **overrides})
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{source}: invalid HyenaDNA config: {err}") from None
 
 
-def hyenadna_config_from_hf(config: Mapping[str, Any], source: str, *, filter_shift: float = 0.05) -> HyenaDNAConfig:
-    """The HF ``HyenaConfig`` fields -> `HyenaDNAConfig` (``tie_word_embeddings`` decided from the weights)."""
+def hyenadna_config_from_hf(config: Mapping[str, Any], source: str, **overrides) -> HyenaDNAConfig:
+    """The HF ``HyenaConfig`` fields -> `HyenaDNAConfig` (``tie_word_embeddings`` is decided from the weights)."""
     if config.get("hyena_order", 2) != 2:
         raise CheckpointError(f"{source}: hyena_order {config['hyena_order']} is not supported (only 2 was released)")
     if not config.get("use_bias", True):
         raise CheckpointError(f"{source}: use_bias=false is not supported (every release uses the filter bias)")
-    names = {f.name for f in dataclasses.fields(HyenaDNAConfig)}
-    values = {k: v for k, v in config.items() if k in names and k != "tie_word_embeddings"}
-    return _hyenadna_config(values, source, filter_shift=filter_shift)
+    # The rest is HF bookkeeping, or hyena_filter_dropout, never applied upstream ("not implemented").
+    names = {f.name for f in dataclasses.fields(HyenaDNAConfig)} - {"tie_word_embeddings"}
+    return _hyenadna_config({k: v for k, v in config.items() if k in names}, source, overrides)
 
 
-def hyenadna_config_from_original(
-    config: Mapping[str, Any], source: str, *, filter_shift: float = 0.05
-) -> HyenaDNAConfig:
-    """The original nested (Hydra) config -> `HyenaDNAConfig`."""
+def hyenadna_config_from_original(config: Mapping[str, Any], source: str, **overrides) -> HyenaDNAConfig:
+    """The original nested (Hydra) model config -> `HyenaDNAConfig`."""
     layer = config.get("layer")
     if not isinstance(layer, Mapping) or layer.get("_name_", "hyena") != "hyena":
         name = layer.get("_name_") if isinstance(layer, Mapping) else None
@@ -184,114 +127,161 @@ def hyenadna_config_from_original(
     top = {"d_model", "n_layer", "d_inner", "vocab_size", "resid_dropout", "embed_dropout", "layer_norm_epsilon"}
     top |= {"pad_vocab_size_multiple", "residual_in_fp32"}
     unknown = sorted(set(config) - top - _ORIGINAL_IGNORED - {"layer", "attn_layer_idx", "attn_cfg"})
-    layer_known = {"emb_dim", "filter_order", "modulate", "train_freq", "num_inner_mlps", "order"}
-    unknown += sorted(f"layer.{k}" for k in set(layer) - layer_known - _ORIGINAL_LAYER_IGNORED)
+    layer_fields = ("emb_dim", "filter_order", "modulate", "train_freq", "num_inner_mlps")
+    unknown += sorted(f"layer.{k}" for k in set(layer) - {*layer_fields, "order"} - _ORIGINAL_LAYER_IGNORED)
     if unknown:
         raise CheckpointError(f"{source}: unknown HyenaDNA config fields {', '.join(unknown)}")
     if layer.get("order", 2) != 2:
         raise CheckpointError(f"{source}: Hyena order {layer['order']} is not supported (only 2 was released)")
-    values = {k: config[k] for k in top if k in config}
-    values.update(
-        {k: layer[k] for k in ("emb_dim", "filter_order", "modulate", "train_freq", "num_inner_mlps") if k in layer}
-    )
     if "l_max" not in layer:
         raise CheckpointError(f"{source}: layer.l_max is missing")
+    values = {k: config[k] for k in top if k in config}
+    values.update({k: layer[k] for k in layer_fields if k in layer})
     values["max_seq_len"] = layer["l_max"]
     values["short_filter_order"] = layer.get("local_order", 3)
     values["activation_freq"] = layer.get("w", 10)
-    return _hyenadna_config(values, source, filter_shift=filter_shift)
+    return _hyenadna_config(values, source, overrides)
 
 
-def load_hyenadna_hf(directory: Path, config: Mapping[str, Any], *, filter_shift: float = 0.05) -> HyenaDNA:
+def load_hyenadna_hf(source: Source, **overrides) -> HyenaDNA:
     """A ``LongSafari/hyenadna-*-seqlen-hf`` directory."""
-    weights = directory / "model.safetensors"
-    if not weights.is_file():
-        weights = directory / "pytorch_model.bin"
-    if not weights.is_file():
-        raise CheckpointError(f"{directory}: no model.safetensors or pytorch_model.bin next to config.json")
-    source = str(weights)
-    cfg = hyenadna_config_from_hf(config, str(directory / "config.json"), filter_shift=filter_shift)
+    weights = _weights(source.path)
+    config = hyenadna_config_from_hf(source.config, str(source.path / "config.json"), **overrides)
     state = load_tensors(weights)
-    _check_freq_aliases(state, "hyena.backbone.", cfg.n_layer, source)
-    state = map_keys(state, HYENADNA_HF_KEY_MAP, source)
-    tied = "lm_head.weight" not in state
-    model = HyenaDNA(dataclasses.replace(cfg, tie_word_embeddings=tied))
-    return _load_into(model, state, source)
+    model = HyenaDNA(dataclasses.replace(config, tie_word_embeddings="lm_head.weight" not in state))
+    keys = hyenadna_keys(model, backbone="hyena.backbone.", head="lm_head.weight")
+    return keys.load(model, state, str(weights))
 
 
-def load_hyenadna_original(directory: Path, config: Mapping[str, Any], *, filter_shift: float = 0.05) -> HyenaDNA:
-    """A ``LongSafari/hyenadna-*-seqlen`` directory: nested ``config.json`` + Lightning ``weights.ckpt``."""
-    weights = directory / "weights.ckpt"
-    cfg = hyenadna_config_from_original(config, str(directory / "config.json"), filter_shift=filter_shift)
-    checkpoint = load_pickle(weights)
+def _load_original(config: HyenaDNAConfig, checkpoint: Any, source: str) -> HyenaDNA:
     state = checkpoint.get("state_dict") if isinstance(checkpoint, Mapping) else None
     if not isinstance(state, Mapping):
-        raise CheckpointError(f"{weights} is not a Lightning checkpoint (no state_dict)")
-    state = _strip_checkpoint_wrappers(state)
-    _check_freq_aliases(state, "model.backbone.", cfg.n_layer, str(weights))
-    state = map_keys(state, HYENADNA_ORIGINAL_KEY_MAP, str(weights))
-    head, embedding = state.get("lm_head.weight"), state.get("embedding.weight")
+        raise CheckpointError(f"{source} is not a Lightning checkpoint (no state_dict)")
+    # The original model ties its head to the embedding; a file with another head is another (untied) model.
+    head, embedding = state.get("model.lm_head.weight"), state.get("model.backbone.embeddings.word_embeddings.weight")
     tied = head is None or (embedding is not None and torch.equal(head, embedding))
-    if tied:
-        state.pop("lm_head.weight", None)
-    model = HyenaDNA(dataclasses.replace(cfg, tie_word_embeddings=tied))
-    return _load_into(model, state, str(weights))
+    model = HyenaDNA(dataclasses.replace(config, tie_word_embeddings=tied))
+    keys = hyenadna_keys(model, backbone="model.backbone.", head="model.lm_head.weight")
+    return keys.load(model, state, source)
 
 
-_MAMBA_KEYS = (
-    "in_proj.weight",
-    "in_proj.bias",
-    "conv1d.weight",
-    "conv1d.bias",
-    "x_proj.weight",
-    "dt_proj.weight",
-    "dt_proj.bias",
-    "A_log",
-    "D",
-    "out_proj.weight",
-    "out_proj.bias",
+def load_hyenadna_original(source: Source, **overrides) -> HyenaDNA:
+    """A ``LongSafari/hyenadna-*-seqlen`` directory: nested ``config.json`` + Lightning ``weights.ckpt``."""
+    weights = source.path / "weights.ckpt"
+    config = hyenadna_config_from_original(source.config, str(source.path / "config.json"), **overrides)
+    return _load_original(config, load_pickle(weights), str(weights))
+
+
+def plain(value: Any) -> Any:
+    """OmegaConf containers (inert stand-ins after a safe load: their data under ``_state``) -> dicts, lists and
+    values."""
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    state = getattr(value, "_state", None)
+    if not isinstance(state, dict):
+        return value
+    if "_content" in state:  # DictConfig / ListConfig
+        content = state["_content"]
+        if isinstance(content, Mapping):
+            return {k: plain(v) for k, v in content.items()}
+        return [plain(v) for v in content] if isinstance(content, list) else content
+    return plain(state.get("_val"))  # a value node
+
+
+def _ckpt_model_config(source: Source) -> dict | None:
+    """The Hyena model config a Lightning ``.ckpt`` carries in ``hyper_parameters.model`` (None if it has none)."""
+    if source.path.suffix != ".ckpt":
+        return None
+    contents = source.contents
+    hyper = plain(contents.get("hyper_parameters")) if isinstance(contents, Mapping) else None
+    model = hyper.get("model") if isinstance(hyper, dict) else None
+    is_hyena = isinstance(model, dict) and isinstance(model.get("layer"), dict)
+    return model if is_hyena and model["layer"].get("_name_", "hyena") == "hyena" else None
+
+
+def load_hyenadna_ckpt(source: Source, **overrides) -> HyenaDNA:
+    """An original Lightning ``weights.ckpt`` alone, configured by its ``hyper_parameters``."""
+    where = f"{source} (hyper_parameters.model)"
+    config = hyenadna_config_from_original(_ckpt_model_config(source), where, **overrides)
+    return _load_original(config, source.contents, str(source))
+
+
+def _is_hyenadna_hf(source: Source) -> bool:
+    return source.config.get("model_type") == "hyenadna" and "hyena_order" in source.config
+
+
+# What the weights cannot tell: the filter's modulation shift, and what to do past max_seq_len.
+_HYENADNA_OVERRIDES = ("filter_shift", "beyond_l_max")
+
+HYENADNA = Family(
+    model_class=HyenaDNA,
+    config_class=HyenaDNAConfig,
+    presets=hyenadna.PRESETS,
+    example=example,
+    layouts=(
+        Layout("hyenadna-hf", _is_hyenadna_hf, load_hyenadna_hf, overrides=_HYENADNA_OVERRIDES),
+        Layout(
+            "hyenadna-original",
+            lambda source: isinstance(source.config.get("layer"), Mapping),
+            load_hyenadna_original,
+            overrides=_HYENADNA_OVERRIDES,
+        ),
+        Layout(
+            "hyenadna-original-ckpt",
+            lambda source: _ckpt_model_config(source) is not None,
+            load_hyenadna_ckpt,
+            files=True,
+            overrides=_HYENADNA_OVERRIDES,
+        ),
+    ),
 )
-# mamba_rev's projections are tied to mamba_fwd's: absent from the released files, checked when present.
-_TIED_REV = ("in_proj.weight", "in_proj.bias", "out_proj.weight", "out_proj.bias")
 
 
-def _caduceus_key_map(rcps: bool) -> dict[str, str | None]:
-    """Caduceus HF keys -> ours. PS wraps the mixer (``mixer.submodule.``) and the embedding (``.embedding``)."""
-    mixer = "caduceus.backbone.layers.{}.mixer." + ("submodule." if rcps else "")
-    embedding = "caduceus.backbone.embeddings.word_embeddings" + (".embedding" if rcps else "")
-    key_map: dict[str, str | None] = {
-        f"{embedding}.weight": "embedding.weight",
-        **{f"{mixer}mamba_fwd.{k}": f"layers.{{}}.mixer.mamba_fwd.{k}" for k in _MAMBA_KEYS},
-        **{f"{mixer}mamba_rev.{k}": f"layers.{{}}.mixer.mamba_rev.{k}" for k in _MAMBA_KEYS if k not in _TIED_REV},
-        **{f"{mixer}mamba_rev.{k}": None for k in _TIED_REV},  # checked by _check_tied
-        "caduceus.backbone.layers.{}.norm.weight": "layers.{}.norm.weight",
-        "caduceus.backbone.layers.{}.norm.bias": "layers.{}.norm.bias",
-        "caduceus.backbone.norm_f.weight": "norm_f.weight",
-        "caduceus.backbone.norm_f.bias": "norm_f.bias",
-    }
-    if rcps:  # the complement tables are rebuilt from the vocabulary, checked by _check_complement
-        key_map["caduceus.backbone.embeddings.word_embeddings.complement_map"] = None
-        key_map["lm_head.complement_map"] = None
-        key_map["lm_head.lm_head.weight"] = None  # tied to the embedding, checked by _check_tied
-    else:
-        key_map["lm_head.weight"] = None
-    return key_map
+# Caduceus -----------------------------------------------------------------------------------------------------
+
+_MAMBA = r"(?:in_proj|conv1d|dt_proj|out_proj)\.(?:weight|bias)|x_proj\.weight|A_log|D"
+_COMPLEMENT_MAPS = ("caduceus.backbone.embeddings.word_embeddings.complement_map", "lm_head.complement_map")
 
 
-def _check_tied(state: Mapping[str, torch.Tensor], pairs: list[tuple[str, str]], source: str) -> None:
-    """Keys stored for tied tensors must hold the same values as the tensor they are tied to."""
-    for alias, target in pairs:
-        if alias in state and target in state and not torch.equal(state[alias], state[target]):
-            raise CheckpointError(f"{source}: {alias} differs from {target}; untied weights are not supported")
+def caduceus_keys(model: Caduceus) -> KeyMap:
+    """Caduceus HF keys -> ours. PS wraps the embedding (``.embedding``) and each mixer (``mixer.submodule.``).
+
+    Dropped: the LM head, tied to the embedding (absent from the released files, checked by `_check_caduceus`
+    where present) and PS's complement tables (rebuilt from the vocabulary, checked). ``mamba_rev``'s in and out
+    projections are ``mamba_fwd``'s: absent from the released files, equal where present.
+    """
+    ps = model.config.rcps
+    embedding = r"\.embedding" if ps else ""
+    submodule = r"submodule\." if ps else ""
+    b = r"caduceus\.backbone\."
+    rules = [
+        (rf"{b}embeddings\.word_embeddings{embedding}\.weight", "embedding.weight"),
+        (rf"{b}layers\.(\d+)\.mixer\.{submodule}(mamba_fwd|mamba_rev)\.({_MAMBA})", r"layers.\1.mixer.\2.\3"),
+        (rf"{b}layers\.(\d+)\.norm\.(weight|bias)", r"layers.\1.norm.\2"),
+        (rf"{b}norm_f\.(weight|bias)", r"norm_f.\1"),
+    ]
+    drop = [re.escape(key) for key in (["lm_head.lm_head.weight", *_COMPLEMENT_MAPS] if ps else ["lm_head.weight"])]
+    tied = {}
+    if model.config.bidirectional_weight_tie:
+        for key in model.state_dict():
+            if re.fullmatch(r"layers\.\d+\.mixer\.mamba_rev\.(?:in|out)_proj\.\w+", key):
+                tied[key] = key.replace("mamba_rev", "mamba_fwd")
+    return KeyMap(rules=rules, drop=drop, tied=tied)
 
 
-def _check_complement(state: Mapping[str, torch.Tensor], expected: torch.Tensor, source: str) -> None:
-    for key in ("caduceus.backbone.embeddings.word_embeddings.complement_map", "lm_head.complement_map"):
-        if key in state and not torch.equal(state[key].long(), expected):
+def _check_caduceus(state: Mapping[str, torch.Tensor], ps: bool, source: str) -> None:
+    """What the key map drops must be what the model rebuilds: the head equal to the embedding, the complement
+    tables the A<->T, C<->G complement of the vocabulary."""
+    embedding = state.get(f"caduceus.backbone.embeddings.word_embeddings{'.embedding' if ps else ''}.weight")
+    head = state.get("lm_head.lm_head.weight" if ps else "lm_head.weight")
+    if head is not None and embedding is not None and not torch.equal(head, embedding):
+        raise CheckpointError(f"{source}: the LM head differs from the embedding it is tied to (untied: unsupported)")
+    for key in _COMPLEMENT_MAPS:
+        if key in state and not torch.equal(state[key].long(), torch.tensor(COMPLEMENT)[: len(state[key])]):
             raise CheckpointError(f"{source}: {key} is not the A<->T, C<->G complement of the DNA vocabulary")
 
 
-def caduceus_config_from_hf(config: Mapping[str, Any], source: str, *, max_seq_len: int | None) -> CaduceusConfig:
+def caduceus_config_from_hf(config: Mapping[str, Any], source: str, **overrides) -> CaduceusConfig:
     """The HF ``CaduceusConfig`` (with its nested ``ssm_cfg`` and ``initializer_cfg``) -> `CaduceusConfig`."""
     names = {f.name for f in dataclasses.fields(CaduceusConfig)}
     values = {k: v for k, v in config.items() if k in names}
@@ -308,78 +298,46 @@ def caduceus_config_from_hf(config: Mapping[str, Any], source: str, *, max_seq_l
         if any(table.get(i, i) != c for i, c in enumerate(COMPLEMENT)):
             raise CheckpointError(f"{source}: complement_map is not the A<->T, C<->G complement of the DNA vocabulary")
     try:
-        return CaduceusConfig(**values, max_seq_len=max_seq_len)
+        return CaduceusConfig(**{**values, **overrides})
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{source}: invalid Caduceus config: {err}") from None
 
 
 def _seqlen_from_name(directory: Path) -> int | None:
-    """The released directories are named ``caduceus-ps_seqlen-131k_...``: the training length, when named."""
-    found = re.search(r"seqlen-(\d+)(k?)", directory.name)
-    if not found:
-        return None
-    return int(found.group(1)) * (1024 if found.group(2) else 1)
-
-
-def load_caduceus_hf(directory: Path, config: Mapping[str, Any]) -> Caduceus:
-    """A ``kuleshov-group/caduceus-{ps,ph}_*`` directory (``model.safetensors`` or ``pytorch_model.bin``)."""
-    weights = directory / "model.safetensors"
-    if not weights.is_file():
-        weights = directory / "pytorch_model.bin"
-    if not weights.is_file():
-        raise CheckpointError(f"{directory}: no model.safetensors or pytorch_model.bin next to config.json")
-    source = str(weights)
-    cfg = caduceus_config_from_hf(config, str(directory / "config.json"), max_seq_len=_seqlen_from_name(directory))
-    state = load_tensors(weights)
-    model = Caduceus(cfg)
-    _check_complement(state, model.complement, source)
-    mixer = "caduceus.backbone.layers.{}.mixer." + ("submodule." if cfg.rcps else "")
-    embedding = "caduceus.backbone.embeddings.word_embeddings" + (".embedding.weight" if cfg.rcps else ".weight")
-    pairs = [("lm_head.lm_head.weight" if cfg.rcps else "lm_head.weight", embedding)]
-    for i in range(cfg.n_layer):
-        pairs += [(f"{mixer}mamba_rev.{k}".format(i), f"{mixer}mamba_fwd.{k}".format(i)) for k in _TIED_REV]
-    _check_tied(state, pairs, source)
-    return _load_into(model, map_keys(state, _caduceus_key_map(cfg.rcps), source), source)
-
-
-def _hyenadna_layout(config: Mapping[str, Any] | None) -> str | None:
-    if config is None:
-        return None
-    if isinstance(config.get("layer"), Mapping):
-        return "hyenadna-original"
-    if config.get("model_type") == "hyenadna" and "hyena_order" in config:
-        return "hyenadna-hf"
+    """The released repositories are named ``caduceus-ps_seqlen-131k_...``: the training length, when named, a
+    power of two rounded to thousands (1k = 1,024, 131k = 131,072). A Hub snapshot lies in
+    ``models--kuleshov-group--<name>/snapshots/<commit>``."""
+    names = [directory.name]
+    if directory.parent.name == "snapshots":
+        names.append(directory.parent.parent.name)
+    for name in names:
+        found = re.search(r"seqlen-(\d+)(k?)", name)
+        if found:
+            return 2 ** round(math.log2(int(found.group(1)) * 1000)) if found.group(2) else int(found.group(1))
     return None
 
 
-HYENADNA = Family(
-    model_class=HyenaDNA,
-    config_class=HyenaDNAConfig,
-    presets={name: config for name, config in PRESETS.items() if isinstance(config, HyenaDNAConfig)},
-    layouts=(
-        Layout(
-            "hyenadna-hf",
-            lambda source: _hyenadna_layout(source.config) == "hyenadna-hf",
-            lambda source, **options: load_hyenadna_hf(source.path, source.config, **options),
-            overrides=("filter_shift",),
-        ),
-        Layout(
-            "hyenadna-original",
-            lambda source: _hyenadna_layout(source.config) == "hyenadna-original",
-            lambda source, **options: load_hyenadna_original(source.path, source.config, **options),
-            overrides=("filter_shift",),
-        ),
-    ),
-)
+def load_caduceus_hf(source: Source, **overrides) -> Caduceus:
+    """A ``kuleshov-group/caduceus-{ps,ph}_*`` directory (``model.safetensors`` or ``pytorch_model.bin``)."""
+    weights = _weights(source.path)
+    overrides = {"max_seq_len": _seqlen_from_name(source.path), **overrides}
+    model = Caduceus(caduceus_config_from_hf(source.config, str(source.path / "config.json"), **overrides))
+    state = load_tensors(weights)
+    _check_caduceus(state, model.config.rcps, str(weights))
+    return caduceus_keys(model).load(model, state, str(weights))
+
+
 CADUCEUS = Family(
     model_class=Caduceus,
     config_class=CaduceusConfig,
-    presets={name: config for name, config in PRESETS.items() if isinstance(config, CaduceusConfig)},
+    presets=caduceus.PRESETS,
+    example=example,
     layouts=(
         Layout(
             "caduceus-hf",
             lambda source: source.config.get("model_type") == "caduceus" and "ssm_cfg" in source.config,
-            lambda source: load_caduceus_hf(source.path, source.config),
+            load_caduceus_hf,
+            overrides=("max_seq_len",),  # the length it was trained at: not in the HF config
         ),
     ),
 )

@@ -17,7 +17,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from longseq.core.block import Block
-from longseq.core.checkpoint import CheckpointError, load_pickle
+from longseq.core.checkpoint import CheckpointError, check_state_dict, load_pickle
 from longseq.core.io import InputError
 from longseq.core.train.resume import StepSeed
 
@@ -189,7 +189,8 @@ def fit(
 
     Raises:
         InputError: ``resume="last"`` without a checkpoint dir.
-        CheckpointError: the checkpoint is missing, corrupt, unsafe or not a training checkpoint.
+        CheckpointError: the checkpoint is missing, corrupt, unsafe, not a training checkpoint, or one of another
+            model.
     """
     if resume is not None and str(resume) == "last":
         if trainer.checkpoint_callback is None:
@@ -201,5 +202,6 @@ def fit(
         state = load_pickle(resume)
         if not isinstance(state, dict) or "state_dict" not in state or "loops" not in state:
             raise CheckpointError(f"{resume} is not a training checkpoint (no state_dict and loop state)")
+        check_state_dict(task, state["state_dict"], str(resume))  # a run of another model: one line, not Lightning's
     ckpt_path = None if resume is None else str(resume)
     trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)

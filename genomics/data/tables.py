@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,17 @@ class LabelledSequences:
     classes: list[str]
 
 
+@contextlib.contextmanager
+def _long_fields() -> Iterator[None]:
+    """Lift the csv module's field limit (128 KiB) while reading: a sequence may be as long as a model's context
+    (a million bases for HyenaDNA)."""
+    previous = csv.field_size_limit(2**31 - 1)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
 def read_labelled(path: str | os.PathLike, *, classes: list[str] | None = None) -> LabelledSequences:
     """Read ``sequence,label`` rows (TSV when the file ends in .tsv or its first line has a tab).
 
@@ -30,16 +43,20 @@ def read_labelled(path: str | os.PathLike, *, classes: list[str] | None = None) 
             distinct labels of this file (numerically sorted when they are all integers).
 
     Raises:
-        InputError: a missing or empty file, a short row, an empty sequence, a label not in ``classes``.
+        InputError: a missing or empty file, one that is not a table, a short row, an empty sequence, a label not
+            in ``classes``.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle, _long_fields():
         first = handle.readline()
         handle.seek(0)
         delimiter = "\t" if path.suffix == ".tsv" or "\t" in first else ","
-        rows = [(n, row) for n, row in enumerate(csv.reader(handle, delimiter=delimiter), 1) if any(row)]
+        try:
+            rows = [(n, row) for n, row in enumerate(csv.reader(handle, delimiter=delimiter), 1) if any(row)]
+        except csv.Error as err:
+            raise InputError(f"{path}: not a CSV or TSV table: {err}") from None
     if not rows:
         raise InputError(f"{path}: the file is empty")
     header = [cell.strip().lower() for cell in rows[0][1]]

@@ -22,6 +22,7 @@ Both are RC-equivariant; they are different functions of the same weights.
 
 Downstream, PS hidden states are made RC-invariant by averaging the forward half with the channel-flipped RC
 half, position by position (`embed`); Ph is meant to be used with post-hoc conjoining (run the RC too, average).
+The released Hugging Face checkpoints are read by `longseq.genomics.convert` (``longseq.from_pretrained``).
 """
 
 from __future__ import annotations
@@ -93,6 +94,19 @@ class CaduceusConfig:
     def padded_vocab_size(self) -> int:
         m = self.pad_vocab_size_multiple
         return math.ceil(self.vocab_size / m) * m
+
+
+# kuleshov-group/caduceus-{ps,ph}_seqlen-*_d_model-*_n_layer-*; then tiny ones for tests.
+PRESETS: dict[str, CaduceusConfig] = {
+    "caduceus-ps-131k": CaduceusConfig(rcps=True, d_model=256, n_layer=16, max_seq_len=131072),
+    "caduceus-ph-131k": CaduceusConfig(rcps=False, d_model=256, n_layer=16, max_seq_len=131072),
+    "caduceus-ps-1k-d256": CaduceusConfig(rcps=True, d_model=256, n_layer=4, max_seq_len=1024),
+    "caduceus-ph-1k-d256": CaduceusConfig(rcps=False, d_model=256, n_layer=4, max_seq_len=1024),
+    "caduceus-ps-1k-d118": CaduceusConfig(rcps=True, d_model=118, n_layer=4, max_seq_len=1024),
+    "caduceus-ph-1k-d118": CaduceusConfig(rcps=False, d_model=118, n_layer=4, max_seq_len=1024),
+    "caduceus-ps-test": CaduceusConfig(rcps=True, d_model=16, n_layer=2, d_state=4, max_seq_len=256),
+    "caduceus-ph-test": CaduceusConfig(rcps=False, d_model=16, n_layer=2, d_state=4, max_seq_len=256),
+}
 
 
 def rc_hidden(h: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from longseq.core.registry import Family, Pretrained
-from longseq.genomics.data.tokenizer import reverse_complement
+from longseq.genomics.data.tokenizer import A, N, reverse_complement
 from longseq.genomics.models.caduceus import Caduceus, CaduceusConfig
 from longseq.genomics.models.hyenadna import HyenaDNA, HyenaDNAConfig
 
@@ -58,6 +58,8 @@ class ClassifierConfig:
             raise ValueError(f"a classifier needs at least two classes; got {self.classes}")
         if self.pooling not in ("mean", "max", "last"):
             raise ValueError(f"pooling must be mean, max or last; got {self.pooling!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
 
     @property
     def num_classes(self) -> int:
@@ -103,4 +105,9 @@ class SequenceClassifier(Pretrained, nn.Module):
         return logits
 
 
-FAMILY = Family(model_class=SequenceClassifier, config_class=ClassifierConfig)
+def example(model: SequenceClassifier) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two right-padded sequences of 11 and 6 bases with their lengths: the registry's tiny forward pass."""
+    return torch.randint(A, N + 1, (2, 11)), torch.tensor([11, 6])
+
+
+FAMILY = Family(model_class=SequenceClassifier, config_class=ClassifierConfig, example=example)

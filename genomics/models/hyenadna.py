@@ -5,12 +5,12 @@
 
 Built on `core.HyenaOperator` and `core.Block` (pre-norm, the residual kept apart). Official checkpoints
 (Hugging Face ``LongSafari/hyenadna-*-hf`` directories, original Lightning ``weights.ckpt`` directories) are
-converted by `genomics.convert`.
+converted by `longseq.genomics.convert`, which declares the family: ``longseq.from_pretrained`` reads them all,
+and every preset below.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -75,6 +75,19 @@ class HyenaDNAConfig:
     def padded_vocab_size(self) -> int:
         m = self.pad_vocab_size_multiple
         return math.ceil(self.vocab_size / m) * m
+
+
+# LongSafari/hyenadna-*-seqlen(-hf): n_layer, d_model, max_seq_len (d_inner = 4 d_model); then a tiny one for tests.
+PRESETS: dict[str, HyenaDNAConfig] = {
+    "hyenadna-tiny-1k": HyenaDNAConfig(n_layer=2, d_model=128, max_seq_len=1026),
+    "hyenadna-tiny-1k-d256": HyenaDNAConfig(n_layer=2, d_model=256, max_seq_len=1026),
+    "hyenadna-tiny-16k-d128": HyenaDNAConfig(n_layer=2, d_model=128, max_seq_len=16386),
+    "hyenadna-small-32k": HyenaDNAConfig(n_layer=4, d_model=256, max_seq_len=32770),
+    "hyenadna-medium-160k": HyenaDNAConfig(n_layer=8, d_model=256, max_seq_len=160002),
+    "hyenadna-medium-450k": HyenaDNAConfig(n_layer=8, d_model=256, max_seq_len=450002),
+    "hyenadna-large-1m": HyenaDNAConfig(n_layer=8, d_model=256, max_seq_len=1000002),
+    "hyenadna-test": HyenaDNAConfig(n_layer=2, d_model=16, max_seq_len=256, filter_order=16),
+}
 
 
 class HyenaDNA(Pretrained, nn.Module):
@@ -174,10 +187,3 @@ class HyenaDNA(Pretrained, nn.Module):
     def embed(self, input_ids: torch.Tensor, lengths: torch.Tensor | None = None, *, layer: int = -1) -> torch.Tensor:
         """Per-position embeddings (b, l, d) for right-padded ids; ``lengths`` is unused (the model is causal)."""
         return self.hidden_states(input_ids, layer=layer)
-
-    def with_config(self, **changes) -> HyenaDNA:
-        """A copy of this model under changed config fields that leave the parameters as they are
-        (e.g. ``beyond_l_max``, dropouts)."""
-        model = type(self)(dataclasses.replace(self.config, **changes))
-        model.load_state_dict(self.state_dict())
-        return model

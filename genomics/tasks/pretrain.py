@@ -91,6 +91,8 @@ class PretrainTask(L.LightningModule):
         super().__init__()
         if objective not in ("causal", "mlm"):
             raise ValueError(f"objective must be 'causal' or 'mlm'; got {objective!r}")
+        if not 0 < mask_prob <= 1:
+            raise ValueError(f"mask_prob must be in (0, 1]; got {mask_prob}")
         self.model = model
         self.objective = objective
         self.optimizer_config = optimizer or OptimizerConfig()

@@ -1,9 +1,11 @@
-"""``dna embed`` and ``dna convert`` end to end on tiny presets, bad input included."""
+"""``dna embed`` and ``dna convert`` end to end on tiny presets, bad input and SIGTERM included."""
 
 from __future__ import annotations
 
 import gzip
+import os
 import re
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ import pytest
 import torch
 
 from longseq.core.registry import from_pretrained
+from longseq.genomics import embed as embed_module
 from longseq.genomics.cli import main
 from longseq.genomics.data.tokenizer import DNATokenizer, reverse_complement
 
@@ -133,50 +136,107 @@ def test_fastq_gz_genbank_and_bed_inputs(tmp_path, capsys):
     assert np.load(out)["ids"].tolist() == ["peak1", "chr1:100-130"]
 
 
+def test_a_fine_tuned_classifier_embeds_with_its_backbone(tmp_path, fasta, ckpt, capsys):
+    from longseq.genomics.models.classifier import SequenceClassifier
+
+    backbone = from_pretrained(ckpt["hyenadna-test"])
+    SequenceClassifier.from_backbone(backbone, ["a", "b"]).save_pretrained(tmp_path / "classifier")
+    path, _ = fasta
+    for name, model in (("backbone", ckpt["hyenadna-test"]), ("classifier", tmp_path / "classifier")):
+        assert dna(["embed", "--input", path, "--output", tmp_path / f"{name}.npz", "--model", model], capsys)[0] == 0
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "classifier.npz")["embeddings"], np.load(tmp_path / "backbone.npz")["embeddings"]
+    )
+
+
 def test_convert_then_embed_with_the_converted_checkpoint(tmp_path, fasta, capsys):
-    code, stdout, _ = dna(["convert", "--source", FIXTURES / "hyenadna_a", "--output", tmp_path / "ours"], capsys)
+    code, stdout, _ = dna(["convert", "--model", FIXTURES / "hyenadna_a", "--output", tmp_path / "ours"], capsys)
     assert code == 0 and "HyenaDNA" in stdout
     assert sorted(p.name for p in (tmp_path / "ours").iterdir()) == ["config.json", "model.safetensors"]
     path, _ = fasta
     args = ["embed", "--input", path, "--output", tmp_path / "e.npz", "--model", tmp_path / "ours"]
     assert dna(args, capsys)[0] == 0
     assert np.load(tmp_path / "e.npz")["embeddings"].shape == (6 + 1 + 2, 32)  # windows of 130 over 700, 50, 256
-    code, _, err = dna(["convert", "--source", FIXTURES / "hyenadna_a", "--output", tmp_path / "ours"], capsys)
+    code, _, err = dna(["convert", "--model", FIXTURES / "hyenadna_a", "--output", tmp_path / "ours"], capsys)
     assert code == 2 and "already exists" in err
+    code, _, err = dna(
+        ["convert", "--model", FIXTURES / "caduceus_ps_a", "--output", tmp_path / "c", "--filter_shift", 0], capsys
+    )
+    assert code == 2 and "(caduceus-hf) takes no setting filter_shift" in err and not (tmp_path / "c").exists()
 
 
 def bad_cases(tmp_path: Path, checkpoint: Path) -> list[tuple[list, str]]:
     (tmp_path / "malformed.fq").write_text("@r1\nACGT\n+\nII\n")
     (tmp_path / "garbage.fa").write_text("this is not a sequence file\n")
+    (tmp_path / "binary.fa").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "binary_record.fa").write_bytes(b">x\n" + bytes(range(256)))
     (tmp_path / "empty.fa").write_text("")
     (tmp_path / "emptyrec.fa").write_text(">a\n>b\nACGT\n")
     (tmp_path / "chars.fa").write_text(">a\nACGT\n>b\nACGTXACGT\n")
     (tmp_path / "ok.fa").write_text(">a\nACGTACGT\n")
-    (tmp_path / "mamba").mkdir()
-    (tmp_path / "mamba" / "config.json").write_text('{"model_type": "mamba", "d_model": 8}')
+    (tmp_path / "ok.bed").write_text("a\t0\t4\n")
+    (tmp_path / "adir").mkdir()
+    from_pretrained("mamba-tiny").save_pretrained(tmp_path / "lm")
     ok, model = tmp_path / "ok.fa", ["--model", checkpoint]
     return [
+        # input files
         (["--input", tmp_path / "malformed.fq", *model], "malformed FASTQ"),
         (["--input", tmp_path / "garbage.fa", *model], "not FASTA, FASTQ or GenBank"),
+        (["--input", tmp_path / "binary.fa", *model], "not FASTA, FASTQ or GenBank"),
+        (["--input", tmp_path / "binary_record.fa", *model], "x: non-ASCII character"),
         (["--input", tmp_path / "empty.fa", *model], "the file is empty"),
         (["--input", tmp_path / "emptyrec.fa", *model], "record 'a' is empty"),
         (["--input", tmp_path / "chars.fa", *model], "b: character 'X' at position 5 is not a base"),
         (["--input", tmp_path / "missing.fa", *model], "no such file"),
+        (["--input", ok, *model, "--bed", ok], "a BED line needs chrom, start and end"),
+        # numbers
         (["--input", ok, *model, "--window", 300], r"--window 300 is longer than the model's context \(256\)"),
-        (["--input", ok, "--model", tmp_path / "mamba"], "not a genomics model"),
-        (["--input", ok, "--model", "no-such-model"], "neither a checkpoint directory nor a preset"),
+        (["--input", ok, *model, "--window", 0], "--window and --stride must be positive"),
+        (["--input", ok, *model, "--stride", -1], "--window and --stride must be positive"),
+        (["--input", ok, *model, "--batch_size", 0], "--batch_size must be positive"),
+        (["--input", ok, *model, "--layer", 99], r"--layer 99: the model has 2 blocks"),
+        # models and devices
+        (["--input", ok, "--model", tmp_path / "lm"], "holds a CausalLM, not a HyenaDNA or Caduceus model"),
+        (["--input", ok, "--model", "no-such-model"], "unknown model 'no-such-model'"),
+        (
+            ["--input", ok, *model, "--device", "cuda:0" if not torch.cuda.is_available() else "cuda:99"],
+            "--device cuda",
+        ),
+        (["--input", ok, *model, "--device", "tpu"], "unknown device 'tpu'"),
+        # outputs
+        (["--input", ok, *model, "--output", ok], "the output .*ok.fa would overwrite the input"),
+        (
+            ["--input", ok, "--bed", tmp_path / "ok.bed", *model, "--output", tmp_path / "ok.bed"],
+            "would overwrite the input",
+        ),
         (["--input", ok, *model, "--output", tmp_path / "nodir" / "x.npz"], "directory .* does not exist"),
-        (["--input", ok, *model, "--output", tmp_path], "is a directory"),
-        (["--input", ok, *model, "--device", "cuda:0" if not torch.cuda.is_available() else "nope"], "device"),
+        (["--input", ok, *model, "--output", tmp_path / "adir"], "is a directory"),
     ]
 
 
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, ckpt, capsys):
     for args, message in bad_cases(tmp_path, ckpt["hyenadna-test"]):
-        before = sorted(p.name for p in tmp_path.iterdir())
+        before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
         argv = ["embed", *args] if "--output" in args else ["embed", *args, "--output", tmp_path / "out.npz"]
         code, stdout, err = dna(argv, capsys)
         assert code == 2, (args, err)
         assert err.count("\n") == 1 and err.startswith("dna: error:"), err
         assert re.search(message, err), (message, err)
-        assert sorted(p.name for p in tmp_path.iterdir()) == before  # no output, no temp file
+        assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before  # nothing written or changed
+
+
+def test_sigterm_during_embed_leaves_no_file(tmp_path, fasta, ckpt, capsys, monkeypatch):
+    """SIGTERM unwinds like Ctrl-C: exit 143, the temporary .npz (being written when the signal came) removed."""
+    path, _ = fasta
+    out = tmp_path / "out.npz"
+    real = embed_module.embed_windows
+
+    def terminated(*args, **kwargs):
+        assert list(tmp_path.glob(".out.npz.tmp-*")), "the temporary output should exist by now"
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(embed_module, "embed_windows", terminated)
+    code, _, err = dna(["embed", "--input", path, "--output", out, "--model", ckpt["hyenadna-test"]], capsys)
+    assert code == 143 and err == "dna: terminated\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.fa"]

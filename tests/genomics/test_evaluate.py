@@ -7,13 +7,13 @@ import math
 import numpy as np
 import torch
 
+import longseq
 from longseq.genomics.evaluate import causal_scores, masked_scores
 from longseq.genomics.markov import ContextModel, bases_from_ids
-from longseq.genomics.models import build
 
 
 def test_causal_scores_cover_each_position_once_with_context():
-    model = build("hyenadna-test").eval()
+    model = longseq.from_pretrained("hyenadna-test")
     ids = np.random.default_rng(0).integers(7, 11, 300)
     scores = causal_scores(model, ids, 100, 250, window=64, context=32, batch_size=3)
     assert scores.positions.tolist() == list(range(100, 250))
@@ -25,7 +25,7 @@ def test_causal_scores_cover_each_position_once_with_context():
 
 
 def test_masked_scores_and_matched_baseline_positions():
-    model = build("caduceus-ps-test").eval()
+    model = longseq.from_pretrained("caduceus-ps-test")
     ids = np.random.default_rng(1).integers(7, 11, 400)
     scores = masked_scores(model, ids, 100, 400, window=64, seeds=2)
     assert scores.positions.min() >= 100 and scores.positions.max() < 100 + 4 * 64
