@@ -175,20 +175,6 @@ def _check_run(output: Path, trainer: TrainerConfig, model: str, *inputs: Path |
             raise InputError(f"--trainer.{flag} {path} lies inside --output {output}; keep it elsewhere")
 
 
-def _build_trainer(config: TrainerConfig):
-    """`core.train.build_trainer`; a setting this machine cannot run (``--trainer.accelerator cuda`` without a GPU,
-    say) is bad input."""
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
-
-    from longseq.core.io import InputError
-    from longseq.core.train import build_trainer
-
-    try:
-        return build_trainer(config)
-    except MisconfigurationException as err:
-        raise InputError(f"--trainer: {err}") from None
-
-
 def _report(trainer, output: Path) -> None:
     metrics = " ".join(
         f"{k} {float(v):.4f}" for k, v in sorted(trainer.callback_metrics.items()) if k.startswith("val/")
@@ -221,7 +207,7 @@ def pretrain(
     import torch
 
     from longseq.core.io import InputError, new_directory
-    from longseq.core.train import TokenWindowDataModule, fit
+    from longseq.core.train import TokenWindowDataModule, build_trainer, fit
     from longseq.genomics.data.splits import split_genome
     from longseq.genomics.models.caduceus import Caduceus
     from longseq.genomics.tasks.pretrain import PretrainTask
@@ -230,7 +216,7 @@ def pretrain(
     if not 0 < mask_prob <= 1:
         raise InputError(f"--mask_prob must be in (0, 1], got {mask_prob}")
     with new_directory(output):
-        lightning = _build_trainer(trainer)  # seeds everything: the same model and data order on every run
+        lightning = build_trainer(trainer)  # seeds everything: the same model and data order on every run
         net = _language_model(model).train()
         context = net.context_length
         seq_len = data.seq_len or context
@@ -307,7 +293,7 @@ def finetune(
         dropout: before the head, in [0, 1).
     """
     from longseq.core.io import InputError, new_directory
-    from longseq.core.train import fit
+    from longseq.core.train import build_trainer, fit
     from longseq.genomics.data.tables import read_labelled
     from longseq.genomics.data.tokenizer import DNATokenizer
     from longseq.genomics.models.caduceus import Caduceus
@@ -318,7 +304,7 @@ def finetune(
     if not 0 <= dropout < 1:
         raise InputError(f"--dropout must be in [0, 1), got {dropout}")
     with new_directory(output):
-        lightning = _build_trainer(trainer)  # seeds everything: the same model and data order on every run
+        lightning = build_trainer(trainer)  # seeds everything: the same model and data order on every run
         train = read_labelled(data.train)
         if len(train.classes) < 2:
             raise InputError(f"{data.train}: every row has the label {train.classes[0]!r}; a classifier needs two")

@@ -1,6 +1,7 @@
 """``bytelm`` end to end on tiny presets: train (resume proven by the shared harness), generate (any bytes),
 eval; every kind of bad input is one line, exit status 2 and nothing written."""
 
+import functools
 import json
 import os
 import subprocess
@@ -66,11 +67,7 @@ def test_train_generate_eval(corpus, tmp_path, capsys):
 
 
 def test_train_resumes_exactly(corpus, tmp_path, monkeypatch):
-    def command(output, steps):
-        # bytelm train creates its output directory, not the parents: the harness names one in a new directory
-        output.parent.mkdir(exist_ok=True)
-        return train_args(corpus, output, steps)
-
+    command = functools.partial(train_args, corpus)
     check_resume(main, command, lambda finished: ["--model", str(finished)], tmp_path, monkeypatch)
 
 
