@@ -1,8 +1,14 @@
 """The trainer factory: one `TrainerConfig` (a plain dataclass, so CLIs expose it as ``--trainer.*`` flags)
-becomes a `lightning.Trainer` with checkpoints, logging, progress and exact-resume seeding wired in."""
+becomes a `lightning.Trainer` with checkpoints, logging, progress and exact-resume seeding wired in.
+
+Lightning's own info lines (the hardware it found, tips, the model summary) are silenced: a command that
+refuses its input after building the trainer must still say so in one line. Progress and resume notes go to
+the ``longseq.train`` logger (stderr); Lightning's warnings still show.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -13,13 +19,24 @@ import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.strategies import FSDPStrategy
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from longseq.core.block import Block
 from longseq.core.checkpoint import CheckpointError, check_state_dict, load_pickle
 from longseq.core.io import InputError
 from longseq.core.train.resume import StepSeed
+
+log = logging.getLogger("longseq.train")
+
+
+@rank_zero_only
+def note(message: str) -> None:
+    """A progress line on stderr, from the first process only."""
+    if not log.handlers:
+        log.addHandler(logging.StreamHandler(sys.stderr))
+        log.setLevel(logging.INFO)
+    log.info(message)
 
 
 @dataclass(kw_only=True)
@@ -104,11 +121,13 @@ class ProgressLines(L.Callback):
         self._last = step
         metrics = " ".join(f"{k} {float(v):.4g}" for k, v in trainer.progress_bar_metrics.items())
         total = f"/{trainer.max_steps}" if trainer.max_steps > 0 else ""
-        rank_zero_info(f"step {step}{total} epoch {trainer.current_epoch} {metrics}")
+        note(f"step {step}{total} epoch {trainer.current_epoch} {metrics}")
 
 
 def build_trainer(config: TrainerConfig, *, callbacks: list[L.Callback] | None = None) -> L.Trainer:
     """A `lightning.Trainer` for ``config``; ``callbacks`` are added to the ones the config asks for."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     L.seed_everything(config.seed, workers=True, verbose=False)
     callbacks = [*(callbacks or []), StepSeed(config.seed)]
     if config.checkpoint_dir is not None:
@@ -197,7 +216,7 @@ def fit(
             raise InputError("resume='last' needs a checkpoint_dir in the TrainerConfig")
         last = Path(trainer.checkpoint_callback.dirpath) / "last.ckpt"
         resume = last if last.is_file() else None
-        rank_zero_info(f"resuming from {last}" if resume else f"no {last} yet: starting from scratch")
+        note(f"resuming from {last}" if resume else f"no {last} yet: starting from scratch")
     if resume is not None:
         state = load_pickle(resume)
         if not isinstance(state, dict) or "state_dict" not in state or "loops" not in state:
