@@ -8,6 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 from longseq.vision.btb3d.model import BTB3D
 from longseq.vision.btb3d.volumes import read_volume
@@ -190,6 +191,14 @@ def test_outputs_never_overwrite_inputs(tokens_file, tmp_path, capsys):
     run_bad(["convert3d", "--checkpoint", str(model), "--output", str(model)], capsys, "overwrite")
     run_bad(["convert3d", "--checkpoint", str(FIXTURE / "checkpoint.ckpt"), "--output", str(scan)], capsys, "exists")
     assert {p: p.read_bytes() for p in before} == before
+
+
+def test_device_cuda_on_a_machine_without_one(tokens_file, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    run_bad(_tokenize(tmp_path, **{"--device": "cuda"}), capsys, "CUDA is not available")
+    recon = str(tmp_path / "recon.nii")
+    run_bad(["decode3d", "--tokens", str(tokens_file[0]), "--output", recon, "--device", "cuda"], capsys, "CUDA")
+    assert not list(tmp_path.iterdir())
 
 
 def test_decode3d_refuses_a_model_of_other_bits_or_a_device_it_lacks(tokens_file, tmp_path, capsys):

@@ -240,13 +240,15 @@ def test_train3d_prints_its_config(capsys):
         (["--task.stage", "4"], "stage"),
         (["--model", "nope"], "unknown model"),
         (["--model", "mamba-tiny"], "not a BTB3D"),
+        (["--model", "scan.nii.gz"], "cannot read"),
+        (["--task.perceptual_weights", "vgg16.pth"], "not found: vgg16.pth"),
     ],
 )
-def test_train3d_bad_arguments_exit_2_and_create_nothing(tmp_path, capsys, extra, message, monkeypatch):
+def test_train3d_bad_arguments_exit_2_and_create_nothing(tmp_path, capfd, extra, message, monkeypatch):
     monkeypatch.chdir(tmp_path)
     argv = train3d_argv(tmp_path, tmp_path / "model", 1)
     assert main(argv + extra) == 2
-    err = capsys.readouterr().err
+    err = capfd.readouterr().err  # Lightning's log lines go to the process's stderr
     assert message in err and err.count("\n") == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scan.nii.gz"]
 
@@ -262,3 +264,13 @@ def test_train3d_outputs_never_replace_files(tmp_path, capsys, monkeypatch):
         assert message in err and err.count("\n") == 1, err
     assert (tmp_path / "taken").read_text() == "keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scan.nii.gz", "taken"]
+
+
+def test_a_gpu_accelerator_on_a_machine_without_one(tmp_path, capfd, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for accelerator in ("cuda", "gpu"):
+        assert main([*train3d_argv(tmp_path, tmp_path / "model", 1), "--trainer.accelerator", accelerator]) == 2
+        err = capfd.readouterr().err
+        assert "CUDA is not available" in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scan.nii.gz"]

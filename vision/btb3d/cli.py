@@ -143,7 +143,9 @@ def train3d(
     """
     import dataclasses
 
-    from longseq.core.io import InputError, check_not_overwriting
+    import torch
+
+    from longseq.core.io import InputError, check_not_overwriting, resolve_device
     from longseq.core.train import build_trainer, fit
     from longseq.vision.btb3d.dataset import ExcerptBatches, load_training_volume
     from longseq.vision.btb3d.model import BTB3D
@@ -161,9 +163,13 @@ def train3d(
     check_size((data.batch_size, depth, data.crop_size, data.crop_size), "a training batch")
     if task.use_gan and depth < task.disc_frames:
         raise InputError(f"3D excerpts of {depth} slices are shorter than the discriminator's {task.disc_frames}")
+    if trainer.accelerator in ("gpu", "cuda", "mps"):
+        resolve_device("mps" if trainer.accelerator == "mps" else "cuda")  # Lightning would fail in many lines
     volumes = [load_training_volume(scan, intensity=data.intensity, spacing=data.spacing) for scan in data.scans]
 
-    lightning_trainer = build_trainer(dataclasses.replace(trainer, gradient_clip_val=None))  # seeds everything
+    # Everything that can refuse the inputs runs before Lightning's trainer prints its first lines, so the
+    # random initialisation (a preset's, the discriminators') is seeded here; build_trainer seeds again after.
+    torch.manual_seed(trainer.seed)
     tokenizer = BTB3D.from_pretrained(model).train()
     try:
         tokenizer.config.check_shape(depth, data.crop_size, data.crop_size)
@@ -181,6 +187,7 @@ def train3d(
         slice_every=slice_every,
         seed=trainer.seed,
     )
+    lightning_trainer = build_trainer(dataclasses.replace(trainer, gradient_clip_val=None))
     with _new_directory(output):
         fit(lightning_trainer, module, ExcerptDataModule(batches), resume=trainer.resume)
         tokenizer.save_pretrained(output)
