@@ -11,8 +11,9 @@ optimizer step per batch):
              + perceptual_weight * perceptual (off without weights) + g_weight * non-saturating GAN loss;
   discriminator: non-saturating loss + lecam_weight * LeCam + r1_weight * R1 every r1_every steps.
 The generator's loss reaches the discriminators too; those gradients are dropped before the discriminator's own
-loss is back-propagated, and both networks are clipped to the gradient norm separately (the released code steps
-two Adam optimizers one after the other, which computes the same update). 3D batches go to the 3D discriminator
+loss is back-propagated, and both networks are clipped to the gradient norm separately: the same update as a
+generator step followed by a discriminator step on the reconstruction made before it (with weight_decay 0, AdamW
+is the released Adam), counted as one step by Lightning. 3D batches go to the 3D discriminator
 (on a `disc_frames`-slice crop, its input size being fixed), 2D batches to the 2D one. The entropy weight starts
 at entropy_scale * entropy_weight and decays linearly over entropy_decay_steps. Random choices use the global
 generators, which `core.train.StepSeed` reseeds from (seed, step), and the LeCam EMAs are buffers, so a run
