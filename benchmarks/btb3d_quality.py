@@ -75,9 +75,8 @@ def held_out() -> dict[str, np.ndarray]:
 def train(args) -> None:
     import nibabel as nib
 
-    from longseq.vision.btb3d.cli import train3d
     from longseq.vision.btb3d.model import BTB3D, BTB3DConfig
-    from longseq.vision.btb3d.train_config import BTB3DTrainConfig
+    from longseq.vision.cli import main
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -91,21 +90,40 @@ def train(args) -> None:
             # Already in [-1, 1]: stored as HU / 1000, which train3d's CT window maps back exactly.
             path = Path(tmp) / f"train{k}.nii.gz"
             nib.save(nib.Nifti1Image((volume * 1000).transpose(2, 1, 0), np.eye(4)), path)
-            scans.append(path)
-        train3d(
-            scans=scans,
-            out=out / "model",
-            model=str(start),
-            train=BTB3DTrainConfig(stage=1, lr=args.lr, warmup_steps=100, crop_size=32, entropy_decay_steps=500),
-            steps=args.steps,
-            steps_per_epoch=100,
-            batch_size=4,
-            intensity="ct",
-            spacing=None,
-            checkpoint_dir=out / "ckpt",
-            resume=True,
-            log_dir=out / "logs",
-        )
+            scans.append(str(path))
+        argv = [
+            "train3d",
+            "--output",
+            str(out / "model"),
+            "--model",
+            str(start),
+            "--data.scans",
+            json.dumps(scans),
+            "--data.batch_size",
+            "4",
+            "--data.crop_size",
+            "32",
+            "--data.spacing",
+            "null",
+            "--trainer.max_steps",
+            str(args.steps),
+            "--trainer.checkpoint_dir",
+            str(out / "ckpt"),
+            "--trainer.checkpoint_every_n_steps",
+            "100",
+            "--trainer.resume",
+            "last",
+            "--trainer.log_dir",
+            str(out / "logs"),
+            "--optimizer.lr",
+            str(args.lr),
+            "--optimizer.warmup_steps",
+            "100",
+            "--task.entropy_decay_steps",
+            "500",
+        ]
+        if main(argv) != 0:
+            raise SystemExit("train3d failed")
 
 
 def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 2.0) -> float:

@@ -229,7 +229,7 @@ INDEX: tuple[Entry, ...] = (
         ("vl-mamba-siglip", "vl-mamba-clip", "vl-mamba-tiny", "vl-mamba-test"),
     ),
     Entry(
-        "longseq.vision.btb3d.model:FAMILY",
+        "longseq.vision.btb3d.convert:FAMILY",
         ("btb3d",),
         ("btb3d-8x8x8", "btb3d-16x16x8", "btb3d-8x8x8-w32", "btb3d-tiny", "btb3d-tiny-16x16x8"),
     ),

@@ -25,14 +25,16 @@ def run(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     model = str(CHECKPOINT)
     tokens, recon = out_dir / "tokens.npz", out_dir / "recon.nii.gz"
+    for previous in (tokens, recon):  # the commands never overwrite a file: clear the last run's outputs
+        previous.unlink(missing_ok=True)
     # An MRI has no Hounsfield units: use its own intensity range as the window.
     original = read_volume(scan)
     low, high = np.percentile(original.data, [0.5, 99.5])
     window = f"[{low:.1f}, {high:.1f}]"
-    argv = ["tokenize3d", "--scan", scan, "--out", str(tokens), "--model", model, "--spacing", "null"]
+    argv = ["tokenize3d", "--scan", scan, "--output", str(tokens), "--model", model, "--spacing", "null"]
     if main([*argv, "--hu_window", window]) != 0:
         raise SystemExit("tokenize3d failed")
-    if main(["decode3d", "--tokens", str(tokens), "--out", str(recon)]) != 0:
+    if main(["decode3d", "--tokens", str(tokens), "--output", str(recon)]) != 0:
         raise SystemExit("decode3d failed")
     decoded = read_volume(recon).data
     clipped = np.clip(original.data, low, high)

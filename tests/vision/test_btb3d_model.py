@@ -197,14 +197,16 @@ def test_config_validation(changes, message):
 def test_save_pretrained_round_trip(tmp_path):
     model = tiny()
     model.save_pretrained(tmp_path / "ckpt")
-    loaded = BTB3D.from_pretrained(tmp_path / "ckpt").eval()
-    assert loaded.config == model.config
+    loaded = BTB3D.from_pretrained(tmp_path / "ckpt")
+    assert loaded.config == model.config and not loaded.training
     x = torch.randn(1, 1, 9, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(loaded.encode(x), model.encode(x))
     assert isinstance(BTB3D.from_pretrained("btb3d-tiny").config, BTB3DConfig)
-    with pytest.raises(CheckpointError, match="neither"):
+    with pytest.raises(CheckpointError, match="unknown model"):
         BTB3D.from_pretrained(tmp_path / "nothing")
+    with pytest.raises(CheckpointError, match="not a BTB3D"):
+        BTB3D.from_pretrained("mamba-tiny")
 
 
 def _largest_encoder_activation(model: BTB3D, x: torch.Tensor, tiled: bool) -> int:

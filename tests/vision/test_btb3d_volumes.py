@@ -35,6 +35,15 @@ def write_singular_nifti(path) -> None:
     path.write_bytes(header.binaryblock + b"\0" * 4 + np.zeros((8, 8, 9), np.float32).tobytes(order="F"))
 
 
+def write_huge_nifti(path) -> None:
+    """A NIfTI header claiming 3000^3 float32 voxels (108 GB) followed by a few bytes."""
+    header = nib.Nifti1Header()
+    header.set_data_shape((3000, 3000, 3000))
+    header.set_data_dtype(np.float32)
+    header["vox_offset"] = 352
+    path.write_bytes(header.binaryblock + b"\0" * 4 + np.zeros(16, np.float32).tobytes())
+
+
 def test_real_nifti_is_read_in_canonical_orientation(tmp_path):
     volume = read_volume(os.path.join(NIBABEL_DATA, "anatomical.nii"))
     assert volume.data.shape == (25, 41, 33) and volume.data.dtype == np.float32
@@ -101,6 +110,24 @@ def test_hounsfield_preprocessing():
     assert preprocess_ct(read_volume(CT_SLICE)).data.shape[0] == 1
 
 
+@pytest.mark.parametrize(
+    "spacing, window, message",
+    [
+        ((-1.5, 0.75, 0.75), (-1000.0, 1000.0), "spacing must be three positive numbers"),
+        ((0.0, 0.75, 0.75), (-1000.0, 1000.0), "spacing"),
+        ((float("nan"), 1.0, 1.0), (-1000.0, 1000.0), "spacing"),
+        ((1.5, 0.75, 0.75), (1000.0, -1000.0), "low < high"),
+        ((1.5, 0.75, 0.75), (0.0, 0.0), "low < high"),
+        ((1.5, 0.75, 0.75), (float("nan"), 1000.0), "low < high"),
+        ((1e-4, 1e-4, 1e-4), (-1000.0, 1000.0), "voxels, more than"),
+    ],
+)
+def test_bad_preprocessing_settings_are_refused(spacing, window, message):
+    volume = Volume(data=np.zeros((9, 20, 30), np.float32), spacing=(3.0, 1.5, 1.5), affine=np.eye(4))
+    with pytest.raises(InputError, match=message):
+        preprocess_ct(volume, spacing=spacing, window=window)
+
+
 def test_pad_to_grid():
     padded = pad_to_grid(np.zeros((10, 20, 17), np.float32), 8, 16)
     assert padded.shape == (17, 32, 32)
@@ -139,6 +166,12 @@ def bad_inputs(tmp_path):
     cases.append((tmp_path / "empty.nii", "empty volume"))
     (tmp_path / "empty_dir").mkdir()
     cases.append((tmp_path / "empty_dir", "no files"))
+    write_huge_nifti(tmp_path / "huge.nii")
+    cases.append((tmp_path / "huge.nii", "3000x3000x3000 = 27,000,000,000 voxels, more than"))
+    ds = pydicom.dcmread(CT_SLICE)
+    ds.Rows, ds.Columns = 65535, 65535
+    ds.save_as(tmp_path / "huge.dcm")
+    cases.append((tmp_path / "huge.dcm", "65535x65535 = 4,294,836,225 voxels"))
     return cases
 
 

@@ -3,7 +3,7 @@
 conv_in -> LeakyReLU -> residual blocks that blur-pool by 2 on every axis -> conv_out -> LeakyReLU -> flatten ->
 linear0 -> LeakyReLU -> linear1 (one logit). The flatten makes the input size part of the architecture
 (`spatial_size`, `num_frames`), as upstream. Parameter names match the released training checkpoints
-(`discriminator.*`, `discriminator_2d.*`), so `vision.btb3d.convert` maps them one to one.
+(`discriminator.*`, `discriminator_2d.*`); loading such a file with `longseq.from_pretrained` keeps only its tokenizer.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from longseq.core.checkpoint import load_strict
 
 
 class BlurPool(nn.Module):
@@ -96,10 +94,6 @@ class _StyleGANDiscriminator(nn.Module):
         x = F.leaky_relu(self.conv_out(self.res_blocks(x)), 0.2)
         x = F.leaky_relu(self.linear0(x.flatten(1)), 0.2)
         return self.linear1(x)
-
-    def load_converted(self, state: dict[str, torch.Tensor]) -> None:
-        """Load the `discriminator.*` / `discriminator_2d.*` part of a converted training checkpoint, strictly."""
-        load_strict(self, state, type(self).__name__)
 
 
 class Discriminator3D(_StyleGANDiscriminator):

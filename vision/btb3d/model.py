@@ -20,11 +20,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from longseq.core.registry import Family, Pretrained
+from longseq.core.registry import Pretrained
 from longseq.vision.btb3d.layers import Decoder, Encoder, haar_dwt3d, haar_patch, haar_unpatch
 from longseq.vision.btb3d.lfq import LFQ, indices_to_codes
-
-MODEL_TYPE = "btb3d"
 
 
 @dataclass(kw_only=True)
@@ -212,6 +210,3 @@ class BTB3D(Pretrained, nn.Module):
         """Reconstruct: returns (recon like x, `Tokens` with the quantizer's losses)."""
         tokens = self.quantize_latent(self.encode(x, tiled=tiled), entropy_weight=entropy_weight)
         return self.decode(tokens.quantized), tokens
-
-
-FAMILY = Family(model_class=BTB3D, config_class=BTB3DConfig, presets=BTB3D_PRESETS)

@@ -4,13 +4,15 @@ A `Volume` holds voxel values (d, h, w) as float32 (Hounsfield units for CT), th
 (d, h, w) and the 4x4 voxel-to-world affine of the (x = w, y = h, z = d) index order. NIfTI volumes are brought to
 the closest canonical (RAS+) orientation first, so d runs inferior -> superior, as axial CT slices do.
 
-Every problem with a file (unreadable, not an image, 4D, no usable orientation, empty) raises
-`core.io.InputError` with a one-line message naming the file.
+Every problem with a file (unreadable, not an image, 4D, no usable orientation, empty, a header claiming more than
+`MAX_VOXELS` voxels) raises `core.io.InputError` with a one-line message naming the file, before the voxels are
+read.
 """
 
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from dataclasses import dataclass
@@ -23,6 +25,8 @@ from longseq.core.io import InputError, atomic_output
 # BTB3D's preprocessing: CT-RATE volumes resampled to 1.5 mm between slices and 0.75 mm in-plane, HU in [-1000, 1000].
 DEFAULT_SPACING = (1.5, 0.75, 0.75)
 HU_WINDOW = (-1000.0, 1000.0)
+# The largest volume read or resampled: 2**30 voxels are 4 GiB as float32 (a 512x512x241 CT has 63 M).
+MAX_VOXELS = 2**30
 
 
 @dataclass
@@ -55,6 +59,28 @@ def _looks_like_dicom(path: Path) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
+def check_size(shape: tuple[int, ...], what: str) -> None:
+    """Refuse a volume of more than `MAX_VOXELS` voxels before it is allocated."""
+    voxels = math.prod(int(n) for n in shape)
+    if voxels > MAX_VOXELS:
+        size = "x".join(str(int(n)) for n in shape)
+        raise InputError(f"{what}: {size} = {voxels:,} voxels, more than the {MAX_VOXELS:,} this tool handles")
+
+
+def check_spacing(spacing: tuple[float, float, float] | None) -> None:
+    """A voxel spacing (d, h, w) in mm: three finite, positive numbers (or None: keep the grid)."""
+    if spacing is None:
+        return
+    if len(spacing) != 3 or not all(math.isfinite(s) and s > 0 for s in spacing):
+        raise InputError(f"spacing must be three positive numbers of mm (slices, rows, columns), got {list(spacing)}")
+
+
+def check_window(window: tuple[float, float]) -> None:
+    """An intensity window (low, high): finite, with low < high."""
+    if len(window) != 2 or not all(math.isfinite(v) for v in window) or not window[0] < window[1]:
+        raise InputError(f"the HU window must be two finite numbers [low, high] with low < high, got {list(window)}")
+
+
 def _check_voxels(data: np.ndarray, path: Path) -> np.ndarray:
     if data.size == 0 or 0 in data.shape:
         raise InputError(f"{path}: empty volume (shape {tuple(data.shape)})")
@@ -64,7 +90,8 @@ def _check_voxels(data: np.ndarray, path: Path) -> np.ndarray:
     return data
 
 
-def _check_affine(affine: np.ndarray, path: Path) -> np.ndarray:
+def check_affine(affine: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """A finite, non-singular 4x4 voxel-to-world affine, as float64."""
     affine = np.asarray(affine, dtype=np.float64)
     if affine.shape != (4, 4) or not np.isfinite(affine).all():
         raise InputError(f"{path}: invalid orientation metadata (the voxel-to-world affine is not a finite 4x4 matrix)")
@@ -81,7 +108,10 @@ def read_nifti(path: str | os.PathLike) -> Volume:
     path = Path(path)
     try:
         image = nib.load(str(path))
+        check_size(image.shape, str(path))
         data = image.get_fdata(dtype=np.float32)
+    except InputError:
+        raise
     except (ImageFileError, OSError, EOFError, ValueError, zlib.error) as err:
         raise InputError(f"{path}: cannot read as NIfTI (corrupt or not an image): {_first_line(err)}") from None
     if data.ndim == 4 and data.shape[3] == 1:
@@ -92,7 +122,7 @@ def read_nifti(path: str | os.PathLike) -> Volume:
         shape = tuple(data.shape)
         raise InputError(f"{path}: a {data.ndim}D image of shape {shape}; expected a 3D volume (not a time series)")
     data = _check_voxels(data, path)
-    _check_affine(image.affine, path)
+    check_affine(image.affine, path)
     canonical = nib.as_closest_canonical(nib.Nifti1Image(data, image.affine))
     data = np.asarray(canonical.dataobj, dtype=np.float32).transpose(2, 1, 0)
     zooms = [float(z) for z in canonical.header.get_zooms()[:3]]
@@ -132,6 +162,7 @@ def _pixels_hu(ds, file: Path) -> np.ndarray:
 
     if "PixelData" not in ds:
         raise InputError(f"{file}: the DICOM file has no pixel data")
+    check_size(_dicom_shape(ds, file), str(file))
     try:
         pixels = ds.pixel_array
     except Exception as err:  # pydicom raises many types for undecodable pixel data
@@ -142,6 +173,14 @@ def _pixels_hu(ds, file: Path) -> np.ndarray:
         slope, intercept = float(transform.get("RescaleSlope", 1.0)), float(transform.get("RescaleIntercept", 0.0))
         return (pixels.astype(np.float32) * slope + intercept).astype(np.float32)
     return np.asarray(apply_modality_lut(pixels, ds), dtype=np.float32)
+
+
+def _dicom_shape(ds, file: Path) -> tuple[int, int, int]:
+    """(frames, rows, columns) as the header claims them."""
+    try:
+        return int(ds.get("NumberOfFrames") or 1), int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+    except (TypeError, ValueError):
+        raise InputError(f"{file}: malformed NumberOfFrames, Rows or Columns") from None
 
 
 def _orientation(ds, file: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -242,6 +281,8 @@ def _dicom_stack(datasets: list, where: Path) -> Volume:
         raise InputError(f"{where}: two slices share one position; is this more than one acquisition?")
     if steps.max() - steps.min() > 0.01 * steps.mean():
         raise InputError(f"{where}: the slices are not evenly spaced ({steps.min():.3g} to {steps.max():.3g} mm)")
+    frames, rows, columns = _dicom_shape(datasets[0], where)
+    check_size((len(datasets) * frames, rows, columns), str(where))
     slices = [_pixels_hu(datasets[i], where) for i in order]
     if len({s.shape for s in slices}) > 1 or slices[0].ndim != 2:
         raise InputError(f"{where}: the slices differ in size or are not single-frame images")
@@ -275,6 +316,7 @@ def resample(data: np.ndarray, spacing, target_spacing) -> np.ndarray:
     import torch.nn.functional as F
 
     size = [max(1, int(n * s / t)) for n, s, t in zip(data.shape, spacing, target_spacing)]
+    check_size(size, f"resampling {'x'.join(map(str, data.shape))} voxels to a spacing of {list(target_spacing)} mm")
     if list(data.shape) == size:
         return data
     x = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))[None, None]
@@ -301,7 +343,13 @@ def preprocess_ct(
     """Resample to `spacing` (None keeps the voxel grid), clip to the HU window, scale to [-1, 1].
 
     The affine is updated to the new voxel size (same origin and axes).
+
+    Raises:
+        InputError: a spacing that is not three positive numbers, a window that is not low < high, or a resampled
+            volume over `MAX_VOXELS`.
     """
+    check_spacing(spacing)
+    check_window(window)
     data, new_spacing = volume.data, volume.spacing
     if spacing is not None and data.shape[0] == 1:
         spacing = (volume.spacing[0], *spacing[1:])  # a single slice stays a single slice (a 2D image)
