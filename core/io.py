@@ -50,22 +50,26 @@ def check_not_overwriting(output: str | os.PathLike, *inputs: str | os.PathLike 
 
 @contextlib.contextmanager
 def new_directory(path: str | os.PathLike) -> Iterator[Path]:
-    """Create the output directory ``path`` (absent or empty before) for the block; remove it if the block fails.
+    """Create the output directory ``path`` (absent or empty before; missing parents are made) for the block, and
+    remove what it created if the block fails.
 
     Call it once the inputs are checked, so that a refused command leaves nothing behind.
     """
     path = Path(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise InputError(f"{path} already exists; remove it or choose another directory")
-    if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
-        raise InputError(f"cannot create {path}: {path.parent} is not a writable directory")
+    created = path  # the topmost directory this call makes
+    while not created.parent.exists():
+        created = created.parent
+    if not created.parent.is_dir() or not os.access(created.parent, os.W_OK):
+        raise InputError(f"cannot create {path}: {created.parent} is not a writable directory")
     existed = path.exists()
-    path.mkdir(exist_ok=True)
+    path.mkdir(parents=True, exist_ok=True)
     try:
         yield path
     except BaseException:
         if not existed:
-            shutil.rmtree(path, ignore_errors=True)
+            shutil.rmtree(created, ignore_errors=True)
         raise
 
 

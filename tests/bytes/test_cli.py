@@ -141,7 +141,7 @@ BAD = {
     "resume other model": ([*TRAIN, "--trainer.checkpoint_dir", "ckpt", "--trainer.resume", "last"], "does not fit"),
     "output is data": ([*TRAIN, "--output", "corpus"], "would overwrite the input"),
     "output is a file": ([*TRAIN, "--output", "existing.txt"], "already exists"),
-    "output in no dir": ([*TRAIN, "--output", "nodir/run"], "cannot create"),
+    "output under a file": ([*TRAIN, "--output", "existing.txt/run"], "cannot create"),
     "checkpoints in output": ([*TRAIN, "--trainer.checkpoint_dir", "run/ckpt"], "lies inside --output"),
     "other family": ([*TRAIN, "--model", "lm"], "not a ByteLM"),
     "missing model": ([*TRAIN, "--model", "nowhere"], "unknown model"),

@@ -27,7 +27,11 @@ def test_new_directory_is_removed_when_the_block_fails(tmp_path):
     assert (tmp_path / "run" / "done.json").is_file()
     with pytest.raises(InputError, match="already exists"), new_directory(tmp_path / "run"):
         pass
-    with pytest.raises(InputError, match="not a writable directory"), new_directory(tmp_path / "no" / "run"):
+    with pytest.raises(RuntimeError), new_directory(tmp_path / "runs" / "a" / "b"):  # parents made, then removed
+        raise RuntimeError
+    assert not (tmp_path / "runs").exists()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(InputError, match="not a writable directory"), new_directory(tmp_path / "file" / "run"):
         pass
 
 

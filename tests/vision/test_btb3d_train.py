@@ -272,5 +272,5 @@ def test_a_gpu_accelerator_on_a_machine_without_one(tmp_path, capfd, monkeypatch
     for accelerator in ("cuda", "gpu"):
         assert main([*train3d_argv(tmp_path, tmp_path / "model", 1), "--trainer.accelerator", accelerator]) == 2
         err = capfd.readouterr().err
-        assert "CUDA is not available" in err and err.count("\n") == 1, err
+        assert err.startswith("vision: error: --trainer: ") and err.count("\n") == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scan.nii.gz"]

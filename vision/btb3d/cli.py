@@ -108,12 +108,12 @@ def convert3d(checkpoint: Path, output: Path) -> None:
             is read off its weights.
         output: the checkpoint directory to create (config.json + model.safetensors).
     """
-    from longseq.core.io import check_not_overwriting
+    from longseq.core.io import check_not_overwriting, new_directory
     from longseq.vision.btb3d.model import BTB3D
 
     check_not_overwriting(output, checkpoint)
     model = BTB3D.from_pretrained(checkpoint)
-    with _new_directory(output):
+    with new_directory(output):
         model.save_pretrained(output)
     print(f"{checkpoint} -> {output} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters)")
 
@@ -145,7 +145,7 @@ def train3d(
 
     import torch
 
-    from longseq.core.io import InputError, check_not_overwriting, resolve_device
+    from longseq.core.io import InputError, check_not_overwriting, new_directory
     from longseq.core.train import build_trainer, fit
     from longseq.vision.btb3d.dataset import ExcerptBatches, load_training_volume
     from longseq.vision.btb3d.model import BTB3D
@@ -163,8 +163,6 @@ def train3d(
     check_size((data.batch_size, depth, data.crop_size, data.crop_size), "a training batch")
     if task.use_gan and depth < task.disc_frames:
         raise InputError(f"3D excerpts of {depth} slices are shorter than the discriminator's {task.disc_frames}")
-    if trainer.accelerator in ("gpu", "cuda", "mps"):
-        resolve_device("mps" if trainer.accelerator == "mps" else "cuda")  # Lightning would fail in many lines
     volumes = [load_training_volume(scan, intensity=data.intensity, spacing=data.spacing) for scan in data.scans]
 
     # Everything that can refuse the inputs runs before Lightning's trainer prints its first lines, so the
@@ -188,7 +186,7 @@ def train3d(
         seed=trainer.seed,
     )
     lightning_trainer = build_trainer(dataclasses.replace(trainer, gradient_clip_val=None))
-    with _new_directory(output):
+    with new_directory(output):
         fit(lightning_trainer, module, ExcerptDataModule(batches), resume=trainer.resume)
         tokenizer.save_pretrained(output)
     print(f"trained {lightning_trainer.global_step} steps (stage {task.stage}) -> {output}")
@@ -207,11 +205,3 @@ def _check_output_file(output: Path, suffixes: tuple[str, ...], *inputs: str | P
     check_not_overwriting(output, *(path for path in inputs if path is not None and Path(path).exists()))
     if output.exists():
         raise InputError(f"{output} already exists; remove it or choose another output")
-
-
-def _new_directory(output: Path):
-    """`core.io.new_directory` for an output directory whose parents are made as needed (the inputs have passed)."""
-    from longseq.core.io import new_directory
-
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    return new_directory(output)
