@@ -12,16 +12,13 @@ vocoder is Griffin-Lim (BigVGAN needs downloaded weights).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
 
 from longseq.core.registry import Family
-from longseq.speech.codecs.mel import MelCodec, MelCodecConfig
+from longseq.speech.codecs.mel import MelCodec, MelCodecConfig, example
 from longseq.speech.codecs.prob_rvq import ProbabilisticRVQ
-
-MODEL_TYPE = "mel_vae"
 
 
 @dataclass(kw_only=True)
@@ -71,8 +68,4 @@ PRESETS = {
 }
 
 
-def preset(name: str) -> MelVAEConfig:
-    return dataclasses.replace(PRESETS[name])
-
-
-FAMILY = Family(model_class=MelVAE, config_class=MelVAEConfig, presets=PRESETS)
+FAMILY = Family(model_class=MelVAE, config_class=MelVAEConfig, presets=PRESETS, example=example)

@@ -34,8 +34,6 @@ from longseq.speech.models.layers import Decoder, SinePosition, prefix_lm_mask
 from longseq.speech.models.sampling import SamplingConfig
 from longseq.speech.text.tokenizer import TextTokenizer
 
-MODEL_TYPE = "clam_tts"
-
 
 @dataclass(kw_only=True)
 class ClamTTSConfig:
@@ -73,7 +71,7 @@ class ClamTTSConfig:
 class ClamTTS(Pretrained, nn.Module):
     """The latent language model (see the module docstring)."""
 
-    model_type = MODEL_TYPE
+    model_type = "clam_tts"
 
     def __init__(self, config: ClamTTSConfig, *, device=None, dtype=None):
         super().__init__()

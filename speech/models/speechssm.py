@@ -34,7 +34,6 @@ from longseq.core.registry import Pretrained
 from longseq.speech.models.sampling import SamplingConfig
 
 IGNORE = -100
-MODEL_TYPE = "speechssm"
 
 
 @dataclass(kw_only=True)
@@ -118,7 +117,7 @@ def undelay(grid: torch.Tensor) -> torch.Tensor:
 class SpeechSSM(Pretrained, nn.Module):
     """The hybrid speech LM: delayed-grid columns (b, k, s) -> logits (b, s, k, codebook_size) for the next column."""
 
-    model_type = MODEL_TYPE
+    model_type = "speechssm"
 
     def __init__(self, config: SpeechSSMConfig, *, device=None, dtype=None):
         super().__init__()
