@@ -220,6 +220,8 @@ def synth(
     if text_file is not None:
         text = read_text(text_file)
     device = resolve_device(device)
+    if seed is not None and not 0 <= seed < 2**63:
+        raise InputError(f"--seed must lie in [0, 2^63); got {seed}")
     if sample_rate is not None and not 1000 <= sample_rate <= MAX_SAMPLE_RATE:
         raise InputError(f"--sample-rate must lie in [1000, {MAX_SAMPLE_RATE}] Hz; got {sample_rate}")
     try:

@@ -37,6 +37,8 @@ def load_codec(spec: str, *, encodec_weights: str | os.PathLike | None = None, r
             raise CheckpointError(f"codec {spec!r}: {err}") from None
     from longseq.core.registry import from_pretrained
 
+    if encodec_weights is not None:
+        raise CheckpointError(f"EnCodec weights were given, but the codec is {spec!r}, not EnCodec")
     path = Path(spec)
     if root is not None and not path.is_absolute() and (root / path).is_dir():
         path = root / path

@@ -6,6 +6,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+# A codec sees a short window of sound at a time; longer crops only cost memory (a batch holds them whole).
+MAX_CROP_SECONDS = 60.0
+
 
 @dataclass(kw_only=True)
 class SpeechDataConfig:
@@ -19,7 +22,7 @@ class SpeechDataConfig:
     max_seconds: float = 10.0
     """Language models see at most this much of each item (an utterance, or a pair of them)."""
     crop_seconds: float = 1.0
-    """Codecs train on audio crops of this length."""
+    """Codecs train on audio crops of this length (at most 60 s)."""
     pair_probability: float = 0.5
     """VALL-E 2 and CLaM-TTS: the share of items that are two utterances of one speaker in a row (the setting of
     prompted synthesis: the end of speech comes only after the second)."""
@@ -33,5 +36,7 @@ class SpeechDataConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"data.{name} must be a positive number of seconds, got {value}")
+        if self.crop_seconds > MAX_CROP_SECONDS:
+            raise ValueError(f"data.crop_seconds must be at most {MAX_CROP_SECONDS:g}, got {self.crop_seconds}")
         if not 0.0 <= self.pair_probability <= 1.0:
             raise ValueError(f"data.pair_probability must lie in [0, 1], got {self.pair_probability}")

@@ -89,9 +89,19 @@ def train_model(
     return output
 
 
+# At most this many items in an epoch: the sampler holds a permutation of them (a run of a hundred million steps
+# would not fit in memory; a longer run takes several epochs).
+MAX_EPOCH_ITEMS = 2**20
+
+
+def _epoch_items(trainer: TrainerConfig, batch_size: int) -> int | None:
+    """Items in a run of ``max_steps`` as one epoch, at most `MAX_EPOCH_ITEMS` (None: the run counts epochs)."""
+    return min(trainer.max_steps * batch_size, MAX_EPOCH_ITEMS) if trainer.max_steps > 0 else None
+
+
 def _passes(trainer: TrainerConfig, batch_size: int, items: int) -> int:
-    """Times one epoch visits each item so that the run is one epoch (1 when the run is counted in epochs)."""
-    return max(1, trainer.max_steps * batch_size // items) if trainer.max_steps > 0 else 1
+    """Times one epoch visits each of ``items`` so that the run is one epoch (see `_epoch_items`)."""
+    return max(1, (_epoch_items(trainer, batch_size) or 0) // items)
 
 
 def _codec_setup(model: MelCodec, trainer: TrainerConfig, optimizer: OptimizerConfig, data: SpeechDataConfig):
@@ -192,9 +202,8 @@ def _speechssm_setup(model: SpeechSSM, trainer, optimizer, data: SpeechDataConfi
     }
     train_ids = encoded.indices("train") or list(range(len(encoded)))
     heldout = encoded.indices("test_speaker")
-    run = trainer.max_steps * data.batch_size if trainer.max_steps > 0 else None
     datamodule = ResumableDataModule(
-        CodeSegments(encoded, train_ids, **size, length=run),
+        CodeSegments(encoded, train_ids, **size, length=_epoch_items(trainer, data.batch_size)),
         CodeSegments(encoded, heldout, **size) if heldout else None,
         batch_size=data.batch_size,
         seed=trainer.seed,

@@ -78,6 +78,8 @@ def test_encode_bad_inputs(synthetic_corpus, mel_codec, tmp_path, capsys, monkey
         (["--audio", "x.wav", *codec], "not an audio file"),
         (["--audio", "nan.wav", *codec], "NaN or infinite"),
         (["--codec", "encodec"], "exactly one of"),
+        (["--corpus", str(tmp_path / "x.wav"), *codec], "is not a corpus"),
+        (["--audio", "x.wav", *codec, "--codec-weights", str(tmp_path)], "EnCodec weights were given"),
         (["--audio", "x.wav", *codec, "--device", "cuda"], "CUDA is not available") if NO_CUDA else None,
     ]
     for extra, message in filter(None, cases):
@@ -151,6 +153,7 @@ def test_train_resumes_exactly(kind, synthetic_corpus, encoded_corpus, mel_codec
         (["--data.max_seconds", "0.01"], "fewer than 2 codec frames"),
         (["--data.batch_size", "0"], "data.batch_size must be >= 1"),
         (["--data.pair_probability", "1.5"], "data.pair_probability must lie in [0, 1]"),
+        (["--data.crop_seconds", "1e9"], "data.crop_seconds must be at most 60"),
         (["--data.corpus", "MISSING"], "no such file or directory"),
         (["--data.corpus", "EMPTY"], "is not a corpus"),
         (["--optimizer.lr", "-1"], "lr must be positive"),
@@ -189,6 +192,16 @@ def test_data_config_refuses_what_no_flag_can_give():
     for bad in ({"max_seconds": float("nan")}, {"crop_seconds": float("inf")}, {"pair_probability": float("nan")}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             SpeechDataConfig(**bad)
+
+
+def test_a_run_of_many_steps_holds_a_bounded_epoch():
+    """The sampler holds a permutation of an epoch's items: a run of 10^12 steps must not try to allocate one."""
+    from longseq.core.train import TrainerConfig
+    from longseq.speech.tasks.train import MAX_EPOCH_ITEMS, _epoch_items, _passes
+
+    assert _epoch_items(TrainerConfig(max_steps=10**12), 16) == MAX_EPOCH_ITEMS
+    assert _passes(TrainerConfig(max_steps=10**12), 16, 1000) == MAX_EPOCH_ITEMS // 1000
+    assert _passes(TrainerConfig(max_steps=100), 16, 1000) == 1 and _epoch_items(TrainerConfig(max_epochs=2), 4) is None
 
 
 def test_train_refuses_an_output_that_exists(tiny_model, encoded_corpus, mel_codec, capsys):
@@ -249,6 +262,8 @@ def synth_cases():
         (["--text", "hi", "--max-seconds", "nan"], "max_seconds"),
         (["--text", "hi", "--max-seconds", "1e9"], "max seconds"),
         (["--text", "hi", "--top-p", "2"], "top_p"),
+        (["--text", "hi", "--seed", "-1"], "--seed must lie in"),
+        (["--text", "hi", "--seed", str(2**70)], "--seed must lie in"),
         (["--text", "hi", "--sample-rate", "1000000000"], "--sample-rate must lie in"),
         (["--text", "hi", "--text-file", "x.txt"], "exactly one"),
         (["--text-file", "missing.txt"], "text file not found"),
