@@ -53,7 +53,9 @@ def train_model(
     output = Path(output)
     if data.corpus is None:
         raise InputError("give the corpus to train on: --data.corpus DIR (audio) or FILE.safetensors (tts encode)")
-    check_not_overwriting(output, data.corpus, model_name, codec)
+    check_not_overwriting(output, *(path for path in (data.corpus, model_name, codec) if path and Path(path).exists()))
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):  # before any work, not after it
+        raise InputError(f"{output} already exists; remove it or choose another directory")
     if trainer.checkpoint_dir is not None and Path(trainer.checkpoint_dir).resolve().is_relative_to(output.resolve()):
         raise InputError(
             "--trainer.checkpoint_dir must lie outside --output: a run that fails removes its output, and the "
