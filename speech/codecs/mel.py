@@ -46,6 +46,15 @@ class MelCodecConfig:
     griffin_lim_power: float = 1.0
 
     def __post_init__(self):
+        for name in ("sample_rate", "n_fft", "hop_length", "n_mels", "channels", "latent_dim", "griffin_lim_iters"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if self.n_res_blocks < 0:
+            raise ValueError(f"n_res_blocks must be >= 0; got {self.n_res_blocks}")
+        if not 0.0 <= self.quantizer_dropout <= 1.0:
+            raise ValueError(f"quantizer_dropout must lie in [0, 1]; got {self.quantizer_dropout}")
+        if not self.griffin_lim_power > 0:
+            raise ValueError(f"griffin_lim_power must be positive; got {self.griffin_lim_power}")
         if self.n_fft < self.hop_length or self.n_fft % 2:
             raise ValueError(f"n_fft ({self.n_fft}) must be even and at least hop_length ({self.hop_length})")
         if self.downsample != 1 and (self.downsample < 1 or self.downsample % 2):

@@ -35,6 +35,8 @@ class MelVAEConfig(MelCodecConfig):
         super().__post_init__()
         if self.quantizer_dropout != 0.0:
             raise ValueError("the Mel-VAE quantizes at full depth; quantizer_dropout must be 0")
+        if not self.commitment >= 0:
+            raise ValueError(f"commitment must be >= 0; got {self.commitment}")
         if not 0.0 < self.quantizer_decay < 1.0:
             raise ValueError(f"quantizer_decay must lie in (0, 1); got {self.quantizer_decay}")
 

@@ -69,6 +69,16 @@ class Valle2Config:
     """Longest acoustic prompt the NAR is trained with (VALL-E: 3 s)."""
 
     def __post_init__(self):
+        for name in ("d_model", "n_heads", "ar_layers", "nar_layers", "ffn_mult", "codebook_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1); got {self.dropout}")
+        for name in ("norm_eps", "prompt_seconds"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive; got {getattr(self, name)}")
+        if self.text_vocab_size < 0 or self.n_languages < 0:
+            raise ValueError("text_vocab_size and n_languages must be >= 0 (0: the tokenizer's size, no languages)")
         if self.d_model % self.n_heads or self.d_model % 2:
             raise ValueError(f"d_model ({self.d_model}) must be even and divisible by n_heads ({self.n_heads})")
         if self.group_size not in (1, 2, 4, 8):

@@ -225,3 +225,36 @@ def test_config_validation():
         Valle2Config(tokenizer="bytes", text_vocab_size=100)
     with pytest.raises(CheckpointError, match="unknown model"):
         from_pretrained("no-such-model")
+
+
+@pytest.mark.parametrize(
+    "name, overrides, message",
+    [
+        ("valle2-tiny", {"n_heads": 0}, "n_heads must be >= 1"),
+        ("valle2-tiny", {"dropout": 1.5}, "dropout must lie in"),
+        ("valle2-tiny", {"ar_layers": -1}, "ar_layers must be >= 1"),
+        ("valle2-tiny", {"prompt_seconds": float("nan")}, "prompt_seconds must be positive"),
+        ("clam-tts-tiny", {"dropout": -0.1}, "dropout must lie in"),
+        ("clam-tts-tiny", {"decoder_layers": 0}, "decoder_layers must be >= 1"),
+        ("speechssm-tiny", {"n_heads": 0}, "n_heads must be >= 1"),
+        ("speechssm-tiny", {"window_seconds": float("inf")}, "window_seconds must be a positive"),
+        ("mel-tiny", {"hop_length": 0}, "hop_length must be >= 1"),
+        ("mel-tiny", {"quantizer_dropout": 2.0}, "quantizer_dropout must lie in"),
+        ("mel-vae-tiny", {"commitment": -1.0}, "commitment must be >= 0"),
+    ],
+)
+def test_every_speech_config_refuses_bad_fields_in_one_line(name, overrides, message):
+    with pytest.raises(CheckpointError, match=message) as err:
+        from_pretrained(name, **overrides)
+    assert "\n" not in str(err.value)
+
+
+def test_a_checkpoint_of_another_family_is_refused(tmp_path):
+    from longseq.speech.codecs.mel import MelCodec
+    from longseq.speech.models.clam_tts import ClamTTS
+
+    tiny().save_pretrained(tmp_path / "valle")
+    with pytest.raises(CheckpointError, match="holds a Valle2, not a ClamTTS"):
+        ClamTTS.from_pretrained(tmp_path / "valle")
+    with pytest.raises(CheckpointError, match="holds a Valle2, not a MelCodec"):
+        MelCodec.from_pretrained(tmp_path / "valle")
