@@ -169,9 +169,7 @@ def test_train_resumes_exactly(kind, synthetic_corpus, encoded_corpus, mel_codec
         (["--codec", "encodec"], "was encoded with the codec"),
     ],
 )
-def test_train_bad_inputs(
-    extra, message, synthetic_corpus, encoded_corpus, mel_codec, tmp_path, capsys, monkeypatch
-):  # fmt: skip
+def test_train_bad_inputs(extra, message, synthetic_corpus, encoded_corpus, mel_codec, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "EMPTY").mkdir()
