@@ -33,8 +33,8 @@ STEP_MODULES = {"ClamTTS": ["decoder"], "Valle2": ["ar.decoder", "nar.decoder"]}
 
 
 def codebook_perplexity(codes_file: Path) -> list[float]:
-    """exp(entropy) of each depth's codes over an encoded corpus (`tts encode`; training writes one beside the
-    model): how many codewords a codec really uses."""
+    """exp(entropy) of each depth's codes over an encoded corpus (`tts encode`): how many codewords a codec
+    really uses."""
     import torch
 
     from longseq.speech.data.codes import EncodedCorpus
@@ -93,6 +93,7 @@ def main() -> None:
         default=SECONDS_PER_TOKEN_MIN,
         help="synthesis duration floor (0: none, EOS may end the speech right after the prompt)",
     )
+    parser.add_argument("--codes", default="", help="comma-separated encoded corpora: codebook perplexity of each")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
 
@@ -130,11 +131,9 @@ def main() -> None:
                 f"{r['steps_per_second']:.1f} |",
                 flush=True,
             )
-    for model_dir in args.models.split(","):
-        codes_file = Path(model_dir) / "codes.safetensors"
-        if codes_file.is_file():
-            usage = " / ".join(f"{x:.1f}" for x in codebook_perplexity(codes_file))
-            print(f"codebook perplexity per depth of {Path(model_dir).name}'s codec on its training codes: {usage}")
+    for codes_file in filter(None, args.codes.split(",")):
+        usage = " / ".join(f"{x:.1f}" for x in codebook_perplexity(Path(codes_file)))
+        print(f"codebook perplexity per depth of the codes in {codes_file}: {usage}")
 
 
 if __name__ == "__main__":

@@ -73,13 +73,12 @@ def spectral_stats(wav: np.ndarray, sample_rate: int) -> tuple[float, float]:
 
 def load(model_dir: str | None):
     from longseq.core.registry import from_pretrained
-    from longseq.speech.codecs.mel import MelCodec, preset
     from longseq.speech.synthesis import load_model_and_codec
 
     if model_dir is not None:
         return load_model_and_codec(model_dir)
     torch.manual_seed(0)
-    return from_pretrained("speechssm-tiny").eval(), MelCodec(preset("mel-tiny")).eval()
+    return from_pretrained("speechssm-tiny"), from_pretrained("mel-tiny")
 
 
 def child(model_dir: str | None, minutes: float, seed: int, interval: float) -> dict:

@@ -68,7 +68,7 @@ def main() -> None:
     prompt_wav = load_audio(PROMPT, codec.sample_rate)[:, : 3 * codec.sample_rate]
     rows = []
     for g in [int(x) for x in args.groups.split(",")]:
-        model = base if g == base.config.group_size else from_pretrained(args.model, group_size=g).eval()
+        model = base if g == base.config.group_size else from_pretrained(args.model, group_size=g)
         prompt = codec.encode(prompt_wav)[:, : model.config.n_codebooks]
         prompt = prompt[..., prompt.shape[-1] % g :]
         frames_g = frames - frames % g

@@ -18,10 +18,10 @@ def run(out_dir: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     plain, cloned = out / "speech_plain.wav", out / "speech_prompted.wav"
     common = ["synth", "--seed", "0", "--text", TEXT]
-    if main([*common, "--out", str(plain), "--spectrogram", str(out / "speech_plain.png")]) != 0:
+    if main([*common, "--output", str(plain), "--spectrogram", str(out / "speech_plain.png")]) != 0:
         raise SystemExit("speech demo: synthesis failed")
     prompt = ["--prompt-audio", str(PROMPT), "--prompt-text", PROMPT_TEXT]
-    if main([*common, "--out", str(cloned), *prompt]) != 0:
+    if main([*common, "--output", str(cloned), *prompt]) != 0:
         raise SystemExit("speech demo: prompted synthesis failed")
     print(f"speech: wrote {plain} and {cloned} (in the voice of {PROMPT.name})")
 

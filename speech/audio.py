@@ -31,7 +31,8 @@ def load_audio(path: str | os.PathLike, sample_rate: int) -> torch.Tensor:
     """Read an audio file as mono float32 (1, n) at ``sample_rate``: stereo is averaged, other rates resampled.
 
     Raises:
-        InputError: the file is missing, not audio soundfile can read, or empty.
+        InputError: the file is missing, not audio soundfile can read, empty, or holds NaN or infinite samples
+            (a float WAV can; they would pass through a codec as noise or silence).
     """
     path = Path(path)
     if not path.is_file():
@@ -43,6 +44,8 @@ def load_audio(path: str | os.PathLike, sample_rate: int) -> torch.Tensor:
         raise InputError(f"{path} is not an audio file soundfile can read ({first})") from None
     if data.shape[0] == 0:
         raise InputError(f"{path} holds no audio samples")
+    if not np.isfinite(data).all():
+        raise InputError(f"{path} holds NaN or infinite samples; it is not usable audio")
     mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
     wav = torch.from_numpy(np.ascontiguousarray(mono)).unsqueeze(0)
     return resample(wav, rate, sample_rate)
@@ -59,10 +62,15 @@ def check_prompt(wav: torch.Tensor, sample_rate: int, *, min_seconds: float, sou
     return wav
 
 
-def save_audio(path: str | os.PathLike, wav: torch.Tensor, sample_rate: int) -> Path:
-    """Write (1, n) or (n,) float audio as 16-bit PCM WAV, atomically (a failure leaves no file)."""
+def write_audio(path: str | os.PathLike, wav: torch.Tensor, sample_rate: int) -> None:
+    """Write (1, n) or (n,) float audio as 16-bit PCM WAV to ``path`` (a temporary path of `atomic_output`)."""
     samples = wav.detach().float().cpu().reshape(-1).clamp(-1.0, 1.0).numpy()
+    sf.write(str(path), samples, sample_rate, subtype="PCM_16", format="WAV")
+
+
+def save_audio(path: str | os.PathLike, wav: torch.Tensor, sample_rate: int) -> Path:
+    """`write_audio`, atomically (a failure leaves no file)."""
     path = Path(path)
     with atomic_output(path) as tmp:
-        sf.write(str(tmp), samples, sample_rate, subtype="PCM_16", format="WAV")
+        write_audio(tmp, wav, sample_rate)
     return path

@@ -1,9 +1,11 @@
 """`tts`: build a corpus, encode audio with a codec, train, and synthesize speech.
 
-    tts corpus --out data/espeak
-    tts encode --corpus data/espeak --codec examples/speech_model/codec --out data/espeak/codes.safetensors
+    tts corpus --output data/espeak
+    tts encode --corpus data/espeak --codec examples/speech_model/codec --output data/espeak/codes.safetensors
+    tts train --model valle2-small --data.corpus data/espeak/codes.safetensors --codec ... --output runs/tts
+    tts synth --text "Hello there." --output hello.wav
 
-Flags may be written with dashes or underscores (``--prompt-audio`` = ``--prompt_audio``).
+Flags take dashes or underscores (``--prompt-audio`` = ``--prompt_audio``).
 """
 
 from __future__ import annotations
@@ -12,10 +14,14 @@ import sys
 from typing import Literal
 
 from longseq.core.cli import run
+from longseq.core.train import OptimizerConfig, TrainerConfig
+from longseq.speech.data.config import SpeechDataConfig
+
+MAX_SAMPLE_RATE = 192_000
 
 
 def corpus(
-    out: str,
+    output: str,
     speakers: int = 40,
     sentences_per_speaker: int = 50,
     heldout_speakers: int = 4,
@@ -27,7 +33,7 @@ def corpus(
     """Build a multi-speaker text/audio corpus with espeak-ng (sentences from a bundled public-domain book).
 
     Args:
-        out: output directory (wavs/, speakers.json, metadata.jsonl).
+        output: output directory (wavs/, speakers.json, metadata.jsonl).
         speakers: number of voices (espeak-ng accents x variants with pitch and speed jitter).
         sentences_per_speaker: training sentences per voice.
         heldout_speakers: the last voices, kept out of the training split.
@@ -39,7 +45,7 @@ def corpus(
     from longseq.speech.data.espeak import build_corpus
 
     path = build_corpus(
-        out,
+        output,
         speakers=speakers,
         sentences_per_speaker=sentences_per_speaker,
         heldout_speakers=heldout_speakers,
@@ -52,25 +58,27 @@ def corpus(
 
 
 def encode(
-    out: str,
+    output: str,
     corpus: str | None = None,
     audio: str | None = None,
     codec: str = "encodec",
     codec_weights: str | None = None,
+    device: str = "cpu",
 ) -> None:
     """Encode a corpus (for training) or one audio file into codec codes, saved as safetensors.
 
     Args:
-        out: output ``.safetensors`` file.
+        output: output ``.safetensors`` file (written atomically).
         corpus: a corpus directory or manifest (ours, LJSpeech or LibriTTS layout).
         audio: one audio file instead of a corpus.
-        codec: ``encodec``, ``encodec-<kbps>kbps`` or a mel codec directory.
+        codec: ``encodec``, ``encodec-<kbps>kbps`` or a codec directory (a trained mel codec or Mel-VAE).
         codec_weights: the EnCodec weights file or its directory (default: the torch hub cache).
+        device: cpu, cuda, cuda:1, mps.
     """
     import torch
     from safetensors.torch import save_file
 
-    from longseq.core.io import InputError, atomic_output
+    from longseq.core.io import InputError, atomic_output, check_not_overwriting, resolve_device
     from longseq.speech.audio import load_audio
     from longseq.speech.codecs import load_codec
     from longseq.speech.data.codes import encode_corpus
@@ -78,124 +86,81 @@ def encode(
 
     if (corpus is None) == (audio is None):
         raise InputError("give exactly one of --corpus and --audio")
-    model = load_codec(codec, encodec_weights=codec_weights)
+    check_file_output(output, ".safetensors")
+    check_not_overwriting(output, corpus, audio)
+    device = resolve_device(device)
+    model = load_codec(codec, encodec_weights=codec_weights).to(device)
     if audio is not None:
-        codes = model.encode(load_audio(audio, model.sample_rate))[0]
-        with atomic_output(out) as tmp:
+        codes = model.encode(load_audio(audio, model.sample_rate))[0].cpu()
+        with atomic_output(output) as tmp:
             save_file({"codes": codes.to(torch.int64).contiguous()}, str(tmp), metadata={"codec": codec})
-        print(f"wrote {out}: {codes.shape[0]} codebooks x {codes.shape[1]} frames")
+        print(f"wrote {output}: {codes.shape[0]} codebooks x {codes.shape[1]} frames")
         return
     encoded = encode_corpus(read_manifest(corpus), model, codec)
-    encoded.save(out)
-    print(f"wrote {out}: {len(encoded)} utterances")
+    encoded.save(output)
+    print(f"wrote {output}: {len(encoded)} utterances")
 
 
 def train(
     model: str,
-    corpus: str,
-    out: str,
+    output: str,
+    trainer: TrainerConfig = TrainerConfig(max_steps=2000),  # noqa: B008  (dataclass defaults: jsonargparse's groups)
+    optimizer: OptimizerConfig = OptimizerConfig(lr=1e-3, warmup_steps=100),  # noqa: B008
+    data: SpeechDataConfig = SpeechDataConfig(),  # noqa: B008
     codec: str | None = None,
     codec_weights: str | None = None,
-    group_size: int | None = None,
+    group_size: Literal[1, 2, 4, 8] | None = None,
     tokenizer: Literal["chars", "bytes", "phonemes"] | None = None,
-    steps: int = 2000,
-    batch_size: int = 16,
-    lr: float = 1e-3,
-    warmup_steps: int = 100,
-    weight_decay: float = 0.1,
-    max_seconds: float = 10.0,
-    segment_seconds: float = 1.0,
-    pair_probability: float = 0.5,
-    accelerator: str = "auto",
-    devices: int = 1,
-    strategy: str = "auto",
-    checkpoint_every: int = 500,
-    val_every: int | None = None,
-    val_batches: int = 4,
-    resume: bool = False,
-    progress_bar: bool | None = None,
-    seed: int = 0,
 ) -> None:
-    """Train a codec or a speech language model with Lightning (resumable), and save it to --out.
+    """Train a codec or a speech language model with Lightning, and save it to --output.
 
     The model's type decides what is trained: a mel codec (``mel-24k``, ``mel-tiny``) or CLaM-TTS's Mel-VAE
     (``mel-vae``, ``mel-vae-tiny``) learns from audio crops; VALL-E 2 (``valle2-small``, ``valle2-tiny``,
     ``valle-x``) and CLaM-TTS (``clam-tts-small``, ``clam-tts-tiny``; its codec must be a Mel-VAE) from text and
     codec codes; SpeechSSM (``speechssm-small``, ``speechssm-tiny``) from fixed-length segments of codes.
+    Resume an interrupted run exactly with ``--trainer.checkpoint_dir DIR --trainer.resume last`` (the
+    checkpoints must lie outside --output, which a failed run removes).
 
     Args:
-        model: a preset name (fresh weights) or a checkpoint directory (fine-tune).
-        corpus: an audio corpus (directory or manifest; ours, LJSpeech or LibriTTS layout), or for language
-            models a corpus encoded by ``tts encode`` (.safetensors).
-        out: output directory: the trained model, ``checkpoints/`` (Lightning, resumable) and ``logs/``.
-        codec: codec for language models trained on audio (default: the model's); a codec directory is
-            copied into the output.
+        model: a preset name (fresh weights) or a checkpoint (fine-tune): our directory or a VALL-E X file.
+        output: the new directory for the trained model (and its codec, when the codec is a directory).
+        trainer: steps, devices, precision, checkpoints, resume, logging, seed.
+        optimizer: AdamW and its cosine schedule with linear warm-up.
+        data: the corpus, batch size and item lengths.
+        codec: codec for language models (default: the model's): how an audio corpus is encoded, and what the
+            model names for synthesis (a codec directory is copied into the output).
         codec_weights: EnCodec weights file or directory (default: the torch hub cache).
         group_size: VALL-E 2 group size G (1, 2, 4, 8); from a checkpoint, adds fresh group layers.
         tokenizer: VALL-E 2 text front end (default: the model's): characters, UTF-8 bytes, or espeak-ng
             phonemes (what VALL-E uses; much easier for a small model to learn); from a checkpoint, the text
             embeddings are rebuilt for it, keeping the rows of the symbols both alphabets share.
-        steps: optimizer steps.
-        batch_size: utterances (or audio crops) per step.
-        lr: peak learning rate (cosine schedule with linear warm-up).
-        warmup_steps: warm-up steps.
-        weight_decay: AdamW weight decay (codecs: none).
-        max_seconds: language models see at most this much of each utterance.
-        segment_seconds: codec training crop length.
-        pair_probability: VALL-E 2 and CLaM-TTS: share of training items that are two utterances of one speaker in a row
-            (the prompted-synthesis setting: the end of speech only after the second).
-        accelerator: auto, cpu, gpu.
-        devices: devices (CPU: processes) per node.
-        strategy: auto, ddp or fsdp.
-        checkpoint_every: Lightning checkpoint interval in steps.
-        val_every: validate on held-out speakers every n steps (default: each epoch; with pairs, the run is one
-            epoch).
-        val_batches: validation batches per validation.
-        resume: continue from ``<out>/checkpoints/last.ckpt`` exactly where it stopped.
-        progress_bar: show a progress bar (default: only on a terminal; otherwise log lines).
-        seed: data order and initialisation seed.
     """
-    from longseq.core.io import InputError
-    from longseq.speech.tasks.train import TrainOptions, train_model
+    from longseq.speech.tasks.train import train_model
 
-    if not 0.0 <= pair_probability <= 1.0:
-        raise InputError(f"--pair-probability must lie in [0, 1]; got {pair_probability}")
-    options = TrainOptions(
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        warmup_steps=warmup_steps,
-        weight_decay=weight_decay,
-        max_seconds=max_seconds,
-        segment_seconds=segment_seconds,
-        pair_probability=pair_probability,
-        accelerator=accelerator,
-        devices=devices,
-        strategy=strategy,
-        checkpoint_every=checkpoint_every,
-        val_every=val_every,
-        val_batches=val_batches,
-        resume=resume,
-        progress_bar=progress_bar,
-        seed=seed,
-    )
     overrides = {"group_size": group_size, "tokenizer": tokenizer}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     path = train_model(
-        model, corpus, out, codec=codec, codec_weights=codec_weights, overrides=overrides, options=options
+        model,
+        output,
+        trainer=trainer,
+        optimizer=optimizer,
+        data=data,
+        codec=codec,
+        codec_weights=codec_weights,
+        overrides=overrides,
     )
     print(f"wrote {path}")
 
 
 def synth(
     text: str | None = None,
-    out: str = "tts_output.wav",
+    output: str = "tts_output.wav",
     model: str | None = None,
+    device: str = "cpu",
     text_file: str | None = None,
     prompt_audio: str | None = None,
     prompt_text: str | None = None,
     seed: int | None = None,
-    device: str = "cpu",
     max_seconds: float = 20.0,
     top_p: float = 0.8,
     top_k: int = 0,
@@ -216,14 +181,15 @@ def synth(
 
     Args:
         text: the text to speak.
-        out: output WAV file (written atomically).
-        model: a trained checkpoint directory (default: the bundled model in examples/speech_model).
+        output: output WAV file (written atomically; never one of the inputs).
+        model: a trained checkpoint (default: the bundled model in examples/speech_model).
+        device: cpu, cuda, cuda:1, mps.
         text_file: read the text from this file instead.
         prompt_audio: a voice prompt (about 3 s of speech, 1-10 s; any rate, stereo is downmixed).
         prompt_text: the prompt's transcript (required with --prompt-audio).
         seed: random seed (default: random).
-        device: cpu or cuda.
-        max_seconds: stop generating a sentence after this much audio (long text is spoken sentence by sentence).
+        max_seconds: stop generating a sentence after this much audio (at most 60; long text is spoken
+            sentence by sentence).
         top_p: nucleus sampling mass (0: greedy before the repetition check).
         top_k: keep at most this many codes (0: no cap).
         temperature: logit temperature.
@@ -232,29 +198,32 @@ def synth(
         ras_threshold: RAS threshold t_r.
         ras_variant: paper (r > t_r) or common (r >= t_r with a top-k cap, as CosyVoice).
         sample_rate: resample the output to this rate (default: the codec's).
-        spectrogram: also write a spectrogram PNG here.
+        spectrogram: also write a spectrogram PNG here (both files appear together, or neither).
         codec_weights: EnCodec weights file or directory (EnCodec models; default: the torch hub cache).
         minutes: continue --prompt-audio (or start from nothing) for this many minutes (0-60; SpeechSSM models).
     """
-    from pathlib import Path
+    import contextlib
 
-    import torch
-
-    from longseq.core.io import InputError
-    from longseq.speech.audio import resample, save_audio
+    from longseq.core.io import InputError, atomic_output, check_not_overwriting, resolve_device
+    from longseq.speech.audio import resample, write_audio
     from longseq.speech.models.sampling import SamplingConfig
-    from longseq.speech.synthesis import load_model_and_codec, save_spectrogram, synthesize
+    from longseq.speech.synthesis import load_model_and_codec, synthesize, write_spectrogram
 
     if minutes is None and (text is None) == (text_file is None):
         raise InputError("give exactly one of --text and --text-file")
+    for path, suffix in ((output, ".wav"), (spectrogram, ".png")):
+        if path is not None:
+            check_file_output(path, suffix)
+            check_not_overwriting(path, prompt_audio, text_file)
+    if spectrogram is not None:
+        check_not_overwriting(spectrogram, output)
     if text_file is not None:
-        if not Path(text_file).is_file():
-            raise InputError(f"text file not found: {text_file}")
-        text = Path(text_file).read_text(encoding="utf-8")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda was requested but CUDA is not available")
-    if sample_rate is not None and sample_rate < 1000:
-        raise InputError(f"sample rate must be at least 1000 Hz; got {sample_rate}")
+        text = read_text(text_file)
+    device = resolve_device(device)
+    if seed is not None and not 0 <= seed < 2**63:
+        raise InputError(f"--seed must lie in [0, 2^63); got {seed}")
+    if sample_rate is not None and not 1000 <= sample_rate <= MAX_SAMPLE_RATE:
+        raise InputError(f"--sample-rate must lie in [1000, {MAX_SAMPLE_RATE}] Hz; got {sample_rate}")
     try:
         sampling = SamplingConfig(
             top_p=top_p,
@@ -271,47 +240,65 @@ def synth(
         from longseq.speech.longform import synth_minutes
 
         synth_minutes(
-            model, out, minutes, text=text, text_file=text_file, prompt_audio=prompt_audio, prompt_text=prompt_text,
-            seed=seed, device=device, sampling=sampling, sample_rate=sample_rate, spectrogram=spectrogram,
-            codec_weights=codec_weights,
+            model, output, minutes, text=text, text_file=text_file, prompt_audio=prompt_audio,
+            prompt_text=prompt_text, seed=seed, device=device, sampling=sampling, sample_rate=sample_rate,
+            spectrogram=spectrogram, codec_weights=codec_weights,
         )  # fmt: skip
         return
-    lm, codec = load_model_and_codec(model, codec_weights=codec_weights, device=device)
-    result = synthesize(
-        lm,
-        codec,
-        text,
-        prompt_audio=prompt_audio,
-        prompt_text=prompt_text,
-        sampling=sampling,
-        max_seconds=max_seconds,
-        seed=seed,
-    )
-    rate = sample_rate or result.sample_rate
-    save_audio(out, resample(result.wav, result.sample_rate, rate), rate)
-    if spectrogram is not None:
-        save_spectrogram(spectrogram, result.wav, result.sample_rate, title=text[:60])
-    print(f"wrote {out}: {result.seconds:.2f} s of audio in {result.elapsed:.2f} s (real-time factor {result.rtf:.2f})")
+    with contextlib.ExitStack() as outputs:
+        # Both outputs are checked before any work, and appear together at the end.
+        wav_file = outputs.enter_context(atomic_output(output))
+        png_file = outputs.enter_context(atomic_output(spectrogram)) if spectrogram is not None else None
+        lm, codec = load_model_and_codec(model, codec_weights=codec_weights, device=device)
+        result = synthesize(
+            lm,
+            codec,
+            text,
+            prompt_audio=prompt_audio,
+            prompt_text=prompt_text,
+            sampling=sampling,
+            max_seconds=max_seconds,
+            seed=seed,
+        )
+        rate = sample_rate or result.sample_rate
+        write_audio(wav_file, resample(result.wav, result.sample_rate, rate), rate)
+        if png_file is not None:
+            write_spectrogram(png_file, result.wav, result.sample_rate, title=text[:60])
+    seconds = f"{result.seconds:.2f} s of audio in {result.elapsed:.2f} s (real-time factor {result.rtf:.2f})"
+    print(f"wrote {output}: {seconds}")
 
 
-def _dashes_to_underscores(argv: list[str]) -> list[str]:
-    """``--prompt-audio x`` -> ``--prompt_audio x`` (jsonargparse knows the underscore spelling only)."""
-    fixed = []
-    for arg in argv:
-        if arg.startswith("--") and len(arg) > 2:
-            name, eq, value = arg[2:].partition("=")
-            arg = "--" + name.replace("-", "_") + eq + value
-        fixed.append(arg)
-    return fixed
+def check_file_output(path: str, suffix: str) -> None:
+    """Refuse an output file that is a directory or lacks ``suffix`` (a slip that would write the wrong thing)."""
+    from pathlib import Path
+
+    from longseq.core.io import InputError
+
+    if Path(path).is_dir():
+        raise InputError(f"{path} is a directory; give the {suffix} file to write")
+    if Path(path).suffix.lower() != suffix:
+        raise InputError(f"{path}: the output must be a {suffix} file")
+
+
+def read_text(path: str) -> str:
+    """A UTF-8 text file's contents; a missing, binary or empty file is an InputError."""
+    from pathlib import Path
+
+    from longseq.core.io import InputError
+
+    if not Path(path).is_file():
+        raise InputError(f"text file not found: {path}")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not UTF-8 text") from None
+    if "\x00" in text:
+        raise InputError(f"{path} is a binary file, not text")
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    return run(
-        {"corpus": corpus, "encode": encode, "train": train, "synth": synth},
-        _dashes_to_underscores(list(argv)),
-        prog="tts",
-    )
+    return run({"corpus": corpus, "encode": encode, "train": train, "synth": synth}, argv, prog="tts")
 
 
 if __name__ == "__main__":

@@ -111,7 +111,7 @@ def check_minutes(minutes: float) -> None:
 def continue_speech(
     model: SpeechSSM,
     codec: Codec,
-    out: str | os.PathLike,
+    output: str | os.PathLike,
     *,
     minutes: float,
     prompt: torch.Tensor | None = None,
@@ -137,7 +137,7 @@ def continue_speech(
     generator.manual_seed(seed if seed is not None else int(torch.randint(2**31, ())))
     start = time.perf_counter()
     samples = 0
-    with atomic_output(out) as tmp, sf.SoundFile(tmp, "w", codec.sample_rate, 1, "PCM_16", format="WAV") as f:
+    with atomic_output(output) as tmp, sf.SoundFile(tmp, "w", codec.sample_rate, 1, "PCM_16", format="WAV") as f:
 
         def write(wav: torch.Tensor) -> None:
             nonlocal samples
@@ -160,7 +160,7 @@ def continue_speech(
 
 def synth_minutes(
     model_dir: str | os.PathLike | None,
-    out: str,
+    output: str,
     minutes: float,
     *,
     text: str | None,
@@ -192,8 +192,6 @@ def synth_minutes(
     if not isinstance(lm, SpeechSSM):
         raise InputError(f"--minutes needs a SpeechSSM model; {model_dir} holds a {type(lm).__name__}")
     prompt = None if prompt_audio is None else encode_long_prompt(codec, prompt_audio, lm, device)
-    result = continue_speech(lm, codec, out, minutes=minutes, prompt=prompt, sampling=sampling, seed=seed)
-    print(
-        f"wrote {out}: {result.seconds:.2f} s of audio in {result.elapsed:.2f} s (real-time factor {result.rtf:.2f}, "
-        f"{result.windows} codec windows)"
-    )
+    result = continue_speech(lm, codec, output, minutes=minutes, prompt=prompt, sampling=sampling, seed=seed)
+    seconds = f"{result.seconds:.2f} s of audio in {result.elapsed:.2f} s"
+    print(f"wrote {output}: {seconds} (real-time factor {result.rtf:.2f}, {result.windows} codec windows)")

@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from longseq.core.checkpoint import CheckpointError
-from longseq.core.io import InputError, atomic_output
+from longseq.core.io import InputError
 from longseq.speech.audio import check_prompt, load_audio
 from longseq.speech.codecs import Codec, load_codec
 from longseq.speech.models.sampling import SamplingConfig
@@ -35,6 +35,9 @@ SECONDS_PER_TOKEN_LIMIT = 0.25
 # ... and does not stop before this many seconds per text token (about half of espeak-ng's and a typical
 # reader's pace): a weak model, or a prompt unlike its training voices, otherwise may end the speech at once.
 SECONDS_PER_TOKEN_MIN = 0.03
+# No sentence is generated for longer than this, whatever is asked: the KV caches grow with the length, and the
+# models were trained on utterances of about 10 s.
+MAX_SECONDS = 60.0
 # Sentences longer than this are cut (about 8 s at a reading pace; training utterances are at most 10 s).
 MAX_SENTENCE_CHARS = 120
 SENTENCE_PAUSE_SECONDS = 0.3
@@ -63,16 +66,16 @@ def bundled_model_dir() -> Path:
 
 
 def load_model_and_codec(model: str | os.PathLike | None, *, codec_weights=None, device="cpu"):
-    """The speech model (a checkpoint directory, default: the bundled one) and the codec it names."""
+    """A speech language model (anything `longseq.from_pretrained` opens; default: the bundled model) and the
+    codec it names (a relative codec directory lies inside the model's), both in eval mode on ``device``."""
     from longseq.core.registry import from_pretrained
 
-    path = Path(model) if model is not None else bundled_model_dir()
-    if not path.is_dir():
-        raise CheckpointError(f"model directory not found: {path} (pass --model with a trained checkpoint)")
-    lm = from_pretrained(path)
+    name = model if model is not None else bundled_model_dir()
+    lm = from_pretrained(name)
     if not hasattr(lm, "generate") or not hasattr(lm.config, "codec"):
-        raise CheckpointError(f"{path} holds a {type(lm).__name__}, not a text-to-speech model")
-    codec = load_codec(lm.config.codec, encodec_weights=codec_weights, root=path)
+        raise CheckpointError(f"{name} holds a {type(lm).__name__}, not a text-to-speech model")
+    root = Path(name) if Path(name).is_dir() else None
+    codec = load_codec(lm.config.codec, encodec_weights=codec_weights, root=root)
     if codec.n_codebooks < lm.config.n_codebooks or codec.codebook_size != lm.config.codebook_size:
         raise CheckpointError(
             f"codec {lm.config.codec!r} gives {codec.n_codebooks} codebooks of {codec.codebook_size}; the model "
@@ -80,7 +83,7 @@ def load_model_and_codec(model: str | os.PathLike | None, *, codec_weights=None,
         )
     if hasattr(lm, "check_codec"):  # models that quantize with their codec's codebooks (CLaM-TTS)
         lm.check_codec(codec)
-    return lm.to(device).eval(), codec.to(device).eval()
+    return lm.to(device), codec.to(device)
 
 
 def encode_prompt(codec: Codec, path: str | os.PathLike, n_codebooks: int, device="cpu") -> torch.Tensor:
@@ -159,8 +162,8 @@ def synthesize(
         raise InputError("a voice prompt needs its transcript (--prompt-text): the model continues it")
     if prompt_audio is None and prompt_text:
         raise InputError("--prompt-text was given without --prompt-audio")
-    if max_seconds <= 0:
-        raise InputError(f"max seconds must be positive; got {max_seconds}")
+    if not 0 < max_seconds <= MAX_SECONDS:
+        raise InputError(f"max seconds must lie in (0, {MAX_SECONDS:g}] (one sentence); got {max_seconds}")
     if min_seconds_per_token < 0:
         raise InputError(f"the duration floor must not be negative; got {min_seconds_per_token}")
     start = time.perf_counter()
@@ -212,8 +215,8 @@ def _speak(
     return codes
 
 
-def save_spectrogram(path: str | os.PathLike, wav: torch.Tensor, sample_rate: int, *, title: str = "") -> Path:
-    """A log-magnitude spectrogram PNG of (1, n) audio, written atomically."""
+def write_spectrogram(path: str | os.PathLike, wav: torch.Tensor, sample_rate: int, *, title: str = "") -> None:
+    """A log-magnitude spectrogram of (1, n) audio as a PNG at ``path`` (a temporary path of `atomic_output`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -227,8 +230,5 @@ def save_spectrogram(path: str | os.PathLike, wav: torch.Tensor, sample_rate: in
     ax.imshow(db.numpy(), origin="lower", aspect="auto", extent=extent, vmin=float(db.max()) - 80, cmap="magma")
     ax.set(xlabel="seconds", ylabel="kHz", title=title)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png")
+    fig.savefig(path, format="png")
     plt.close(fig)
-    return path

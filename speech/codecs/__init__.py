@@ -1,7 +1,9 @@
-"""Audio codecs behind one interface (`Codec`): EnCodec 24 kHz and the project's trainable mel codec.
+"""Audio codecs behind one interface (`Codec`): EnCodec 24 kHz and the project's trainable mel codecs.
 
-A codec is named by a spec string: ``encodec`` (6 kbps, 8 codebooks), ``encodec-<kbps>kbps`` (1.5, 3, 6, 12,
-24), or the directory of a trained mel codec or Mel-VAE (our checkpoint format).
+Every command names a codec the same way (``--codec``): ``encodec`` (6 kbps, 8 codebooks) or
+``encodec-<kbps>kbps`` (1.5, 3, 6, 12, 24) for EnCodec, whose official weights are read through the ``encodec``
+package; anything else is what `longseq.from_pretrained` opens, and must be a codec: the directory of a trained
+mel codec or Mel-VAE (our checkpoint format).
 """
 
 from __future__ import annotations
@@ -10,38 +12,42 @@ import os
 import re
 from pathlib import Path
 
-from longseq.core.checkpoint import CheckpointError, read_config
+from longseq.core.checkpoint import CheckpointError
 from longseq.speech.codecs.base import Codec
 
 
 def load_codec(spec: str, *, encodec_weights: str | os.PathLike | None = None, root: Path | None = None) -> Codec:
-    """The codec a spec names; a relative directory is looked up under ``root`` first (a model directory).
+    """The codec a spec names, in eval mode; a relative directory is looked up under ``root`` first.
 
     Args:
-        spec: ``encodec``, ``encodec-<kbps>kbps`` or a mel codec directory.
+        spec: ``encodec``, ``encodec-<kbps>kbps`` or a codec checkpoint directory.
         encodec_weights: the official EnCodec ``.th`` file or its directory (default: the torch hub cache).
-        root: where relative codec directories live (the model checkpoint that names the codec).
+        root: where relative codec directories live (the model checkpoint that names its codec).
+
+    Raises:
+        CheckpointError: no such codec, or a checkpoint that is not a codec (one line).
     """
     named = re.fullmatch(r"encodec(?:-([\d.]+)kbps)?", spec)
     if named:
         from longseq.speech.codecs.encodec import EncodecCodec
 
-        return EncodecCodec(bandwidth=float(named.group(1) or 6.0), weights=encodec_weights)
+        try:
+            return EncodecCodec(bandwidth=float(named.group(1) or 6.0), weights=encodec_weights)
+        except ValueError as err:  # a bandwidth EnCodec does not have
+            raise CheckpointError(f"codec {spec!r}: {err}") from None
+    from longseq.core.registry import from_pretrained
+
+    if encodec_weights is not None:
+        raise CheckpointError(f"EnCodec weights were given, but the codec is {spec!r}, not EnCodec")
     path = Path(spec)
     if root is not None and not path.is_absolute() and (root / path).is_dir():
         path = root / path
-    if not path.is_dir():
+    if not path.exists():
         raise CheckpointError(f"unknown codec {spec!r}: expected 'encodec', 'encodec-<kbps>kbps' or a codec directory")
-    model_type = read_config(path).get("model_type")
-    if model_type == "mel_vae":
-        from longseq.speech.codecs.mel_vae import MelVAE
-
-        return MelVAE.from_pretrained(path)
-    if model_type != "mel_codec":
-        raise CheckpointError(f"{path} holds a {model_type!r} model, not a codec")
-    from longseq.speech.codecs.mel import MelCodec
-
-    return MelCodec.from_pretrained(path)
+    codec = from_pretrained(path)
+    if not isinstance(codec, Codec):
+        raise CheckpointError(f"{path} holds a {type(codec).__name__}, not a codec")
+    return codec
 
 
 __all__ = ["Codec", "load_codec"]

@@ -23,14 +23,14 @@ class Codec(nn.Module):
 
     @torch.no_grad()
     def encode(self, wav: torch.Tensor) -> torch.Tensor:
-        """wav (b, 1, n) or (1, n) float in [-1, 1] -> codes (b, n_codebooks, t) int64."""
+        """wav (b, 1, n) or (1, n) float in [-1, 1] -> codes (b, n_codebooks, t) int64, on the codec's device."""
         if wav.dim() == 2:
             wav = wav.unsqueeze(0)
         if wav.dim() != 3 or wav.shape[1] != 1:
             raise InputError(f"codec input must be mono (b, 1, n); got shape {tuple(wav.shape)}")
         if wav.shape[-1] < self.samples_per_frame:
             raise InputError(f"audio of {wav.shape[-1]} samples is shorter than one codec frame")
-        return self._encode(wav.float())
+        return self._encode(wav.float().to(next(self.parameters()).device))
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:

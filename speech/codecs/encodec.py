@@ -79,11 +79,11 @@ class EncodecCodec(Codec):
 
         self.bandwidth = float(bandwidth)
         self.n_codebooks = BANDWIDTHS[self.bandwidth]
+        path = find_weights(weights) if pretrained else None  # a missing file is reported before any work
         with warnings.catch_warnings():  # encodec 0.1.1 uses the deprecated torch.nn.utils.weight_norm
             warnings.filterwarnings("ignore", message=".*weight_norm", category=FutureWarning)
             self.model = EncodecModel.encodec_model_24khz(pretrained=False)
-        if pretrained:
-            path = find_weights(weights)
+        if path is not None:
             _check_sha256_prefix(path)
             load_strict(self.model, load_tensors(path), str(path))
         self.model.set_target_bandwidth(self.bandwidth)

@@ -7,7 +7,6 @@ With the defaults: 24 kHz audio, 25 code frames per second, 8 codebooks of 256 c
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -47,6 +46,15 @@ class MelCodecConfig:
     griffin_lim_power: float = 1.0
 
     def __post_init__(self):
+        for name in ("sample_rate", "n_fft", "hop_length", "n_mels", "channels", "latent_dim", "griffin_lim_iters"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if self.n_res_blocks < 0:
+            raise ValueError(f"n_res_blocks must be >= 0; got {self.n_res_blocks}")
+        if not 0.0 <= self.quantizer_dropout <= 1.0:
+            raise ValueError(f"quantizer_dropout must lie in [0, 1]; got {self.quantizer_dropout}")
+        if not self.griffin_lim_power > 0:
+            raise ValueError(f"griffin_lim_power must be positive; got {self.griffin_lim_power}")
         if self.n_fft < self.hop_length or self.n_fft % 2:
             raise ValueError(f"n_fft ({self.n_fft}) must be even and at least hop_length ({self.hop_length})")
         if self.downsample != 1 and (self.downsample < 1 or self.downsample % 2):
@@ -140,15 +148,20 @@ class MelDecoder(nn.Module):
 class LogMel(nn.Module):
     """Waveform (b, 1, n) -> normalised log-mel (b, n_mels, n // hop_length), and back to a waveform."""
 
-    def __init__(self, *, sample_rate: int, n_fft: int, hop_length: int, n_mels: int):
+    def __init__(self, *, sample_rate: int, n_fft: int, hop_length: int, n_mels: int, device=None):
         super().__init__()
         import torchaudio.functional as AF
 
         self.n_fft, self.hop_length = n_fft, hop_length
-        fbank = AF.melscale_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate, "slaney", "slaney")
-        self.register_buffer("fbank", fbank, persistent=False)  # (n_freqs, n_mels)
-        self.register_buffer("fbank_pinv", torch.linalg.pinv(fbank.T), persistent=False)  # (n_freqs, n_mels)
-        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        # Fixed functions of the config, computed on the CPU whatever the default device (the meta device has
+        # no values to compute them from), then moved.
+        device = torch.get_default_device() if device is None else device
+        with torch.device("cpu"):
+            fbank = AF.melscale_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate, "slaney", "slaney")
+            pinv = torch.linalg.pinv(fbank.T)
+        self.register_buffer("fbank", fbank.to(device), persistent=False)  # (n_freqs, n_mels)
+        self.register_buffer("fbank_pinv", pinv.to(device), persistent=False)  # (n_freqs, n_mels)
+        self.register_buffer("window", torch.hann_window(n_fft, device=device), persistent=False)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         frames = wav.shape[-1] // self.hop_length
@@ -193,7 +206,11 @@ class MelCodec(Pretrained, Codec):
         self.n_codebooks = config.n_codebooks
         self.codebook_size = config.codebook_size
         self.log_mel = LogMel(
-            sample_rate=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length, n_mels=config.n_mels
+            sample_rate=config.sample_rate,
+            n_fft=config.n_fft,
+            hop_length=config.hop_length,
+            n_mels=config.n_mels,
+            device=device,
         )
         sizes = {
             "n_mels": config.n_mels,
@@ -242,8 +259,9 @@ PRESETS = {
 }
 
 
-def preset(name: str) -> MelCodecConfig:
-    return dataclasses.replace(PRESETS[name])
+def example(model: MelCodec) -> tuple[torch.Tensor]:
+    """The training pass on two 0.2-s noise clips (b, 1, n)."""
+    return (0.1 * torch.randn(2, 1, round(0.2 * model.sample_rate)),)
 
 
-FAMILY = Family(model_class=MelCodec, config_class=MelCodecConfig, presets=PRESETS)
+FAMILY = Family(model_class=MelCodec, config_class=MelCodecConfig, presets=PRESETS, example=example)

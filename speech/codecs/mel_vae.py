@@ -12,16 +12,13 @@ vocoder is Griffin-Lim (BigVGAN needs downloaded weights).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
 
 from longseq.core.registry import Family
-from longseq.speech.codecs.mel import MelCodec, MelCodecConfig
+from longseq.speech.codecs.mel import MelCodec, MelCodecConfig, example
 from longseq.speech.codecs.prob_rvq import ProbabilisticRVQ
-
-MODEL_TYPE = "mel_vae"
 
 
 @dataclass(kw_only=True)
@@ -38,6 +35,8 @@ class MelVAEConfig(MelCodecConfig):
         super().__post_init__()
         if self.quantizer_dropout != 0.0:
             raise ValueError("the Mel-VAE quantizes at full depth; quantizer_dropout must be 0")
+        if not self.commitment >= 0:
+            raise ValueError(f"commitment must be >= 0; got {self.commitment}")
         if not 0.0 < self.quantizer_decay < 1.0:
             raise ValueError(f"quantizer_decay must lie in (0, 1); got {self.quantizer_decay}")
 
@@ -71,8 +70,4 @@ PRESETS = {
 }
 
 
-def preset(name: str) -> MelVAEConfig:
-    return dataclasses.replace(PRESETS[name])
-
-
-FAMILY = Family(model_class=MelVAE, config_class=MelVAEConfig, presets=PRESETS)
+FAMILY = Family(model_class=MelVAE, config_class=MelVAEConfig, presets=PRESETS, example=example)

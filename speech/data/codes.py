@@ -84,7 +84,7 @@ def encode_corpus(utterances: list[Utterance], codec: Codec, codec_spec: str) ->
     """Encode every utterance (one at a time: lengths differ and the codec is fast next to training)."""
     codes = []
     for utt in tqdm(utterances, desc="encoding", unit="utt"):
-        codes.append(codec.encode(load_audio(utt.audio, codec.sample_rate))[0])
+        codes.append(codec.encode(load_audio(utt.audio, codec.sample_rate))[0].cpu())
     return EncodedCorpus(
         codes=codes,
         texts=[u.text for u in utterances],

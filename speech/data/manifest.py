@@ -26,19 +26,24 @@ class Utterance:
 def read_manifest(path: str | Path) -> list[Utterance]:
     """Every utterance of the corpus at ``path`` (a directory or a ``.jsonl`` manifest), in a stable order."""
     path = Path(path)
-    if path.is_file() and path.suffix == ".jsonl":
-        found = _read_jsonl(path)
-    elif (path / "metadata.jsonl").is_file():
-        found = _read_jsonl(path / "metadata.jsonl")
-    elif (path / "metadata.csv").is_file():
-        found = _read_ljspeech(path)
-    elif path.is_dir() and next(path.rglob("*.normalized.txt"), None) is not None:
-        found = _read_libritts(path)
-    else:
-        raise InputError(
-            f"{path} is not a corpus: expected metadata.jsonl (ours), metadata.csv (LJSpeech) "
-            "or <speaker>/<chapter>/*.normalized.txt files (LibriTTS)"
-        )
+    try:
+        if path.is_file() and path.suffix == ".jsonl":
+            found = _read_jsonl(path)
+        elif (path / "metadata.jsonl").is_file():
+            found = _read_jsonl(path / "metadata.jsonl")
+        elif (path / "metadata.csv").is_file():
+            found = _read_ljspeech(path)
+        elif path.is_dir() and next(path.rglob("*.normalized.txt"), None) is not None:
+            found = _read_libritts(path)
+        else:
+            raise InputError(
+                f"{path} is not a corpus: expected metadata.jsonl (ours), metadata.csv (LJSpeech) "
+                "or <speaker>/<chapter>/*.normalized.txt files (LibriTTS)"
+            )
+    except UnicodeDecodeError as err:
+        raise InputError(f"the corpus at {path} holds a file that is not UTF-8 text ({err.reason})") from None
+    except csv.Error as err:  # a field over the csv module's limit, a NUL byte
+        raise InputError(f"the corpus at {path} has an unreadable metadata.csv: {err}") from None
     if not found:
         raise InputError(f"the corpus at {path} lists no utterances")
     return found
@@ -51,16 +56,13 @@ def _read_jsonl(path: Path) -> list[Utterance]:
             continue
         try:
             row = json.loads(line)
-            found.append(
-                Utterance(
-                    audio=path.parent / row["audio"],
-                    text=row["text"],
-                    speaker=str(row.get("speaker", "0")),
-                    split=row.get("split", "train"),
-                )
-            )
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            fields = (row["audio"], row["text"], row.get("split", "train"))
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
             raise InputError(f"{path}:{n}: not a manifest line with 'audio' and 'text' ({err})") from None
+        if not all(isinstance(field, str) for field in fields):
+            raise InputError(f"{path}:{n}: 'audio', 'text' and 'split' must be strings")
+        audio, text, split = fields
+        found.append(Utterance(audio=path.parent / audio, text=text, speaker=str(row.get("speaker", "0")), split=split))
     return found
 
 

@@ -34,8 +34,6 @@ from longseq.speech.models.layers import Decoder, SinePosition, prefix_lm_mask
 from longseq.speech.models.sampling import SamplingConfig
 from longseq.speech.text.tokenizer import TextTokenizer
 
-MODEL_TYPE = "clam_tts"
-
 
 @dataclass(kw_only=True)
 class ClamTTSConfig:
@@ -58,6 +56,13 @@ class ClamTTSConfig:
     """Codec spec: a Mel-VAE directory (relative: inside the checkpoint)."""
 
     def __post_init__(self):
+        for name in ("d_model", "n_heads", "text_layers", "decoder_layers", "ffn_mult"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1); got {self.dropout}")
+        if not self.norm_eps > 0:
+            raise ValueError(f"norm_eps must be positive; got {self.norm_eps}")
         if self.d_model % self.n_heads or self.d_model % 2:
             raise ValueError(f"d_model ({self.d_model}) must be even and divisible by n_heads ({self.n_heads})")
         if self.n_mixtures < 1 or self.latent_dim < 1 or self.n_codebooks < 1 or self.codebook_size < 2:
@@ -73,7 +78,7 @@ class ClamTTSConfig:
 class ClamTTS(Pretrained, nn.Module):
     """The latent language model (see the module docstring)."""
 
-    model_type = MODEL_TYPE
+    model_type = "clam_tts"
 
     def __init__(self, config: ClamTTSConfig, *, device=None, dtype=None):
         super().__init__()

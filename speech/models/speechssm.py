@@ -34,7 +34,6 @@ from longseq.core.registry import Pretrained
 from longseq.speech.models.sampling import SamplingConfig
 
 IGNORE = -100
-MODEL_TYPE = "speechssm"
 
 
 @dataclass(kw_only=True)
@@ -64,6 +63,11 @@ class SpeechSSMConfig:
     """Overlap of consecutive decoding windows, cross-faded (the paper: 4 s)."""
 
     def __post_init__(self):
+        for name in ("d_model", "n_layers", "d_intermediate", "d_state", "n_heads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if not self.norm_eps > 0:
+            raise ValueError(f"norm_eps must be positive; got {self.norm_eps}")
         if not self.pattern or any(kind not in ("mamba", "swa") for kind in self.pattern):
             raise ValueError(f"pattern must be a non-empty list of 'mamba' / 'swa'; got {self.pattern}")
         if self.n_layers % len(self.pattern):
@@ -74,8 +78,9 @@ class SpeechSSMConfig:
             raise ValueError("need at least one codebook of two codes and an attention window of at least 1")
         if not 0 <= self.overlap_seconds < self.window_seconds / 2:
             raise ValueError("overlap_seconds must lie in [0, window_seconds / 2)")
-        if self.segment_seconds <= 0:
-            raise ValueError(f"segment_seconds must be positive; got {self.segment_seconds}")
+        for name in ("segment_seconds", "window_seconds"):
+            if not 0 < getattr(self, name) < float("inf"):
+                raise ValueError(f"{name} must be a positive number of seconds; got {getattr(self, name)}")
 
     @property
     def empty(self) -> int:
@@ -118,7 +123,7 @@ def undelay(grid: torch.Tensor) -> torch.Tensor:
 class SpeechSSM(Pretrained, nn.Module):
     """The hybrid speech LM: delayed-grid columns (b, k, s) -> logits (b, s, k, codebook_size) for the next column."""
 
-    model_type = MODEL_TYPE
+    model_type = "speechssm"
 
     def __init__(self, config: SpeechSSMConfig, *, device=None, dtype=None):
         super().__init__()

@@ -15,6 +15,7 @@ Shapes: text (b, L) with 0 = padding; codes (b, n_q, T) in EnCodec order; codebo
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,10 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from longseq.core.checkpoint import CheckpointError, load_strict
 from longseq.core.registry import Pretrained
 from longseq.speech.models.layers import Decoder, SinePosition, prefix_lm_mask
 from longseq.speech.models.sampling import SamplingConfig, sample_token
-from longseq.speech.text.tokenizer import CHARS, TextTokenizer, TokenizerKind
+from longseq.speech.text.tokenizer import PAD, SYMBOLS, TextTokenizer, TokenizerKind
 
 IGNORE = -100
 
@@ -57,7 +59,9 @@ class Valle2Config:
     """Tie the head for codebook k to the embedding of codebook k + 1 (VALL-E X); the last head is its own."""
     # text front end and codec
     tokenizer: TokenizerKind = "chars"
-    symbols: str = CHARS
+    symbols: str | None = None
+    """The alphabet of a chars or phonemes tokenizer; None: the kind's default (so that a preset loaded with
+    another ``tokenizer`` gets that tokenizer's alphabet)."""
     voice: str = "en-us"
     codec: str = "encodec"
     """Codec spec: ``encodec``, ``encodec-<kbps>kbps`` or a codec directory (relative: inside the checkpoint)."""
@@ -65,6 +69,16 @@ class Valle2Config:
     """Longest acoustic prompt the NAR is trained with (VALL-E: 3 s)."""
 
     def __post_init__(self):
+        for name in ("d_model", "n_heads", "ar_layers", "nar_layers", "ffn_mult", "codebook_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1); got {self.dropout}")
+        for name in ("norm_eps", "prompt_seconds"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive; got {getattr(self, name)}")
+        if self.text_vocab_size < 0 or self.n_languages < 0:
+            raise ValueError("text_vocab_size and n_languages must be >= 0 (0: the tokenizer's size, no languages)")
         if self.d_model % self.n_heads or self.d_model % 2:
             raise ValueError(f"d_model ({self.d_model}) must be even and divisible by n_heads ({self.n_heads})")
         if self.group_size not in (1, 2, 4, 8):
@@ -73,12 +87,15 @@ class Valle2Config:
             raise ValueError("VALL-E needs at least two codebooks (AR for the first, NAR for the rest)")
         if self.nar_stage not in ("adaptive_norm", "token"):
             raise ValueError(f"nar_stage must be 'adaptive_norm' or 'token'; got {self.nar_stage!r}")
+        if self.tokenizer not in SYMBOLS:
+            raise ValueError(f"unknown tokenizer {self.tokenizer!r}: one of {', '.join(SYMBOLS)}")
         vocab = self.text_tokenizer().vocab_size
         if 0 < self.text_vocab_size < vocab:
             raise ValueError(f"text_vocab_size ({self.text_vocab_size}) is below the tokenizer's ({vocab})")
 
     def text_tokenizer(self) -> TextTokenizer:
-        return TextTokenizer(kind=self.tokenizer, symbols=self.symbols, voice=self.voice)
+        symbols = SYMBOLS[self.tokenizer] if self.symbols is None else self.symbols
+        return TextTokenizer(kind=self.tokenizer, symbols=symbols, voice=self.voice)
 
     @property
     def text_rows(self) -> int:
@@ -355,6 +372,28 @@ class Valle2(Pretrained, nn.Module):
         self.ar = ValleAR(config, device=device, dtype=dtype)
         self.nar = ValleNAR(config, device=device, dtype=dtype)
 
+    def forward(
+        self,
+        text: torch.Tensor,
+        text_lens: torch.Tensor,
+        codes: torch.Tensor,
+        code_lens: torch.Tensor,
+        prompt_lens: torch.Tensor,
+        stage: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The training pass: both decoders teacher-forced on whole items (`ValleAR.forward`, `ValleNAR.forward`).
+
+        Args:
+            text (b, L), text_lens (b,); codes (b, n_q, T), code_lens (b,) as `ValleAR.forward` needs them
+                (multiples of G); prompt_lens (b,) and stage as `ValleNAR.forward`.
+
+        Returns:
+            AR logits (b, T / G + 1, G, codebook_size + 1), AR targets (b, T / G + 1, G), NAR logits for codebook
+            ``stage`` (b, T, codebook_size).
+        """
+        ar_logits, ar_targets = self.ar(text, text_lens, codes[:, 0], code_lens)
+        return ar_logits, ar_targets, self.nar(text, text_lens, codes, code_lens, prompt_lens, stage)
+
     @torch.no_grad()
     def generate(
         self,
@@ -387,3 +426,39 @@ class Valle2(Pretrained, nn.Module):
         if first.shape[1] == 0:
             return prompt.new_zeros(1, self.config.n_codebooks, 0)
         return self.nar.generate(text, prompt, first, languages)
+
+
+def adapt(old: Valle2, changes: dict) -> Valle2:
+    """A loaded VALL-E 2 moved to another group size or tokenizer, to fine-tune into them.
+
+    The group layers it adds start fresh (VALL-E X with grouping), and the text embeddings are rebuilt for the
+    new alphabet, keeping the rows of the symbols both alphabets share (characters to phonemes: most consonants
+    and "a" to "z"). A new ``tokenizer`` without ``symbols`` brings its default alphabet.
+
+    Raises:
+        CheckpointError: any other change, or a setting the config refuses (one line).
+    """
+    unknown = sorted(set(changes) - {"group_size", "tokenizer", "symbols"})
+    if unknown:
+        raise CheckpointError(
+            f"only group_size, tokenizer and symbols can change in a VALL-E 2 checkpoint; got {', '.join(unknown)}"
+        )
+    if "tokenizer" in changes:
+        changes = {"symbols": None, **changes}
+    try:
+        model = Valle2(dataclasses.replace(old.config, **changes))
+    except ValueError as err:
+        raise CheckpointError(f"invalid Valle2Config: {err}") from None
+    fresh = model.state_dict()
+    group = ("ar.group_in.", "ar.group_out.")
+    state = {k: v for k, v in old.state_dict().items() if not k.startswith(group)}
+    state.update({k: v for k, v in fresh.items() if k.startswith(group)})
+    old_ids = old.config.text_tokenizer().symbol_ids()
+    new_ids = model.config.text_tokenizer().symbol_ids()
+    shared = [(new_ids[s], old_ids[s]) for s in new_ids if s in old_ids] + [(PAD, PAD)]
+    rows_new, rows_old = (torch.tensor(rows) for rows in zip(*shared))
+    for name in ("ar.text.embedding.weight", "nar.text.embedding.weight"):
+        table = fresh[name].clone()
+        table[rows_new] = state[name][rows_old]
+        state[name] = table
+    return load_strict(model, state, "the adapted VALL-E 2")

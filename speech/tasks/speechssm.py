@@ -23,7 +23,8 @@ class CodeSegments(Dataset):
     """Item i: codes (n_codebooks, segment_frames) from one speaker's stream, fixed by (seed, i). Batches of these
     fixed-size crops come from `speech.tasks.data.ResumableDataModule` as audio crops do.
 
-    Streams are chosen in proportion to their length; one epoch covers as many frames as the streams hold.
+    Streams are chosen in proportion to their length. One epoch holds ``length`` segments (default: as many as fit
+    in the streams' frames); a run of one epoch draws a fresh segment for every item.
     """
 
     def __init__(
@@ -33,6 +34,7 @@ class CodeSegments(Dataset):
         *,
         n_codebooks: int,
         segment_frames: int,
+        length: int | None = None,
         seed: int = 0,
     ):
         if not indices:
@@ -50,7 +52,7 @@ class CodeSegments(Dataset):
         self.weights = lengths / lengths.sum()
         self.segment_frames = segment_frames
         self.seed = seed
-        self.length = max(1, int(lengths.sum()) // segment_frames)
+        self.length = length or max(1, int(lengths.sum()) // segment_frames)
 
     def __len__(self) -> int:
         return self.length

@@ -31,17 +31,16 @@ class Valle2Task(UtteranceTask):
 
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         text, text_lens, codes, code_lens = batch["text"], batch["text_lens"], batch["codes"], batch["code_lens"]
-        logits, targets = self.model.ar(text, text_lens, codes[:, 0], code_lens)
-        ar_loss = F.cross_entropy(logits.flatten(0, 2).float(), targets.flatten(), ignore_index=IGNORE)
-        valid = targets != IGNORE
-        ar_acc = (logits.argmax(-1) == targets)[valid].float().mean()
-
         stage = int(torch.randint(1, self.model.config.n_codebooks, ()))
         low, high = code_lens // 4, (code_lens // 2).clamp(min=1)
         uniform = torch.rand(len(code_lens), device=code_lens.device)
         prompt_lens = (low + (uniform * (high - low + 1)).long()).clamp(1, self.max_prompt)
         prompt_lens = torch.minimum(prompt_lens, code_lens - 1)
-        nar_logits = self.model.nar(text, text_lens, codes, code_lens, prompt_lens, stage)
+        logits, targets, nar_logits = self.model(text, text_lens, codes, code_lens, prompt_lens, stage)
+        ar_loss = F.cross_entropy(logits.flatten(0, 2).float(), targets.flatten(), ignore_index=IGNORE)
+        valid = targets != IGNORE
+        ar_acc = (logits.argmax(-1) == targets)[valid].float().mean()
+
         frame = torch.arange(codes.shape[-1], device=codes.device)
         target = (frame >= prompt_lens[:, None]) & (frame < code_lens[:, None])
         nar_targets = torch.where(target, codes[:, stage], IGNORE)

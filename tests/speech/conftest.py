@@ -35,9 +35,23 @@ def synthetic_corpus(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def quick_train() -> list[str]:
-    """`tts train` flags for a few steps of a tiny model in tests."""
-    return ["--steps", "3", "--batch-size", "2", "--warmup-steps", "1", "--progress-bar", "false"]
+def quick_train(tmp_path_factory) -> list[str]:
+    """`tts train` flags for a few steps of a tiny model in tests (logs in a temporary directory)."""
+    return [
+        *("--trainer.max_steps", "3", "--trainer.progress_bar", "false"),
+        *("--trainer.log_dir", str(tmp_path_factory.mktemp("logs"))),
+        *("--data.batch_size", "2", "--optimizer.warmup_steps", "1"),
+    ]
+
+
+@pytest.fixture(scope="session")
+def mel_codec(tmp_path_factory):
+    """An untrained mel-tiny codec (4 x 16 codes at 25 Hz) in a checkpoint directory."""
+    from longseq.core.registry import from_pretrained
+
+    out = tmp_path_factory.mktemp("mel") / "codec"
+    from_pretrained("mel-tiny").save_pretrained(out)
+    return out
 
 
 @pytest.fixture(scope="session")
@@ -46,8 +60,17 @@ def mel_vae_codec(synthetic_corpus, quick_train, tmp_path_factory):
     from longseq.speech.cli import main
 
     out = tmp_path_factory.mktemp("mel_vae") / "vae"
-    assert (
-        main(["train", "--model", "mel-vae-tiny", "--corpus", str(synthetic_corpus), "--out", str(out), *quick_train])
-        == 0
-    )
+    argv = ["train", "--model", "mel-vae-tiny", "--data.corpus", str(synthetic_corpus), "--output", str(out)]
+    assert main([*argv, *quick_train]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def encoded_corpus(synthetic_corpus, mel_codec, tmp_path_factory):
+    """The synthetic corpus encoded by `mel_codec` (`tts encode`)."""
+    from longseq.speech.cli import main
+
+    out = tmp_path_factory.mktemp("codes") / "codes.safetensors"
+    argv = ["encode", "--corpus", str(synthetic_corpus), "--codec", str(mel_codec), "--output", str(out)]
+    assert main(argv) == 0
     return out

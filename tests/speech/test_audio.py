@@ -45,6 +45,16 @@ def test_load_refuses_non_audio(tmp_path, content):
         load_audio(path, 24_000)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", ["everywhere", "one sample"])
+def test_load_refuses_non_finite_samples(tmp_path, bad, where):
+    samples = np.full(2400, bad) if where == "everywhere" else np.where(np.arange(2400) == 7, bad, tone(0.1, 24_000))
+    path = tmp_path / "x.wav"
+    sf.write(path, samples.astype(np.float32), 24_000, subtype="FLOAT")
+    with pytest.raises(InputError, match="NaN or infinite samples"):
+        load_audio(path, 24_000)
+
+
 def test_load_refuses_missing_file(tmp_path):
     with pytest.raises(InputError, match="not found"):
         load_audio(tmp_path / "nope.wav", 24_000)

@@ -26,7 +26,7 @@ def test_bundled_model_is_a_self_contained_valle2_with_its_codec():
 
 def test_synth_with_the_default_model(tmp_path, capsys):
     out = tmp_path / "hello.wav"
-    assert main(["synth", "--text", "Hello there.", "--out", str(out), "--seed", "0"]) == 0
+    assert main(["synth", "--text", "Hello there.", "--output", str(out), "--seed", "0"]) == 0
     assert "real-time factor" in capsys.readouterr().out
     # Between the bounds relative to the text (a codec frame of slack for the group of 2 frames).
     lm, _ = load_model_and_codec(None)

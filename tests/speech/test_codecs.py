@@ -4,7 +4,7 @@ import torch
 from longseq.core.checkpoint import CheckpointError
 from longseq.core.io import InputError
 from longseq.speech.codecs.encodec import BANDWIDTHS, WEIGHTS_FILE, EncodecCodec
-from longseq.speech.codecs.mel import MelCodec, preset
+from longseq.speech.codecs.mel import PRESETS, MelCodec
 from longseq.speech.codecs.rvq import ResidualVQ
 
 
@@ -67,7 +67,7 @@ def test_codec_refuses_bad_input(encodec):
 
 
 def test_mel_codec_forward_backward_and_shapes():
-    codec = MelCodec(preset("mel-tiny"))
+    codec = MelCodec(PRESETS["mel-tiny"])
     wav = torch.randn(2, 1, 9600) * 0.1
     recon, target, codes, commit = codec(wav)
     assert recon.shape == target.shape == (2, 80, 40)
@@ -83,7 +83,7 @@ def test_mel_codec_forward_backward_and_shapes():
 
 
 def test_mel_codec_save_load_round_trip(tmp_path):
-    codec = MelCodec(preset("mel-tiny"))
+    codec = MelCodec(PRESETS["mel-tiny"])
     codec.train()
     codec(torch.randn(2, 1, 9600) * 0.1)  # initialises the codebooks from the batch
     codec.eval()
@@ -95,7 +95,7 @@ def test_mel_codec_save_load_round_trip(tmp_path):
 
 
 def test_mel_codec_griffin_lim_inverts_true_mel():
-    codec = MelCodec(preset("mel-tiny"))
+    codec = MelCodec(PRESETS["mel-tiny"])
     t = torch.arange(24_000) / 24_000
     wav = (0.3 * torch.sin(2 * torch.pi * 220 * t) + 0.2 * torch.sin(2 * torch.pi * 1330 * t)).view(1, 1, -1)
     mel = codec.mel(wav)

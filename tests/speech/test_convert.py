@@ -1,4 +1,5 @@
-"""Parity with the official VALL-E X code (tests/fixtures/valle_a: a tiny checkpoint in the released layout)."""
+"""Parity with the official VALL-E X code (tests/fixtures/valle_a: a tiny checkpoint in the released layout),
+loaded as a user would: ``longseq.from_pretrained(path, n_heads=4)``."""
 
 from pathlib import Path
 
@@ -6,16 +7,23 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from longseq.core.checkpoint import CheckpointError
-from longseq.speech.convert import KEY_MAP, convert_state_dict, convert_vallex
+import longseq
+from longseq.core.checkpoint import CheckpointError, load_pickle
 from longseq.speech.models.sampling import SamplingConfig
+from longseq.speech.models.valle2 import Valle2
+from longseq.speech.models.vallex import keys, stack_stage_embeddings
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "valle_a"
 
 
 @pytest.fixture(scope="module")
 def model():
-    return convert_vallex(FIXTURE / "checkpoint.pt", n_heads=4)
+    return longseq.from_pretrained(FIXTURE / "checkpoint.pt", n_heads=4)
+
+
+def test_the_fixture_loads_in_eval_mode(model):
+    assert type(model) is Valle2 and not model.training
+    assert not any(module.training for module in model.modules())
 
 
 @pytest.fixture(scope="module")
@@ -71,22 +79,37 @@ def test_greedy_generation(model, expected):
     torch.testing.assert_close(codes, expected["greedy_codes"], rtol=0, atol=0)
 
 
-def test_every_key_mapped_and_unknown_keys_refused(tmp_path):
-    from longseq.core.checkpoint import load_pickle
-
+def test_every_key_mapped_and_unknown_keys_refused(model, tmp_path):
+    state = stack_stage_embeddings(load_pickle(FIXTURE / "checkpoint.pt")["model"])
+    converted = keys(model.config).rename(state, "valle_a")
+    assert converted["nar.stage_embedding.weight"].shape == (7, 64)
+    assert set(converted) == set(model.state_dict())
+    path = tmp_path / "extra.pt"
     state = load_pickle(FIXTURE / "checkpoint.pt")["model"]
-    converted = convert_state_dict(state)
-    assert "nar.stage_embedding.weight" in converted and converted["nar.stage_embedding.weight"].shape == (7, 64)
-    assert len(KEY_MAP) > 40
-    with pytest.raises(CheckpointError, match="unexpected key in VALL-E checkpoint: ar_decoder.extra.weight"):
-        convert_state_dict({**state, "ar_decoder.extra.weight": torch.zeros(1)})
+    torch.save({"model": {**state, "ar_decoder.extra.weight": torch.zeros(1)}}, path)
+    with pytest.raises(CheckpointError, match="keys no rule maps: ar_decoder.extra.weight"):
+        longseq.from_pretrained(path, n_heads=4)
 
 
-def test_other_architectures_refused(tmp_path):
+def test_overrides_and_other_files(tmp_path):
+    with pytest.raises(CheckpointError, match="n_heads must be a positive divisor of d_model 64"):
+        longseq.from_pretrained(FIXTURE / "checkpoint.pt", n_heads=5)
+    with pytest.raises(CheckpointError, match=r"\(vallex\) takes no setting d_model \(accepted: n_heads, group_size"):
+        longseq.from_pretrained(FIXTURE / "checkpoint.pt", d_model=8)
+    grouped = longseq.from_pretrained(FIXTURE / "checkpoint.pt", n_heads=4, group_size=2)
+    assert grouped.config.group_size == 2 and grouped.ar.group_in is not None and not grouped.training
     path = tmp_path / "other.pt"
+    torch.save({"model": {"ar_decoder.layers.0.linear1.weight": torch.zeros(2, 2)}}, path)
+    with pytest.raises(CheckpointError, match="not a VALL-E checkpoint: it lacks ar_text_embedding"):
+        longseq.from_pretrained(path)
     torch.save({"model": {"encoder.weight": torch.zeros(2, 2)}}, path)
-    with pytest.raises(CheckpointError, match="not a VALL-E checkpoint: missing"):
-        convert_vallex(path)
-    torch.save({"state_dict": {}}, path)
-    with pytest.raises(CheckpointError, match="expected \\{'model': state_dict\\}"):
-        convert_vallex(path)
+    with pytest.raises(CheckpointError, match="no longseq family reads"):
+        longseq.from_pretrained(path)
+
+
+def test_lifeiteng_files_without_language_tables_get_a_zero_one(tmp_path):
+    state = load_pickle(FIXTURE / "checkpoint.pt")["model"]
+    path = tmp_path / "lifeiteng.pt"
+    torch.save({"model": {k: v for k, v in state.items() if "language_embedding" not in k}}, path)
+    model = longseq.from_pretrained(path, n_heads=4)
+    assert model.config.n_languages == 1 and not model.ar.text.language_embedding.weight.any()

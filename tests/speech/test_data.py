@@ -87,3 +87,19 @@ def test_not_a_corpus(tmp_path):
     (tmp_path / "metadata.jsonl").write_text('{"text": "no audio"}\n')
     with pytest.raises(InputError, match="metadata.jsonl:1"):
         read_manifest(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("metadata.jsonl", b"\xff\xfe\x00 binary", "not UTF-8 text"),
+        ("metadata.jsonl", b'{"audio": 3, "text": "x"}\n', "must be strings"),
+        ("metadata.jsonl", b'["a list"]\n', "metadata.jsonl:1"),
+        ("metadata.csv", b"\xff\xfe|\x00\x01\n", "not UTF-8 text"),
+        ("metadata.csv", b"a|" + b"x" * 200_000 + b"\n", "field larger than field limit"),
+    ],
+)
+def test_unreadable_manifests_are_one_line_input_errors(tmp_path, name, content, message):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        read_manifest(tmp_path)

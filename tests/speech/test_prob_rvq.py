@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from longseq.speech.codecs import load_codec
-from longseq.speech.codecs.mel_vae import MelVAE, preset
+from longseq.speech.codecs.mel_vae import PRESETS, MelVAE
 from longseq.speech.codecs.prob_rvq import ProbabilisticRVQ
 from longseq.speech.codecs.rvq import EMACodebook
 
@@ -79,7 +79,7 @@ def test_prvq_forward_sets_variance_and_passes_gradients():
 
 
 def test_mel_vae_shapes_round_trip_and_codec_loading(tmp_path):
-    codec = MelVAE(preset("mel-vae-tiny"))
+    codec = MelVAE(PRESETS["mel-vae-tiny"])
     wav = torch.randn(2, 1, 19_200) * 0.1
     codec.train()
     recon, target, codes, commit = codec(wav)
@@ -92,4 +92,4 @@ def test_mel_vae_shapes_round_trip_and_codec_loading(tmp_path):
     torch.testing.assert_close(loaded.variance, codec.variance)
     torch.testing.assert_close(loaded.encode(wav), codec.encode(wav), rtol=0, atol=0)
     with pytest.raises(ValueError, match="quantizer_dropout"):
-        preset("mel-vae-tiny").__class__(quantizer_dropout=0.5)
+        PRESETS["mel-vae-tiny"].__class__(quantizer_dropout=0.5)

@@ -90,12 +90,12 @@ def test_generation_stops_at_eos():
 
 
 def test_synthesis_does_not_stop_before_its_lower_bound():
-    from longseq.speech.codecs.mel import MelCodec, preset
+    from longseq.speech.codecs.mel import PRESETS, MelCodec
     from longseq.speech.synthesis import SECONDS_PER_TOKEN_MIN, synthesize
 
     model = tiny(group_size=2)
     force_eos(model, 1e9)  # the model would end the speech at once
-    codec = MelCodec(preset("mel-tiny")).eval()
+    codec = MelCodec(PRESETS["mel-tiny"]).eval()
     text = "hello there, alice"
     result = synthesize(model, codec, text, seed=0)
     lower = int(SECONDS_PER_TOKEN_MIN * len(text) * codec.frame_rate)
@@ -121,12 +121,12 @@ def test_split_sentences():
 
 
 def test_long_text_is_spoken_sentence_by_sentence_in_one_voice():
-    from longseq.speech.codecs.mel import MelCodec, preset
+    from longseq.speech.codecs.mel import PRESETS, MelCodec
     from longseq.speech.synthesis import SENTENCE_PAUSE_SECONDS, synthesize
 
     model = tiny(group_size=2)
     force_eos(model, 1e9)  # every sentence stops at its lower bound
-    codec = MelCodec(preset("mel-tiny")).eval()
+    codec = MelCodec(PRESETS["mel-tiny"]).eval()
     calls = []
     generate = model.generate
     model.generate = lambda ids, prompt, **kw: calls.append((ids, prompt)) or generate(ids, prompt, **kw)
@@ -184,7 +184,7 @@ def test_save_load_round_trip_and_regroup(tmp_path):
     regrouped = from_pretrained(tmp_path / "m", group_size=2)
     assert regrouped.config.group_size == 2 and regrouped.ar.group_in is not None
     torch.testing.assert_close(regrouped.nar.audio_embeddings[1].weight, model.nar.audio_embeddings[1].weight)
-    with pytest.raises(CheckpointError, match="only group_size and tokenizer"):
+    with pytest.raises(CheckpointError, match="only group_size, tokenizer and symbols can change"):
         from_pretrained(tmp_path / "m", d_model=64)
 
 
@@ -192,7 +192,8 @@ def test_new_tokenizer_from_a_checkpoint_keeps_shared_symbols(tmp_path):
     model = tiny()
     model.save_pretrained(tmp_path / "m")
     phonemes = from_pretrained(tmp_path / "m", tokenizer="phonemes")
-    assert phonemes.config.symbols == PHONEMES and phonemes.ar.text.embedding.weight.shape[0] == len(PHONEMES) + 1
+    assert phonemes.config.text_tokenizer().symbols == PHONEMES and not phonemes.training
+    assert phonemes.ar.text.embedding.weight.shape[0] == len(PHONEMES) + 1
     old_ids, new_ids = model.config.text_tokenizer().symbol_ids(), phonemes.config.text_tokenizer().symbol_ids()
     for table, old in (
         (phonemes.ar.text.embedding, model.ar.text.embedding),
@@ -205,9 +206,11 @@ def test_new_tokenizer_from_a_checkpoint_keeps_shared_symbols(tmp_path):
     torch.testing.assert_close(phonemes.ar.audio_embedding.weight, model.ar.audio_embedding.weight)
     torch.testing.assert_close(phonemes.nar.heads[0].weight, model.nar.heads[0].weight)
     assert from_pretrained("valle2-tiny", tokenizer="bytes").ar.text.embedding.weight.shape[0] == 257
+    # A preset brings the tokenizer's alphabet too.
+    assert from_pretrained("valle2-tiny", tokenizer="phonemes").config.text_tokenizer().symbols == PHONEMES
     with pytest.raises(CheckpointError, match="unknown tokenizer 'words'"):
         from_pretrained(tmp_path / "m", tokenizer="words")
-    with pytest.raises(CheckpointError, match="mel-tiny has no setting group_size"):
+    with pytest.raises(CheckpointError, match="preset mel-tiny: MelCodecConfig has no field group_size"):
         from_pretrained("mel-tiny", group_size=2)
     with pytest.raises(CheckpointError, match="group_size must be 1, 2, 4 or 8"):
         from_pretrained("valle2-tiny", group_size=3)
@@ -222,3 +225,36 @@ def test_config_validation():
         Valle2Config(tokenizer="bytes", text_vocab_size=100)
     with pytest.raises(CheckpointError, match="unknown model"):
         from_pretrained("no-such-model")
+
+
+@pytest.mark.parametrize(
+    "name, overrides, message",
+    [
+        ("valle2-tiny", {"n_heads": 0}, "n_heads must be >= 1"),
+        ("valle2-tiny", {"dropout": 1.5}, "dropout must lie in"),
+        ("valle2-tiny", {"ar_layers": -1}, "ar_layers must be >= 1"),
+        ("valle2-tiny", {"prompt_seconds": float("nan")}, "prompt_seconds must be positive"),
+        ("clam-tts-tiny", {"dropout": -0.1}, "dropout must lie in"),
+        ("clam-tts-tiny", {"decoder_layers": 0}, "decoder_layers must be >= 1"),
+        ("speechssm-tiny", {"n_heads": 0}, "n_heads must be >= 1"),
+        ("speechssm-tiny", {"window_seconds": float("inf")}, "window_seconds must be a positive"),
+        ("mel-tiny", {"hop_length": 0}, "hop_length must be >= 1"),
+        ("mel-tiny", {"quantizer_dropout": 2.0}, "quantizer_dropout must lie in"),
+        ("mel-vae-tiny", {"commitment": -1.0}, "commitment must be >= 0"),
+    ],
+)
+def test_every_speech_config_refuses_bad_fields_in_one_line(name, overrides, message):
+    with pytest.raises(CheckpointError, match=message) as err:
+        from_pretrained(name, **overrides)
+    assert "\n" not in str(err.value)
+
+
+def test_a_checkpoint_of_another_family_is_refused(tmp_path):
+    from longseq.speech.codecs.mel import MelCodec
+    from longseq.speech.models.clam_tts import ClamTTS
+
+    tiny().save_pretrained(tmp_path / "valle")
+    with pytest.raises(CheckpointError, match="holds a Valle2, not a ClamTTS"):
+        ClamTTS.from_pretrained(tmp_path / "valle")
+    with pytest.raises(CheckpointError, match="holds a Valle2, not a MelCodec"):
+        MelCodec.from_pretrained(tmp_path / "valle")
