@@ -166,13 +166,10 @@ def embed(
 def _check_run(output: Path, trainer: TrainerConfig, model: str, *inputs: Path | None) -> None:
     """Before a training run: its output directory is new, destroys no input, and holds no checkpoints or logs
     (it is created for the trained model, and removed if the run fails)."""
-    from longseq.core.io import InputError, check_not_overwriting
+    from longseq.core.io import check_not_overwriting
 
     check_not_overwriting(output, *inputs, model if Path(model).exists() else None)
-    out = output.resolve()
-    for flag, path in (("checkpoint_dir", trainer.checkpoint_dir), ("log_dir", trainer.log_dir)):
-        if path is not None and Path(path).resolve().is_relative_to(out):
-            raise InputError(f"--trainer.{flag} {path} lies inside --output {output}; keep it elsewhere")
+    trainer.check_outside(output)
 
 
 def _report(trainer, output: Path) -> None:

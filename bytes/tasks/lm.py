@@ -20,7 +20,6 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from longseq.bytes.data.files import SPLITS, BytesDataConfig, list_files, read_bytes, split_files
 from longseq.bytes.models import ByteLM
-from longseq.core.checkpoint import CheckpointError, check_state_dict, load_pickle
 from longseq.core.io import InputError, atomic_output, check_not_overwriting, new_directory
 from longseq.core.train import CausalLMTask, OptimizerConfig, TokenWindowDataModule, TrainerConfig, build_trainer, fit
 
@@ -45,45 +44,6 @@ def _write_json(path: Path, payload: dict) -> None:
         tmp.write_text(json.dumps(payload, indent=2) + "\n")
 
 
-def _check_outside(output: Path, trainer: TrainerConfig) -> None:
-    """Checkpoints and logs must survive a failed run, whose output directory is removed."""
-    for name in ("checkpoint_dir", "log_dir"):
-        value = getattr(trainer, name)
-        if value is not None and Path(value).resolve().is_relative_to(output.resolve()):
-            raise InputError(
-                f"--trainer.{name} {value} lies inside --output {output}, which a failed run removes; "
-                "put it beside the output"
-            )
-
-
-def _check_hardware(trainer: TrainerConfig) -> None:
-    """A GPU accelerator on a machine without one is bad input (Lightning would raise its own exception)."""
-    if trainer.accelerator in ("cuda", "gpu"):
-        wanted = 1 if trainer.devices == "auto" else trainer.devices
-        if torch.cuda.device_count() < wanted:
-            raise InputError(
-                f"--trainer.accelerator {trainer.accelerator} needs {wanted} CUDA device(s); "
-                f"this machine has {torch.cuda.device_count()}"
-            )
-    if trainer.accelerator == "mps" and not torch.backends.mps.is_available():
-        raise InputError("--trainer.accelerator mps: MPS is not available on this machine")
-
-
-def _check_resumable(task: ByteLMTask, trainer: TrainerConfig) -> None:
-    """The checkpoint ``trainer.resume`` names (if there is one yet) is a training checkpoint of this model."""
-    path = trainer.resume
-    if path == "last":
-        path = Path(trainer.checkpoint_dir) / "last.ckpt"
-        if not path.is_file():
-            return  # nothing to resume yet: `fit` starts from scratch
-    if path is None:
-        return
-    state = load_pickle(path)
-    if not isinstance(state, dict) or not isinstance(state.get("state_dict"), dict) or "loops" not in state:
-        raise CheckpointError(f"{path} is not a training checkpoint (no state_dict and loop state)")
-    check_state_dict(task, state["state_dict"], str(path))
-
-
 def train_on_files(
     data: BytesDataConfig,
     output: str | os.PathLike,
@@ -98,8 +58,8 @@ def train_on_files(
     are shuffled each epoch. ``trainer.resume`` continues an interrupted run exactly (`core.train.fit`); the
     model has to be of the checkpoint's shape.
 
-    Every input (files, model, checkpoint to resume, output) is checked before the trainer is built, so a refusal
-    is one line (Lightning prints its set-up as the trainer is built) and writes nothing.
+    Every input is checked before the output directory is made; the hardware and the checkpoint to resume are
+    checked as the trainer starts, and a refusal there removes the directory again.
 
     Returns:
         steps, bytes, files per split and the last metrics; None in the other processes of a data-parallel run.
@@ -111,8 +71,7 @@ def train_on_files(
     if data.path is None:
         raise InputError("give the training data: --data.path DIR (a directory of files, or one file)")
     check_not_overwriting(output, data.path, model if Path(model).exists() else None)
-    _check_outside(output, trainer)
-    _check_hardware(trainer)
+    trainer.check_outside(output)
     files = list_files(data.path)
     split = split_files(
         files, data.path, val_fraction=data.val_fraction, test_fraction=data.test_fraction, seed=data.split_seed
@@ -133,7 +92,6 @@ def train_on_files(
         streams["train"], val, seq_len=seq_len, batch_size=data.batch_size, seed=trainer.seed
     )
     task = ByteLMTask(net, optimizer=optimizer)
-    _check_resumable(task, trainer)
 
     # Data-parallel training runs this function in every process (Lightning starts the others with the same
     # command): the first one owns the output directory.

@@ -106,6 +106,14 @@ class TrainerConfig:
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
 
+    def check_outside(self, output: str | os.PathLike) -> None:
+        """Refuse checkpoints or logs inside a command's output directory: a run that fails removes its output,
+        and the checkpoints are what resumes it."""
+        for name in ("checkpoint_dir", "log_dir"):
+            value = getattr(self, name)
+            if value is not None and Path(value).resolve().is_relative_to(Path(output).resolve()):
+                raise InputError(f"--trainer.{name} {value} lies inside --output {output}; keep it beside the output")
+
 
 class ProgressLines(L.Callback):
     """One line per ``every`` optimizer steps with the logged metrics: progress for logs that are not terminals."""
@@ -216,11 +224,13 @@ def fit(
             raise InputError("resume='last' needs a checkpoint_dir in the TrainerConfig")
         last = Path(trainer.checkpoint_callback.dirpath) / "last.ckpt"
         resume = last if last.is_file() else None
-        note(f"resuming from {last}" if resume else f"no {last} yet: starting from scratch")
+        if resume is None:
+            note(f"no {last} yet: starting from scratch")
     if resume is not None:
         state = load_pickle(resume)
         if not isinstance(state, dict) or "state_dict" not in state or "loops" not in state:
             raise CheckpointError(f"{resume} is not a training checkpoint (no state_dict and loop state)")
         check_state_dict(task, state["state_dict"], str(resume))  # a run of another model: one line, not Lightning's
+        note(f"resuming from {resume}")
     ckpt_path = None if resume is None else str(resume)
     trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)

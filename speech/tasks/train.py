@@ -56,11 +56,7 @@ def train_model(
     check_not_overwriting(output, *(path for path in (data.corpus, model_name, codec) if path and Path(path).exists()))
     if output.exists() and (not output.is_dir() or any(output.iterdir())):  # before any work, not after it
         raise InputError(f"{output} already exists; remove it or choose another directory")
-    if trainer.checkpoint_dir is not None and Path(trainer.checkpoint_dir).resolve().is_relative_to(output.resolve()):
-        raise InputError(
-            "--trainer.checkpoint_dir must lie outside --output: a run that fails removes its output, and the "
-            "checkpoints are what resumes it"
-        )
+    trainer.check_outside(output)
     lightning = build_trainer(trainer)  # seeds everything first, so that a fresh model is the same each run
     model = from_pretrained(model_name, **overrides)
     if isinstance(model, LANGUAGE_MODELS) and Path(model_name).is_dir():
@@ -79,7 +75,6 @@ def train_model(
         task, datamodule, codec = _speechssm_setup(model, trainer, optimizer, data, codec, codec_weights)
     else:
         raise CheckpointError(f"{model_name} holds a {type(model).__name__}, which tts train cannot train")
-    output.parent.mkdir(parents=True, exist_ok=True)
     with new_directory(output):
         fit(lightning, task, datamodule, resume=trainer.resume)
         model.eval()

@@ -135,7 +135,7 @@ BAD = {
     "huge window": ([*TRAIN, "--data.seq_len", "500"], "seq_len"),
     "fractions": ([*TRAIN, "--data.val_fraction", "1.5"], "fractions"),
     "zero devices": ([*TRAIN, "--trainer.devices", "0"], "devices"),
-    "no gpu": ([*TRAIN, "--trainer.accelerator", "cuda"], "CUDA device"),
+    "no gpu": ([*TRAIN, "--trainer.accelerator", "cuda"], "can not run on your system"),
     "resume no dir": ([*TRAIN, "--trainer.resume", "last"], "checkpoint_dir"),
     "resume noise": ([*TRAIN, "--trainer.resume", "noise.bin"], "noise.bin"),
     "resume other model": ([*TRAIN, "--trainer.checkpoint_dir", "ckpt", "--trainer.resume", "last"], "does not fit"),

@@ -160,7 +160,7 @@ def test_train_resumes_exactly(kind, synthetic_corpus, encoded_corpus, mel_codec
         (["--trainer.max_steps", "0"], "max_steps must be positive"),
         (["--trainer.devices", "0"], "devices must be positive"),
         (["--trainer.resume", "last"], "needs a checkpoint_dir"),
-        (["--trainer.checkpoint_dir", "OUT/checkpoints"], "must lie outside --output"),
+        (["--trainer.checkpoint_dir", "OUT/checkpoints"], "lies inside --output"),
         (["--group_size", "3"], "group_size"),
         (["--model", "no-such-model"], "unknown model 'no-such-model'"),
         (["--model", "mel-tiny", "--tokenizer", "phonemes"], "MelCodecConfig has no field tokenizer"),
