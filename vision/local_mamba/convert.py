@@ -181,7 +181,7 @@ def checkpoint_filter_fn(state_dict: Mapping, model: nn.Module) -> dict[str, tor
     return convert_state_dict(state_dict, model, "checkpoint")
 
 
-def load_file(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+def load_release_file(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """timm's ``custom_load``: a released file (``.ckpt`` / ``.pth`` pickle, or ``.safetensors``) into ``model``."""
     path = Path(path)
     if not path.is_file():

@@ -373,7 +373,7 @@ class LocalMambaCheckpoints(Pretrained):
         return cls(**dataclasses.asdict(config), device=device, dtype=dtype)
 
     def load_pretrained(self, checkpoint_path: str | os.PathLike) -> None:
-        """timm's ``custom_load`` hook: an official LocalMamba file through `convert.load_file`."""
-        from longseq.vision.local_mamba.convert import load_file
+        """timm's ``custom_load`` hook: an official LocalMamba file through `convert.load_release_file`."""
+        from longseq.vision.local_mamba.convert import load_release_file
 
-        load_file(self, checkpoint_path)
+        load_release_file(self, checkpoint_path)

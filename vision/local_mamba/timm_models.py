@@ -38,7 +38,7 @@ def _cfg(name: str, **kwargs) -> dict:
         "classifier": "head" if vim else "head.fc",
         "license": "apache-2.0",
         "paper_ids": "arXiv:2403.09338",
-        "custom_load": True,  # files load through `convert.load_file` (model.load_pretrained)
+        "custom_load": True,  # files load through `convert.load_release_file` (model.load_pretrained)
     }
     if release:
         cfg.update(file=str(weights_dir() / release), origin_url=RELEASE_URL + release)
@@ -53,7 +53,7 @@ default_cfgs = generate_default_cfgs(
 def _create(variant: str, pretrained: bool, **kwargs):
     overlay = kwargs.get("pretrained_cfg_overlay")
     if overlay and overlay.get("file"):
-        # timm resets custom_load for a user-given file; our files still go through convert.load_file
+        # timm resets custom_load for a user-given file; our files still go through convert.load_release_file
         kwargs["pretrained_cfg_overlay"] = {"custom_load": True, **overlay}
     config = PRESETS[variant]
     vim = isinstance(config, LocalVimConfig)
