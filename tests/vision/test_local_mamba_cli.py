@@ -154,6 +154,7 @@ def test_extract_directions_from_an_official_file(tmp_path, capsys):
         (["--checkpoint", "{supernet}", "--model", "localvmamba_test"], "is a local_vim supernet"),
         (["--checkpoint", "{supernet}", "--model", "localvim_tiny"], "directions has 2 layers; depth is 20"),
         (["--checkpoint", "{supernet}", "--output", "{nothing}/x.json"], "does not exist"),
+        (["--checkpoint", "{supernet}", "--output", "{final}"], "is a directory"),
         # the case: the output inside the supernet's directory, over its config
         (["--checkpoint", "{supernet}", "--output", "{supernet}/config.json"], "would overwrite the input"),
         (["--checkpoint", "{supernet}", "--output", "{supernet}/model.safetensors"], "would overwrite the input"),

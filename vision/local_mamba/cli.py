@@ -61,8 +61,9 @@ def extract_directions(checkpoint: Path, output: Path, topk: int = 4, model: str
     import json
 
     import longseq
-    from longseq.core.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, load_pickle
+    from longseq.core.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError
     from longseq.core.io import InputError, atomic_output, check_not_overwriting
+    from longseq.core.registry import Source
     from longseq.vision.local_mamba.convert import named_architecture, unwrap
     from longseq.vision.local_mamba.local_vim import LocalVim, LocalVimConfig
     from longseq.vision.local_mamba.local_vmamba import LocalVMamba
@@ -74,6 +75,8 @@ def extract_directions(checkpoint: Path, output: Path, topk: int = 4, model: str
         raise InputError(f"no such checkpoint: {checkpoint}")
     inputs = [checkpoint / CONFIG_NAME, checkpoint / WEIGHTS_NAME] if checkpoint.is_dir() else [checkpoint]
     check_not_overwriting(output, *inputs, model if model and Path(model).is_file() else None)
+    if Path(output).is_dir():
+        raise InputError(f"--output {output} is a directory; name the JSON file to write")
     if not 1 <= topk <= len(ALL_DIRECTIONS):
         raise InputError(f"--topk must lie in 1..{len(ALL_DIRECTIONS)}; got {topk}")
     if checkpoint.is_dir():
@@ -84,7 +87,7 @@ def extract_directions(checkpoint: Path, output: Path, topk: int = 4, model: str
     elif model is None:
         raise InputError(f"{checkpoint} is an official file without a config: pass --model (e.g. localvim_tiny)")
     else:
-        state = unwrap(load_pickle(checkpoint), str(checkpoint))
+        state = unwrap(Source(checkpoint).contents, str(checkpoint))
     if model is not None:
         base = named_architecture(model)
     try:
