@@ -33,7 +33,7 @@ def convert(checkpoint: Path, model: str, output: Path, num_classes: int = 0, im
 
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
-        raise InputError(f"no such checkpoint file: {checkpoint}")
+        raise InputError(f"no such checkpoint file (.ckpt, .pth or .safetensors): {checkpoint}")
     check_not_overwriting(output, checkpoint, model if Path(model).is_file() else None)
     if num_classes < 0 or img_size < 0:
         raise InputError(

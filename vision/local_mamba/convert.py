@@ -223,11 +223,11 @@ def named_architecture(name: str | os.PathLike) -> LocalVimConfig | LocalVMambaC
         values = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path} is not a JSON config: {err}") from None
-    configs = {"local_vim": LocalVimConfig, "local_vmamba": LocalVMambaConfig}
     model_type = values.get("model_type") if isinstance(values, dict) else None
-    if model_type not in configs:
-        raise CheckpointError(f"{path}: model_type {model_type!r} is not local_vim or local_vmamba")
-    return config_from_dict(configs[model_type], values, str(path))
+    for model_class, config_class in ((LocalVim, LocalVimConfig), (LocalVMamba, LocalVMambaConfig)):
+        if model_type == model_class.model_type:
+            return config_from_dict(config_class, values, str(path))
+    raise CheckpointError(f"{path}: model_type {model_type!r} is not local_vim or local_vmamba")
 
 
 def load_release(

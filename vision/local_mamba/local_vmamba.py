@@ -56,8 +56,8 @@ class LocalVMambaConfig:
         for name in ("patch_size", "in_chans", "d_state"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0 (0: no head), got {self.num_classes}")
+        if not 0 <= self.num_classes <= 2**20:  # a head for more classes would not fit in memory anyway
+            raise ValueError(f"num_classes must lie in [0, {2**20}] (0: no head), got {self.num_classes}")
         if self.d_conv < 1 or self.d_conv % 2 == 0:
             raise ValueError(f"d_conv must be odd (a 'same' depthwise conv), got {self.d_conv}")
         if self.dt_rank is not None and self.dt_rank < 1:

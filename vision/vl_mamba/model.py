@@ -92,8 +92,10 @@ class VLMambaConfig:
             raise ValueError(f"connector must be mlp, vss-mlp or vss-l2; got {self.connector!r}")
         if self.scan not in ("bsm", "csm"):
             raise ValueError(f"scan must be bsm or csm; got {self.scan!r}")
-        if self.vss_d_state < 1 or self.context < 1:
-            raise ValueError(f"vss_d_state and context must be >= 1, got {self.vss_d_state} and {self.context}")
+        if self.vss_d_state < 1:
+            raise ValueError(f"vss_d_state must be >= 1, got {self.vss_d_state}")
+        if not 1 <= self.context <= 2**20:  # a bound on generation: a million recurrent steps already take hours
+            raise ValueError(f"context must lie in [1, {2**20}], got {self.context}")
 
 
 def build_vision_tower(config: VisionTowerConfig, weights: str | os.PathLike | None = None) -> nn.Module:
