@@ -126,6 +126,7 @@ def _one_class_fashion_mnist(root):
         (["--model", "{misfit}"], "does not fit the data: num_classes 3 (the data: 10)"),
         (["--model", "{output}"], "would overwrite the input"),
         (["--output", "{existing_file}"], "already exists"),
+        (["--trainer.checkpoint_dir", "{output}/ckpt"], "--trainer.checkpoint_dir {output}/ckpt lies in --output"),
         (["--data.dataset", "fashion-mnist", "--data.data_dir", "{one_class}"], "the training labels hold one class"),
     ],
 )
@@ -161,6 +162,6 @@ def test_train_classifier_refuses_bad_input_before_work(tmp_path, capsys, extra,
     argv = ["train-classifier", "--output", paths["output"], *DIGITS, "--trainer.logger", "none", *extra]
     code = main([str(arg).format(**paths) for arg in argv])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert code == 2 and err.count("\n") == 1 and message.format(**paths) in err, err
     assert sorted(tmp_path.rglob("*")) == before
     assert paths["existing_file"].read_text() == "keep me"

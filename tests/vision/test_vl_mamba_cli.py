@@ -165,16 +165,17 @@ def _bad_inputs(tmp_path: Path, vqa_dir: Path) -> dict[str, Path]:
         (["--output", "{none}/x"], "does not exist"),
         (["--output", "{trained}"], "would overwrite the input"),
         (["--output", "{train}"], "would overwrite the input"),
+        (["--trainer.log_dir", "{out}/logs"], "--trainer.log_dir {out}/logs lies in --output"),
     ],
 )
 def test_train_vlm_refuses_bad_input_before_work(vqa_dir, trained, tmp_path, capsys, argv, message):
-    paths = {**_bad_inputs(tmp_path, vqa_dir), "trained": trained}
+    paths = {**_bad_inputs(tmp_path, vqa_dir), "trained": trained, "out": tmp_path / "out"}
     if "{trained}" in argv and argv[0] == "--output":
         argv = [*argv, "--model", "{trained}"]
     before = {p: p.read_bytes() for p in [*tmp_path.rglob("*"), *trained.rglob("*")] if p.is_file()}
     default = ["--data.train", vqa_dir / "train.jsonl", "--data.val_size", "4", "--output", tmp_path / "out",
                "--model", "vl-mamba-test", "--trainer.max_steps", "1", "--trainer.logger", "none"]  # fmt: skip
-    run_bad(["train-vlm", *default, *[str(a).format(**paths) for a in argv]], capsys, message)
+    run_bad(["train-vlm", *default, *[str(a).format(**paths) for a in argv]], capsys, message.format(**paths))
     assert {p: p.read_bytes() for p in [*tmp_path.rglob("*"), *trained.rglob("*")] if p.is_file()} == before
     assert not (tmp_path / "out").exists()
 
