@@ -37,10 +37,9 @@ LABELS = {
 def _model(variant: str):
     import timm
 
-    import longseq.vision.local_mamba  # noqa: F401  (registers the models with timm)
-    from longseq.vision.local_mamba.cli import load_model_config
+    import longseq
+    from longseq.vision.local_mamba.convert import named_architecture
     from longseq.vision.local_mamba.local_vim import LocalVim
-    from longseq.vision.local_mamba.presets import preset
 
     if variant == "vit":
         return timm.create_model(
@@ -53,8 +52,8 @@ def _model(variant: str):
         "cross": [["h", "v", "h_flip", "v_flip"]] * 4,
     }
     if variant == "searched":
-        return LocalVim.from_config(load_model_config(str(SEARCHED)))
-    return LocalVim.from_config(preset("localvim_fmnist", directions=directions[variant]))
+        return LocalVim.from_config(named_architecture(SEARCHED))
+    return longseq.from_pretrained("localvim_fmnist", directions=directions[variant])
 
 
 def _curve(log_dir: Path) -> list[dict]:
@@ -101,7 +100,7 @@ def train(
     """
     import torch
 
-    from longseq.core.train import OptimizerConfig, TrainerConfig
+    from longseq.core.train import OptimizerConfig, TrainerConfig, build_trainer
     from longseq.vision.local_mamba.classify import ImageClassificationData, ImageDataConfig, train_classifier
 
     torch.manual_seed(seed)
@@ -113,7 +112,7 @@ def train(
     )  # fmt: skip
     optimizer = OptimizerConfig(lr=1e-3, weight_decay=0.05, warmup_steps=100)
     data = ImageClassificationData(ImageDataConfig(batch_size=batch_size), seed=seed)
-    metrics = train_classifier(model, data, trainer=trainer, optimizer=optimizer)
+    metrics = train_classifier(build_trainer(trainer), model, data, optimizer=optimizer)
     result = {
         "variant": variant,
         "label": LABELS[variant],
@@ -136,25 +135,24 @@ def search(steps: int = 400, batch_size: int = 64, seed: int = 0) -> None:
     upstream) for a few hundred steps and keep each layer's top 4 directions (`vision extract-directions`)."""
     import torch
 
-    from longseq.core.train import OptimizerConfig, TrainerConfig
+    import longseq
+    from longseq.core.train import OptimizerConfig, TrainerConfig, build_trainer
     from longseq.vision.cli import main
     from longseq.vision.local_mamba.classify import ImageClassificationData, ImageDataConfig, train_classifier
-    from longseq.vision.local_mamba.local_vim import LocalVim
-    from longseq.vision.local_mamba.presets import preset
 
     torch.manual_seed(seed)
-    supernet = LocalVim.from_config(preset("localvim_fmnist_search"))
+    supernet = longseq.from_pretrained("localvim_fmnist_search")
     trainer = TrainerConfig(
         max_steps=steps, val_every_n_batches=steps, limit_val_batches=8, log_dir=str(RESULTS / "logs"),
         run_name="vision_fmnist_supernet", log_every_n_steps=50, seed=seed, accelerator="cpu", devices=1,
     )  # fmt: skip
     optimizer = OptimizerConfig(lr=1e-3, weight_decay=0.05, warmup_steps=50)
     data = ImageClassificationData(ImageDataConfig(batch_size=batch_size), seed=seed)
-    metrics = train_classifier(supernet, data, trainer=trainer, optimizer=optimizer)
+    metrics = train_classifier(build_trainer(trainer), supernet, data, optimizer=optimizer)
     supernet_dir = RESULTS / "logs" / "vision_fmnist_supernet_model"
     supernet.save_pretrained(supernet_dir)
     probs = [layer.mixer.multi_scan.probabilities().tolist() for layer in supernet.layers]
-    code = main(["extract-directions", "--checkpoint", str(supernet_dir), "--out", str(SEARCHED),
+    code = main(["extract-directions", "--checkpoint", str(supernet_dir), "--output", str(SEARCHED),
                  "--model", "localvim_fmnist"])  # fmt: skip
     if code:
         raise SystemExit(code)

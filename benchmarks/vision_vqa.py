@@ -60,7 +60,7 @@ def _pretrain_encoder(records, steps: int) -> Path:
     from safetensors.torch import save_file
     from torch.utils.data import DataLoader, TensorDataset
 
-    from longseq.core.train import OptimizerConfig, ResumableDataLoader
+    from longseq.core.train import OptimizerConfig, ResumableDataLoader, build_trainer
     from longseq.vision.local_mamba.classify import train_classifier
     from longseq.vision.vl_mamba.data import load_image
     from longseq.vision.vl_mamba.model import PRESETS
@@ -86,7 +86,7 @@ def _pretrain_encoder(records, steps: int) -> Path:
             return DataLoader(val, batch_size=256)
 
     metrics = train_classifier(
-        model, Images(), trainer=_trainer("encoder", steps), optimizer=OptimizerConfig(lr=1e-3, warmup_steps=50)
+        build_trainer(_trainer("encoder", steps)), model, Images(), optimizer=OptimizerConfig(lr=1e-3, warmup_steps=50)
     )
     path = WORK / "encoder.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items() if not k.startswith("head.")}, str(path))
@@ -201,29 +201,29 @@ def train(
     batch_size: int = 32,
 ) -> None:
     """Both stages for one connector, then greedy answers on the test records."""
+    import dataclasses
     import time
 
     import torch
 
-    from longseq.core.train import OptimizerConfig
-    from longseq.vision.vl_mamba.cli import load_vl_model
+    from longseq.core.train import OptimizerConfig, build_trainer
     from longseq.vision.vl_mamba.data import read_jsonl
+    from longseq.vision.vl_mamba.model import PRESETS, VLMamba
     from longseq.vision.vl_mamba.task import VQADataConfig, answer_records, train_vl_mamba
+    from longseq.vision.vl_mamba.tokenizer import load_tokenizer
 
     torch.manual_seed(0)
     name = f"{connector}-{scan}"
     data = VQADataConfig(train=str(WORK / "data" / "train.jsonl"), batch_size=batch_size)
-    model, tokenizer = load_vl_model(
-        "vl-mamba-tiny", lm=str(WORK / "lm"), vision_weights=str(WORK / "encoder.safetensors"), connector=connector,
-        scan=scan,
-    )  # fmt: skip
+    config = dataclasses.replace(PRESETS["vl-mamba-tiny"], connector=connector, scan=scan)
+    model = VLMamba.from_parts(config, lm=WORK / "lm", vision_weights=WORK / "encoder.safetensors")
+    tokenizer = load_tokenizer(WORK / "lm")
     start = time.perf_counter()
     losses = {}
     for stage, steps, lr in (("align", align_steps, 1e-3), ("instruct", instruct_steps, 5e-4)):
         optimizer = OptimizerConfig(lr=lr, weight_decay=0.0, warmup_steps=30)
-        losses[stage] = train_vl_mamba(
-            model, tokenizer, data, stage=stage, trainer=_trainer(f"{name}-{stage}", steps), optimizer=optimizer
-        )["val_loss"]
+        trainer = build_trainer(_trainer(f"{name}-{stage}", steps))
+        losses[stage] = train_vl_mamba(trainer, model, tokenizer, data, stage=stage, optimizer=optimizer)["val_loss"]
     seconds = time.perf_counter() - start
     test = read_jsonl(WORK / "data" / "test.jsonl")
     kinds = _kinds(WORK / "data" / "test.jsonl")

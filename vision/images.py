@@ -103,8 +103,8 @@ def split_indices(n: int, holdout: int, *, seed: int = 0) -> tuple[torch.Tensor,
 class ImageClassificationDataset(Dataset):
     """Images (n, h, w) or (n, c, h, w) uint8 + labels -> normalised float (c, size, size) and the label.
 
-    Resizing (bilinear) happens once, up front; the statistics are the ones given (the training set's), so
-    train and test images are normalised alike.
+    Each item is resized (bilinear) when it is read, so a large ``size`` costs no memory up front; the statistics
+    are the ones given (the training set's), so train and test images are normalised alike.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, mean: float, std: float, size: int | None = None):
@@ -112,17 +112,24 @@ class ImageClassificationDataset(Dataset):
             images = images[:, None]
         if images.dim() != 4 or len(images) != len(labels):
             raise InputError(f"expected images (n, [c,] h, w) and n labels; got {tuple(images.shape)}, {len(labels)}")
-        x = images.float() / 255.0
-        if size is not None and tuple(x.shape[-2:]) != (size, size):
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-        self.images = (x - mean) / std
+        self.images = images
         self.labels = labels.long()
+        self.mean, self.std = mean, std
+        self.size = tuple(images.shape[-2:]) if size is None else (size, size)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(c, h, w) of an item."""
+        return (self.images.shape[1], *self.size)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.images[index], self.labels[index]
+        x = self.images[index].float() / 255.0
+        if tuple(x.shape[-2:]) != self.size:
+            x = F.interpolate(x[None], size=self.size, mode="bilinear", align_corners=False)[0]
+        return (x - self.mean) / self.std, self.labels[index]
 
 
 def pixel_stats(images: torch.Tensor) -> tuple[float, float]:

@@ -1,5 +1,6 @@
-"""Offline image sets and `vision train-classifier` end to end (scikit-learn digits), bad inputs included."""
+"""Offline image sets and `vision train-classifier` end to end (scikit-learn digits): exact resume, bad inputs."""
 
+import dataclasses
 import gzip
 import json
 import struct
@@ -12,6 +13,8 @@ from longseq.core.io import InputError
 from longseq.vision.cli import main
 from longseq.vision.images import ImageClassificationDataset, load_digits, load_fashion_mnist, read_idx
 from longseq.vision.local_mamba.local_vim import LocalVim
+from longseq.vision.local_mamba.presets import PRESETS
+from tests.resume_harness import check_resume
 
 
 def _write_idx(path, array: np.ndarray) -> None:
@@ -58,11 +61,14 @@ def test_digits_dataset_normalises_and_resizes():
     assert x.shape == (1, 16, 16) and y == labels[3]
 
 
+DIGITS = ["--model", "localvim_test", "--data.dataset", "digits", "--data.image_size", "16", "--data.val_size", "32",
+          "--data.test_size", "32", "--data.batch_size", "8"]  # fmt: skip
+
+
 def test_train_classifier_on_digits(tmp_path, capsys):
     out = tmp_path / "model"
-    argv = ["train-classifier", "--out", str(out), "--model", "localvim_test", "--data.dataset", "digits",
-            "--data.image_size", "16", "--data.val_size", "64", "--data.batch_size", "16",
-            "--trainer.max_steps", "3", "--trainer.logger", "none", "--trainer.log_dir", str(tmp_path)]  # fmt: skip
+    argv = ["train-classifier", "--output", str(out), *DIGITS, "--trainer.max_steps", "3", "--trainer.logger", "none",
+            "--trainer.log_dir", str(tmp_path)]  # fmt: skip
     assert main(argv) == 0, capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["dataset"] == "digits" and 0.0 <= metrics["test_acc"] <= 1.0
@@ -70,13 +76,92 @@ def test_train_classifier_on_digits(tmp_path, capsys):
     assert model.config.in_chans == 1 and model.config.img_size == 16 and model.num_classes == 10
 
 
+def test_train_classifier_resumes_exactly(tmp_path, monkeypatch):
+    def command(output, steps):
+        output.parent.mkdir(exist_ok=True)  # the harness's run folder; outputs go into existing folders only
+        return ["train-classifier", "--output", output, *DIGITS, "--trainer.max_steps", steps,
+                "--trainer.progress_bar", "false"]  # fmt: skip
+
+    check_resume(main, command, lambda output: ["--model", output], tmp_path, monkeypatch)
+
+
+def test_train_classifier_prints_its_config(capsys):
+    assert main(["train-classifier", "--trainer.max_steps", "7", "--print_config"]) == 0
+    assert "  max_steps: 7" in capsys.readouterr().out.splitlines()  # under trainer:
+
+
 def test_train_classifier_bad_inputs(tmp_path, capsys):
     def bad(extra, message):
-        code = main(["train-classifier", "--out", str(tmp_path / "m"), *extra])
+        code = main(["train-classifier", "--output", str(tmp_path / "m"), *extra])
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and message in err, err
 
     bad(["--data.data_dir", str(tmp_path / "none")], "Fashion-MNIST not found")
     bad(["--model", "resnet50"], "neither a LocalMamba preset")
-    bad(["--out", str(tmp_path / "no" / "m"), "--data.dataset", "digits"], "does not exist")
+    bad(["--output", str(tmp_path / "no" / "m"), "--data.dataset", "digits"], "does not exist")
     assert not (tmp_path / "m").exists()
+
+
+def _one_class_fashion_mnist(root):
+    _fake_fashion_mnist(root, n=40)
+    _write_idx(root / "train-labels-idx1-ubyte.gz", np.zeros(40))
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--data.batch_size", "0"], "batch_size must be >= 1, got 0"),
+        (["--data.val_size", "0"], "val_size must be >= 1, got 0"),
+        (["--data.val_size", "1765"], "--data.val_size 1765 leaves none of the 1765 training images"),
+        (["--data.image_size", "-1"], "image_size must lie in [0, 1024]"),
+        (["--data.image_size", "100000"], "image_size must lie in [0, 1024]"),
+        (["--data.train_limit", "4"], "4 training images are fewer than one batch of 8"),
+        (["--trainer.max_steps", "0"], "max_steps must be positive"),
+        (["--optimizer.lr", "-1"], "lr must be positive"),
+        (["--label_smoothing", "1.5"], "--label_smoothing must lie in [0, 1)"),
+        (["--label_smoothing", "nan"], "label_smoothing"),
+        (["--model", "{dropout}"], "drop_path_rate must lie in [0, 1], got 2.0"),
+        (["--model", "{garbage}"], "is not a JSON config"),
+        (["--model", "{other_family}"], "holds a CausalLM, not a LocalVim or LocalVMamba"),
+        (["--model", "{misfit}"], "does not fit the data: num_classes 3 (the data: 10)"),
+        (["--model", "{output}"], "would overwrite the input"),
+        (["--output", "{existing_file}"], "already exists"),
+        (["--trainer.checkpoint_dir", "{output}/ckpt"], "--trainer.checkpoint_dir {output}/ckpt lies in --output"),
+        (["--data.dataset", "fashion-mnist", "--data.data_dir", "{one_class}"], "the training labels hold one class"),
+    ],
+)
+def test_train_classifier_refuses_bad_input_before_work(tmp_path, capsys, extra, message):
+    """One line, exit 2, nothing written: the output directory never appears."""
+    import longseq
+
+    paths = {
+        "output": tmp_path / "out",
+        "dropout": tmp_path / "dropout.json",
+        "garbage": tmp_path / "garbage.json",
+        "other_family": tmp_path / "lm",
+        "misfit": tmp_path / "misfit",
+        "existing_file": tmp_path / "file",
+        "one_class": tmp_path / "fmnist",
+    }
+    config = json.loads(json.dumps({"model_type": "local_vim", **dataclasses.asdict(PRESETS["localvim_test"])}))
+    paths["dropout"].write_text(json.dumps({**config, "drop_path_rate": 2.0}))
+    paths["garbage"].write_bytes(b"\x00\xff binary")
+    paths["existing_file"].write_text("keep me")
+    if "{other_family}" in extra:
+        longseq.from_pretrained("mamba-tiny").save_pretrained(paths["other_family"])
+    if "{misfit}" in extra:
+        longseq.from_pretrained("localvim_test", in_chans=1, img_size=16, num_classes=3).save_pretrained(
+            paths["misfit"]
+        )
+    if "{output}" in extra:
+        longseq.from_pretrained("localvim_test", in_chans=1, img_size=16).save_pretrained(paths["output"])
+    if "{one_class}" in extra:
+        paths["one_class"].mkdir()
+        _one_class_fashion_mnist(paths["one_class"])
+    before = sorted(tmp_path.rglob("*"))
+    argv = ["train-classifier", "--output", paths["output"], *DIGITS, "--trainer.logger", "none", *extra]
+    code = main([str(arg).format(**paths) for arg in argv])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and message.format(**paths) in err, err
+    assert sorted(tmp_path.rglob("*")) == before
+    assert paths["existing_file"].read_text() == "keep me"

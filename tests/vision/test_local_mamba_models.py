@@ -2,11 +2,13 @@ import pytest
 import timm
 import torch
 
+import longseq
 import longseq.vision.local_mamba  # noqa: F401  (registers the models with timm)
+from longseq.core.checkpoint import CheckpointError
 from longseq.core.io import InputError
 from longseq.vision.local_mamba.local_vim import LocalVim, LocalVimConfig
 from longseq.vision.local_mamba.local_vmamba import LocalVMamba, LocalVMambaConfig
-from longseq.vision.local_mamba.presets import PRESETS, preset
+from longseq.vision.local_mamba.presets import PRESETS
 
 TINY = ["localvim_test", "localvim_test_search", "localvmamba_test", "localvmamba_test_search"]
 
@@ -116,9 +118,9 @@ def test_no_weight_decay_marks_and_param_counts():
 
 
 def test_save_and_load_localvim(tmp_path):
-    model = LocalVim.from_config(preset("localvim_test", cls_token="middle", rope=False)).eval()
+    model = longseq.from_pretrained("localvim_test", cls_token="middle", rope=False)
     model.save_pretrained(tmp_path)
-    again = LocalVim.from_pretrained(tmp_path).eval()
+    again = LocalVim.from_pretrained(tmp_path)
     assert again.config == model.config
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
@@ -130,8 +132,12 @@ def test_configs_validate():
         LocalVimConfig(depth=2, directions=[["h"]])
     with pytest.raises(ValueError, match="unknown scan direction"):
         LocalVMambaConfig(dims=[8], depths=[1], directions=[["zigzag"]])
-    with pytest.raises(InputError, match="unknown LocalMamba preset"):
-        preset("localvim_huge")
+    with pytest.raises(ValueError, match=r"drop_path_rate must lie in \[0, 1\], got -0.1"):
+        LocalVMambaConfig(drop_path_rate=-0.1)
+    with pytest.raises(ValueError, match="d_conv must be odd"):
+        LocalVMambaConfig(d_conv=4)
+    with pytest.raises(CheckpointError, match="invalid LocalVimConfig: depth must be >= 1, got 0"):
+        longseq.from_pretrained("localvim_test", depth=0, directions=[])
 
 
 def test_timm_builds_every_registered_variant():

@@ -82,6 +82,20 @@ def test_stages_freeze_the_right_parts_and_the_loss_trains():
     assert model.connector.proj_in.weight.grad is not None and model.vision.patch_embed.proj.weight.grad is None
 
 
+def test_configs_validate_and_generation_stays_inside_the_context():
+    with pytest.raises(ValueError, match="context must lie in"):
+        dataclasses.replace(PRESETS["vl-mamba-test"], context=0)
+    with pytest.raises(ValueError, match="vision.depth must be >= 1"):
+        dataclasses.replace(PRESETS["vl-mamba-test"].vision, depth=0)
+    model = VLMamba(dataclasses.replace(PRESETS["vl-mamba-test"], context=20)).eval()  # 16 image tokens
+    ids = torch.tensor([[IMAGE_TOKEN, 3, 4]])
+    assert model.generate(torch.randn(1, 3, 16, 16), ids, max_new_tokens=2).shape == (1, 2)
+    with pytest.raises(InputError, match=r"max_new_tokens must lie in \[1, 2\]"):
+        model.generate(torch.randn(1, 3, 16, 16), ids, max_new_tokens=3)
+    with pytest.raises(InputError, match="the image and the prompt take 21 tokens; the model.s context is 20"):
+        model.generate(torch.randn(1, 3, 16, 16), torch.tensor([[IMAGE_TOKEN, 1, 2, 3, 4, 5]]), max_new_tokens=1)
+
+
 def test_bad_images_are_refused():
     model = _tiny()
     with pytest.raises(InputError, match="takes"):

@@ -13,14 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from longseq.core.train import (
-    OptimizerConfig,
-    ResumableDataLoader,
-    TrainerConfig,
-    build_trainer,
-    configure_optimizers,
-    fit,
-)
+from longseq.core.io import InputError
+from longseq.core.train import OptimizerConfig, ResumableDataLoader, configure_optimizers, fit
 from longseq.vision.images import (
     ImageClassificationDataset,
     load_digits,
@@ -28,6 +22,9 @@ from longseq.vision.images import (
     pixel_stats,
     split_indices,
 )
+
+MAX_IMAGE_SIZE = 1024
+"""The largest ``--data.image_size``: LocalVim-T at 1024 pixels already takes seconds per image on a CPU."""
 
 
 @dataclass(kw_only=True)
@@ -37,25 +34,34 @@ class ImageDataConfig:
     dataset: Literal["fashion-mnist", "digits"] = "fashion-mnist"
     data_dir: str | None = None
     """Fashion-MNIST's IDX directory (default: Debian's /usr/share/datasets/fashion-mnist)."""
-    image_size: int | None = None
-    """Resize the images to this square size (None: as stored; 28 for Fashion-MNIST, 8 for digits)."""
+    image_size: int = 0
+    """Resize the images to this square size (0: as stored, 28 for Fashion-MNIST and 8 for digits)."""
     val_size: int = 5000
     """Training images held out for validation (fixed split)."""
     test_size: int = 360
     """digits only (no official test split): images held out for the test."""
-    train_limit: int | None = None
-    """Use only the first n training images (quick runs)."""
+    train_limit: int = 0
+    """Use only the first n training images (quick runs; 0: all)."""
     batch_size: int = 64
 
     def __post_init__(self):
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
-        if self.image_size is not None and self.image_size < 1:
-            raise ValueError(f"image_size must be positive, got {self.image_size}")
+        if self.dataset not in ("fashion-mnist", "digits"):
+            raise ValueError(f"dataset must be fashion-mnist or digits, got {self.dataset!r}")
+        if not 0 <= self.image_size <= MAX_IMAGE_SIZE:
+            raise ValueError(f"image_size must lie in [0, {MAX_IMAGE_SIZE}] (0: as stored), got {self.image_size}")
+        for name in ("val_size", "test_size", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.train_limit < 0:
+            raise ValueError(f"train_limit must be >= 0 (0: all), got {self.train_limit}")
 
 
 class ImageClassificationData(L.LightningDataModule):
-    """Train / validation / test splits of one offline image set, normalised with the training statistics."""
+    """Train / validation / test splits of one offline image set, normalised with the training statistics.
+
+    Raises:
+        InputError: a split that leaves no training images or not one batch, or labels of a single class.
+    """
 
     def __init__(self, config: ImageDataConfig, *, seed: int = 0):
         super().__init__()
@@ -66,6 +72,10 @@ class ImageClassificationData(L.LightningDataModule):
             test_images, test_labels = load_fashion_mnist("test", config.data_dir)
         else:
             images, labels = load_digits()
+            if config.test_size >= len(labels):
+                raise InputError(
+                    f"--data.test_size {config.test_size} leaves none of the {len(labels)} digits to train"
+                )
             rest, test = split_indices(len(labels), config.test_size, seed=seed + 1)
             train_images, train_labels, test_images, test_labels = (
                 images[rest],
@@ -73,16 +83,31 @@ class ImageClassificationData(L.LightningDataModule):
                 images[test],
                 labels[test],
             )
+        classes = int(train_labels.max()) + 1
+        if len(train_labels.unique()) < 2:
+            raise InputError(f"the training labels hold one class ({int(train_labels[0])}); a classifier needs two")
+        if int(test_labels.max()) >= classes:
+            raise InputError(f"the test labels go up to {int(test_labels.max())}; the training labels to {classes - 1}")
+        if config.val_size >= len(train_labels):
+            raise InputError(
+                f"--data.val_size {config.val_size} leaves none of the {len(train_labels)} training images"
+            )
         mean, std = pixel_stats(train_images)
         train_idx, val_idx = split_indices(len(train_labels), config.val_size, seed=seed)
-        if config.train_limit is not None:
+        if config.train_limit:
             train_idx = train_idx[: config.train_limit]
-        full = ImageClassificationDataset(train_images, train_labels, mean=mean, std=std, size=config.image_size)
+        if len(train_idx) < config.batch_size:
+            raise InputError(f"{len(train_idx)} training images are fewer than one batch of {config.batch_size}")
+        full = ImageClassificationDataset(
+            train_images, train_labels, mean=mean, std=std, size=config.image_size or None
+        )
         self.train_set = Subset(full, train_idx.tolist())
         self.val_set = Subset(full, val_idx.tolist())
-        self.test_set = ImageClassificationDataset(test_images, test_labels, mean=mean, std=std, size=config.image_size)
-        self.num_classes = int(train_labels.max()) + 1
-        self.image_shape = tuple(full.images.shape[1:])
+        self.test_set = ImageClassificationDataset(
+            test_images, test_labels, mean=mean, std=std, size=config.image_size or None
+        )
+        self.num_classes = classes
+        self.image_shape = full.image_shape
 
     def train_dataloader(self) -> DataLoader:
         return ResumableDataLoader(
@@ -137,26 +162,27 @@ class ImageClassifierTask(L.LightningModule):
 
 
 def train_classifier(
+    trainer: L.Trainer,
     model: nn.Module,
     data: ImageClassificationData,
     *,
-    trainer: TrainerConfig,
     optimizer: OptimizerConfig,
     label_smoothing: float = 0.0,
     resume: str | None = None,
 ) -> dict[str, float]:
-    """Fit ``model`` on ``data``, then evaluate on the test split.
+    """Fit ``model`` on ``data`` with ``trainer`` (`core.train.build_trainer`: build it before the model, since it
+    seeds everything), then evaluate on the test split.
 
     Returns:
         test accuracy and loss, final validation accuracy, training wall time (s) and the parameter count.
     """
-    task = ImageClassifierTask(model, optimizer=optimizer, label_smoothing=label_smoothing)
-    lightning = build_trainer(trainer)
+    # Lightning keeps the mode a module arrives in, and loaded models come in eval mode (no drop path)
+    task = ImageClassifierTask(model.train(), optimizer=optimizer, label_smoothing=label_smoothing)
     start = time.perf_counter()
-    fit(lightning, task, data, resume=resume)
+    fit(trainer, task, data, resume=resume)
     seconds = time.perf_counter() - start
-    val = lightning.validate(task, datamodule=data, verbose=False)[0]
-    test = lightning.test(task, datamodule=data, verbose=False)[0]
+    val = trainer.validate(task, datamodule=data, verbose=False)[0]
+    test = trainer.test(task, datamodule=data, verbose=False)[0]
     return {
         "test_acc": float(test["test/acc"]),
         "test_loss": float(test["test/loss"]),

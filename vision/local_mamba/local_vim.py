@@ -25,7 +25,7 @@ from torch import nn
 
 from longseq.core.io import InputError
 from longseq.core.norm import RMSNorm, add_norm
-from longseq.vision.local_mamba.mixers import LocalMambaCheckpoints, MultiScanMamba, check_directions
+from longseq.vision.local_mamba.mixers import LocalMambaCheckpoints, MultiScanMamba, check_directions, check_dropout
 
 
 @dataclass(kw_only=True)
@@ -57,8 +57,22 @@ class LocalVimConfig:
     drop_path_rate: float = 0.1
 
     def __post_init__(self):
+        for name in ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "d_state", "d_conv", "expand"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.num_classes <= 2**20:  # a head for more classes would not fit in memory anyway
+            raise ValueError(f"num_classes must lie in [0, {2**20}] (0: no head), got {self.num_classes}")
+        if self.dt_rank is not None and self.dt_rank < 1:
+            raise ValueError(f"dt_rank must be >= 1 or None, got {self.dt_rank}")
+        if not self.norm_eps > 0 or self.rope_pt_seq_len < 1:
+            raise ValueError(
+                f"norm_eps must be > 0 and rope_pt_seq_len >= 1, got {self.norm_eps}, {self.rope_pt_seq_len}"
+            )
+        check_dropout(self.drop_rate, self.drop_path_rate)
         if self.img_size < self.patch_size:
             raise ValueError(f"img_size {self.img_size} is smaller than patch_size {self.patch_size}")
+        if (self.img_size // self.patch_size) ** 2 > 2**20:  # the position table holds one row per patch
+            raise ValueError(f"img_size {self.img_size} makes over {2**20} patches of {self.patch_size} pixels")
         if self.directions is not None:
             if len(self.directions) != self.depth:
                 raise ValueError(f"directions has {len(self.directions)} layers; depth is {self.depth}")

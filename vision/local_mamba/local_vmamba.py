@@ -23,7 +23,7 @@ from torch import nn
 
 from longseq.core.io import InputError
 from longseq.core.norm import LayerNorm
-from longseq.vision.local_mamba.mixers import LocalMambaCheckpoints, MultiScanSS2D, check_directions
+from longseq.vision.local_mamba.mixers import LocalMambaCheckpoints, MultiScanSS2D, check_directions, check_dropout
 
 
 @dataclass(kw_only=True)
@@ -51,6 +51,20 @@ class LocalVMambaConfig:
     def __post_init__(self):
         if len(self.dims) != len(self.depths) or not self.dims:
             raise ValueError(f"dims {self.dims} and depths {self.depths} must be non-empty and of equal length")
+        if min(self.dims) < 1 or min(self.depths) < 1:
+            raise ValueError(f"dims and depths must be >= 1, got {self.dims} and {self.depths}")
+        for name in ("patch_size", "in_chans", "d_state"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.num_classes <= 2**20:  # a head for more classes would not fit in memory anyway
+            raise ValueError(f"num_classes must lie in [0, {2**20}] (0: no head), got {self.num_classes}")
+        if self.d_conv < 1 or self.d_conv % 2 == 0:
+            raise ValueError(f"d_conv must be odd (a 'same' depthwise conv), got {self.d_conv}")
+        if self.dt_rank is not None and self.dt_rank < 1:
+            raise ValueError(f"dt_rank must be >= 1 or None, got {self.dt_rank}")
+        if not self.ssm_ratio > 0 or not self.norm_eps > 0:
+            raise ValueError(f"ssm_ratio and norm_eps must be > 0, got {self.ssm_ratio}, {self.norm_eps}")
+        check_dropout(self.drop_rate, self.drop_path_rate)
         if self.directions is not None:
             if len(self.directions) != sum(self.depths):
                 raise ValueError(f"directions has {len(self.directions)} blocks; depths add up to {sum(self.depths)}")

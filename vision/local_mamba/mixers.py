@@ -48,6 +48,13 @@ def check_directions(directions: Sequence[str] | None) -> tuple[str, ...] | None
     return directions
 
 
+def check_dropout(drop_rate: float, drop_path_rate: float) -> None:
+    """Dropout and stochastic-depth rates are probabilities (NaN fails the comparison too)."""
+    for name, rate in (("drop_rate", drop_rate), ("drop_path_rate", drop_path_rate)):
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"{name} must lie in [0, 1], got {rate}")
+
+
 def dt_bias_init(d: int, *, dt_min: float, dt_max: float, dt_init_floor: float, device=None) -> torch.Tensor:
     """softplus^-1 of time steps log-uniform in [dt_min, dt_max] (mamba_ssm's dt_proj.bias init)."""
     dt = torch.exp(torch.rand(d, device=device) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
@@ -366,7 +373,7 @@ class LocalMambaCheckpoints(Pretrained):
         return cls(**dataclasses.asdict(config), device=device, dtype=dtype)
 
     def load_pretrained(self, checkpoint_path: str | os.PathLike) -> None:
-        """timm's ``custom_load`` hook: load an official LocalMamba file through `vision.local_mamba.convert`."""
-        from longseq.vision.local_mamba.convert import load_official
+        """timm's ``custom_load`` hook: an official LocalMamba file through `convert.load_release_file`."""
+        from longseq.vision.local_mamba.convert import load_release_file
 
-        load_official(self, checkpoint_path)
+        load_release_file(self, checkpoint_path)

@@ -1,5 +1,5 @@
 """LocalMamba presets: the released architectures with their searched per-layer scan directions (as data),
-the search supernets, and tiny presets for tests. Also where official weight files are looked for.
+the search supernets, and tiny presets for tests. Also where timm's ``pretrained=True`` looks for the released files.
 
 The directions are the lists hard-coded in hunto/LocalMamba's model functions (``local_vim.py``,
 ``local_vmamba.py``), found by the supernet search and pasted in by hand; the checkpoints do not store them.
@@ -10,13 +10,11 @@ Upstream quirk: ``local_vim_small`` is defined twice in ``local_vim.py`` and the
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
-from longseq.core.io import InputError
-from longseq.vision.local_mamba.local_vim import LocalVim, LocalVimConfig
-from longseq.vision.local_mamba.local_vmamba import LocalVMamba, LocalVMambaConfig
+from longseq.vision.local_mamba.local_vim import LocalVimConfig
+from longseq.vision.local_mamba.local_vmamba import LocalVMambaConfig
 
 LOCAL_VIM_TINY_DIRECTIONS: list[list[str]] = [
     ["h", "v_flip", "w7", "w7_flip"],
@@ -171,14 +169,3 @@ RELEASE_URL = "https://github.com/hunto/LocalMamba/releases/download/v1.0.0/"
 def weights_dir() -> Path:
     """Where official weight files are looked for: ``$LONGSEQ_WEIGHTS`` or ``~/.cache/longseq/weights``."""
     return Path(os.environ.get("LONGSEQ_WEIGHTS", "~/.cache/longseq/weights")).expanduser()
-
-
-def model_class(config: LocalVimConfig | LocalVMambaConfig) -> type[LocalVim] | type[LocalVMamba]:
-    return LocalVim if isinstance(config, LocalVimConfig) else LocalVMamba
-
-
-def preset(name: str, **overrides) -> LocalVimConfig | LocalVMambaConfig:
-    """A copy of a preset config with some fields replaced (``num_classes=10`` ...)."""
-    if name not in PRESETS:
-        raise InputError(f"unknown LocalMamba preset {name!r}; known: {', '.join(PRESETS)}")
-    return dataclasses.replace(PRESETS[name], **overrides)

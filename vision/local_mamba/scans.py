@@ -98,7 +98,7 @@ def unscan_ref(y: torch.Tensor, direction: str, grid: tuple[int, int]) -> torch.
 @functools.lru_cache(maxsize=512)
 def scan_order(direction: str, h: int, w: int) -> tuple[int, ...]:
     """Which token sits at each position of the scanned sequence (-1: a padded zero), from `scan_ref`."""
-    grid = torch.arange(h * w, dtype=torch.float64).view(1, h * w, 1) + 1
+    grid = torch.arange(h * w, dtype=torch.float64, device="cpu").view(1, h * w, 1) + 1
     order = scan_ref(grid, direction, (h, w)).view(-1).long() - 1
     return tuple(order.tolist())
 
@@ -128,9 +128,10 @@ def _plan(directions: tuple[str, ...], h: int, w: int, cls_position: int | None)
         where = {t: i for i, t in enumerate(order) if t >= 0}
         give.extend(k * s + where[t] for t in range(l))
     lengths = [len(o) for o in orders]
-    # cached for every later call: never an inference-mode tensor, which autograd could not save
+    # cached for every later call: never an inference-mode tensor, which autograd could not save, and on the CPU
+    # whatever default device the first call ran under (callers move it to the data's device)
     with torch.inference_mode(False):
-        return torch.tensor(take), torch.tensor(give), torch.tensor(lengths)
+        return tuple(torch.tensor(values, device="cpu") for values in (take, give, lengths))
 
 
 def _check(x: torch.Tensor, directions: Sequence[str], grid: tuple[int, int], cls_position: int | None) -> int:

@@ -1,11 +1,12 @@
-"""timm entry points for LocalVim and LocalVMamba: ``timm.create_model("localvim_tiny", ...)`` after ``import vision``.
+"""timm entry points for LocalVim and LocalVMamba: ``timm.create_model("localvim_tiny", ...)`` after
+``import longseq.vision.local_mamba``.
 
-Each preset of `vision.local_mamba.presets` is registered under its name. Pretrained configs point to the
+Each preset of `longseq.vision.local_mamba.presets` is registered under its name. Pretrained configs point to the
 released files in the local weights directory (``$LONGSEQ_WEIGHTS``, default ``~/.cache/longseq/weights``; nothing
 is downloaded); another file is given with ``pretrained_cfg_overlay=dict(file=...)``. They load through
-`vision.local_mamba.convert` (safe unpickling, key map, key-by-key check) via timm's ``custom_load`` hook; a state dict
-given as ``pretrained_cfg_overlay=dict(state_dict=...)`` goes through `checkpoint_filter_fn`. ``features_only``
-uses ``forward_intermediates`` (timm's feature getter).
+`longseq.vision.local_mamba.convert` (safe unpickling, key map, key-by-key check) via timm's ``custom_load`` hook; a
+state dict given as ``pretrained_cfg_overlay=dict(state_dict=...)`` goes through `checkpoint_filter_fn`.
+``features_only`` uses ``forward_intermediates`` (timm's feature getter).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
 from longseq.vision.local_mamba.convert import checkpoint_filter_fn
-from longseq.vision.local_mamba.local_vim import LocalVimConfig
-from longseq.vision.local_mamba.presets import PRESETS, RELEASE_FILES, RELEASE_URL, model_class, weights_dir
+from longseq.vision.local_mamba.local_vim import LocalVim, LocalVimConfig
+from longseq.vision.local_mamba.local_vmamba import LocalVMamba
+from longseq.vision.local_mamba.presets import PRESETS, RELEASE_FILES, RELEASE_URL, weights_dir
 
 
 def _cfg(name: str, **kwargs) -> dict:
@@ -36,7 +38,7 @@ def _cfg(name: str, **kwargs) -> dict:
         "classifier": "head" if vim else "head.fc",
         "license": "apache-2.0",
         "paper_ids": "arXiv:2403.09338",
-        "custom_load": True,  # files load through `vision.local_mamba.convert.load_official` (model.load_pretrained)
+        "custom_load": True,  # files load through `convert.load_release_file` (model.load_pretrained)
     }
     if release:
         cfg.update(file=str(weights_dir() / release), origin_url=RELEASE_URL + release)
@@ -51,17 +53,22 @@ default_cfgs = generate_default_cfgs(
 def _create(variant: str, pretrained: bool, **kwargs):
     overlay = kwargs.get("pretrained_cfg_overlay")
     if overlay and overlay.get("file"):
-        # timm resets custom_load for a user-given file; our files still go through vision.local_mamba.convert
+        # timm resets custom_load for a user-given file; our files still go through convert.load_release_file
         kwargs["pretrained_cfg_overlay"] = {"custom_load": True, **overlay}
     config = PRESETS[variant]
-    cls = model_class(config)
+    vim = isinstance(config, LocalVimConfig)
     args = {**dataclasses.asdict(config), **kwargs}
-    if isinstance(config, LocalVimConfig):
+    if vim:
         feature_cfg = {"feature_cls": "getter", "out_indices": min(4, args["depth"])}
     else:
         feature_cfg = {"feature_cls": "getter", "out_indices": tuple(range(len(args["depths"])))}
     return build_model_with_cfg(
-        cls, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn, feature_cfg=feature_cfg, **args
+        LocalVim if vim else LocalVMamba,
+        variant,
+        pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=feature_cfg,
+        **args,
     )
 
 

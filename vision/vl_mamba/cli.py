@@ -1,22 +1,21 @@
 """The VL-Mamba commands of the `vision` console script: make-vqa-data, train-vlm, vqa.
 
-Plain typed functions (jsonargparse builds the CLI from them); heavy imports happen inside. Bad input raises
-`core.io.InputError` / `core.checkpoint.CheckpointError` (one line, exit 2); outputs are written under a temporary
-name and renamed when complete.
+Plain typed functions (jsonargparse builds the CLI from them). Every input is checked before work starts: bad input
+raises `core.io.InputError` / `core.checkpoint.CheckpointError` (one line, exit 2); an output never overwrites an
+input, output directories are created only once the inputs pass, and files are written under a temporary name.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-if TYPE_CHECKING:  # the CLI reads these annotations; importing them for real would load lightning at --help
-    from longseq.core.train import OptimizerConfig, TrainerConfig
-    from longseq.vision.vl_mamba.task import VQADataConfig
+from longseq.core.train import OptimizerConfig, TrainerConfig
+from longseq.vision.vl_mamba.task import VQADataConfig
 
 
 def make_vqa_data(
-    out: Path,
+    output: Path,
     fashion_train: int = 3000,
     fashion_test: int = 1000,
     digits_test: int = 360,
@@ -27,55 +26,101 @@ def make_vqa_data(
     JSONL (train.jsonl, test.jsonl) plus PNG images.
 
     Args:
-        out: the directory to write.
+        output: the directory to write (new or empty).
         fashion_train, fashion_test: Fashion-MNIST images per split (each gets two questions).
         digits_test: digits held out for the test split (the rest train).
         data_dir: Fashion-MNIST's IDX directory (default: Debian's /usr/share/datasets/fashion-mnist).
         seed: which images.
     """
+    from longseq.core.io import InputError, check_not_overwriting, new_directory
     from longseq.vision.vl_mamba.offline_data import build_offline_vqa
 
-    counts = build_offline_vqa(
-        out, fashion_train=fashion_train, fashion_test=fashion_test, digits_test=digits_test, data_dir=data_dir,
-        seed=seed,
-    )  # fmt: skip
-    print(f"{out}: {counts['train']} training and {counts['test']} test records")
+    check_not_overwriting(output, data_dir)
+    if min(fashion_train, fashion_test, digits_test, seed) < 0:
+        raise InputError("--fashion_train, --fashion_test, --digits_test and --seed must be >= 0")
+    with new_directory(output):
+        counts = build_offline_vqa(
+            output, fashion_train=fashion_train, fashion_test=fashion_test, digits_test=digits_test,
+            data_dir=data_dir, seed=seed,
+        )  # fmt: skip
+    print(f"{output}: {counts['train']} training and {counts['test']} test records")
 
 
-def load_vl_model(
-    model: str,
-    *,
-    data: str | None = None,
+def train_vlm(
+    output: Path,
+    data: VQADataConfig,
+    model: str = "vl-mamba-tiny",
+    trainer: TrainerConfig = TrainerConfig(max_steps=300, val_every_n_batches=100, limit_val_batches=4),  # noqa: B008
+    optimizer: OptimizerConfig = OptimizerConfig(lr=1e-3, weight_decay=0.0, warmup_steps=30),  # noqa: B008
+    stage: Literal["align", "instruct"] = "align",
     lm: str | None = None,
-    vision_weights: str | None = None,
-    connector: str | None = None,
-    scan: str | None = None,
-):
-    """(VLMamba, tokenizer): our checkpoint directory, or a preset assembled with an optional pretrained LM
-    (its directory's tokenizer.json) and vision weights; without an LM, a word tokenizer built from ``data``."""
+    vision_weights: Path | None = None,
+    connector: Literal["preset", "mlp", "vss-mlp", "vss-l2"] = "preset",
+    scan: Literal["preset", "bsm", "csm"] = "preset",
+) -> None:
+    """Train VL-Mamba for one stage on LLaVA-style JSONL data: align (connector only) then instruct (connector
+    and language model); the vision tower stays frozen.
+
+    Args:
+        output: the directory for the trained model (our format, with tokenizer.json); new or empty.
+        data: the records (--data.train file.jsonl, --data.val, --data.batch_size).
+        model: a VL-Mamba checkpoint directory (e.g. the align stage's output) or a preset (vl-mamba-tiny,
+            vl-mamba-siglip, vl-mamba-clip).
+        trainer: length, checkpoints, logging, resume (default: 300 steps).
+        optimizer: AdamW and the cosine schedule (default: lr 1e-3, 30 warm-up steps, no weight decay).
+        stage: align or instruct.
+        lm: for a preset: a pretrained Mamba LM (our / state-spaces / Hugging Face directory with tokenizer.json).
+        vision_weights: for a preset: the vision tower's weights (a local timm / open_clip file).
+        connector, scan: for a preset: the connector (mlp, vss-mlp, vss-l2) and its scan (bsm, csm); preset: the
+            preset's own.
+    """
+    from longseq.core.io import InputError, check_not_overwriting, new_directory
+    from longseq.core.train import build_trainer
+    from longseq.vision.vl_mamba.data import read_jsonl
+    from longseq.vision.vl_mamba.model import FAMILY
+    from longseq.vision.vl_mamba.task import train_vl_mamba
+
+    output = Path(output)
+    if not output.parent.is_dir():
+        raise InputError(f"cannot write {output}: directory {output.parent} does not exist")
+    check_not_overwriting(output, model if Path(model).exists() else None, lm, vision_weights, data.train, data.val)
+    for name, run_dir in (("checkpoint_dir", trainer.checkpoint_dir), ("log_dir", trainer.log_dir)):
+        if run_dir and Path(run_dir).resolve().is_relative_to(output.resolve()):
+            raise InputError(f"--trainer.{name} {run_dir} lies in --output, which a failed run removes: put it beside")
+    overrides = {name: value for name, value in (("connector", connector), ("scan", scan)) if value != "preset"}
+    if Path(model).is_dir() and (lm or vision_weights or overrides):
+        raise InputError("--lm, --vision_weights, --connector and --scan apply to presets, not to a checkpoint")
+    if not Path(model).is_dir() and model not in FAMILY.presets:
+        raise InputError(
+            f"{model!r} is neither a VL-Mamba checkpoint directory nor a preset ({', '.join(FAMILY.presets)})"
+        )
+    texts = [text for record in read_jsonl(data.train) for _, text in record.conversations]
+    lightning = build_trainer(trainer)  # seeds everything, so that a fresh connector starts the same in every run
+    net, tokenizer = _vl_model(model, texts, lm=lm, vision_weights=vision_weights, **overrides)
+    with new_directory(output):
+        metrics = train_vl_mamba(
+            lightning, net, tokenizer, data, stage=stage, optimizer=optimizer, resume=trainer.resume, seed=trainer.seed
+        )
+        net.save_pretrained(output)
+        tokenizer.save(output)
+    print(f"{stage}: validation loss {metrics['val_loss']:.4f} -> {output}")
+
+
+def _vl_model(model: str, texts: list[str], *, lm: str | None, vision_weights: Path | None, **overrides):
+    """(VLMamba, tokenizer) to train: our checkpoint directory, or a preset assembled from a pretrained LM (with its
+    tokenizer.json) and vision weights; a preset without an LM gets a word tokenizer over ``texts``."""
     import dataclasses
 
     from longseq.core.checkpoint import CheckpointError
-    from longseq.core.io import InputError
-    from longseq.vision.vl_mamba.data import read_jsonl
-    from longseq.vision.vl_mamba.model import PRESETS, VLMamba
+    from longseq.vision.vl_mamba.model import FAMILY, VLMamba
     from longseq.vision.vl_mamba.tokenizer import WordTokenizer, load_tokenizer
 
-    path = Path(model)
-    if path.is_dir():
-        if lm or vision_weights or connector or scan:
-            raise InputError("--lm, --vision_weights, --connector and --scan apply to presets, not to a checkpoint")
-        return VLMamba.from_pretrained(path), load_tokenizer(path)
-    if model not in PRESETS:
-        raise InputError(f"{model!r} is neither a VL-Mamba checkpoint directory nor a preset ({', '.join(PRESETS)})")
-    overrides = {k: v for k, v in {"connector": connector, "scan": scan}.items() if v is not None}
-    config = dataclasses.replace(PRESETS[model], **overrides)
+    if Path(model).is_dir():
+        return VLMamba.from_pretrained(model), load_tokenizer(model)
+    config = dataclasses.replace(FAMILY.presets[model], **overrides)
     if lm is not None:
         tokenizer = load_tokenizer(lm)
     else:
-        if data is None:
-            raise InputError("a preset without --lm needs training data to build its vocabulary")
-        texts = [text for record in read_jsonl(data) for _, text in record.conversations]
         tokenizer = WordTokenizer.build(texts + ["question: answer:"])
         config = dataclasses.replace(config, lm=dataclasses.replace(config.lm, vocab_size=tokenizer.vocab_size))
     net = VLMamba.from_parts(config, lm=lm, vision_weights=vision_weights)
@@ -86,63 +131,17 @@ def load_vl_model(
     return net, tokenizer
 
 
-def train_vlm(
-    data: VQADataConfig,
-    out: Path,
-    stage: Literal["align", "instruct"] = "align",
-    model: str = "vl-mamba-tiny",
-    lm: str | None = None,
-    vision_weights: Path | None = None,
-    connector: Literal["mlp", "vss-mlp", "vss-l2"] | None = None,
-    scan: Literal["bsm", "csm"] | None = None,
-    trainer: TrainerConfig | None = None,
-    optimizer: OptimizerConfig | None = None,
-    resume: str | None = None,
-) -> None:
-    """Train VL-Mamba for one stage on LLaVA-style JSONL data: align (connector only) then instruct (connector
-    and language model); the vision tower stays frozen.
-
-    Args:
-        data: the records (--data.train file.jsonl, --data.val, --data.batch_size).
-        out: the directory for the trained model (our format, with tokenizer.json).
-        stage: align or instruct.
-        model: a VL-Mamba checkpoint directory (e.g. the align stage's output) or a preset (vl-mamba-tiny,
-            vl-mamba-siglip, vl-mamba-clip).
-        lm: for a preset: a pretrained Mamba LM (our / state-spaces / Hugging Face directory with tokenizer.json).
-        vision_weights: for a preset: the vision tower's weights (a local timm / open_clip file).
-        connector, scan: for a preset: the connector (mlp, vss-mlp, vss-l2) and its scan (bsm, csm).
-        trainer: length, checkpoints, logging (default: 300 steps).
-        optimizer: AdamW and the cosine schedule (default: lr 1e-3, 30 warm-up steps, no decay on 1-D weights).
-        resume: "last" or a .ckpt file (needs --trainer.checkpoint_dir).
-    """
-    from longseq.core.io import InputError
-    from longseq.core.train import OptimizerConfig, TrainerConfig
-    from longseq.vision.vl_mamba.task import train_vl_mamba
-
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise InputError(f"cannot write {out}: directory {out.parent} does not exist")
-    net, tokenizer = load_vl_model(
-        model, data=data.train, lm=lm, vision_weights=vision_weights, connector=connector, scan=scan
-    )
-    trainer = trainer or TrainerConfig(max_steps=300, val_every_n_batches=100, limit_val_batches=4)
-    optimizer = optimizer or OptimizerConfig(lr=1e-3, weight_decay=0.0, warmup_steps=30)
-    metrics = train_vl_mamba(net, tokenizer, data, stage=stage, trainer=trainer, optimizer=optimizer, resume=resume)
-    net.save_pretrained(out)
-    tokenizer.save(out)
-    print(f"{stage}: validation loss {metrics['val_loss']:.4f} -> {out}")
-
-
 def vqa(
     model: Path,
     image: Path,
     question: str,
+    device: str = "cpu",
     max_new_tokens: int = 16,
     do_sample: bool = False,
     temperature: float = 1.0,
     top_k: int = 0,
     top_p: float = 1.0,
-    seed: int | None = None,
+    seed: int = 0,
 ) -> None:
     """Answer a question about an image with a trained VL-Mamba model.
 
@@ -150,25 +149,28 @@ def vqa(
         model: a VL-Mamba checkpoint directory (train-vlm's output).
         image: the image file (PNG, JPEG, ...).
         question: the question.
-        max_new_tokens: the longest answer in tokens.
+        device: where to run (cpu, cuda, cuda:1, mps).
+        max_new_tokens: the longest answer in tokens (the image, the question and the answer fit the model's
+            context).
         do_sample: sample (else greedy), with temperature, top_k (0 = off) and top_p (1 = off).
         seed: the sampling seed.
     """
     import torch
 
-    from longseq.core.io import InputError
+    from longseq.core.io import InputError, resolve_device
     from longseq.vision.vl_mamba.data import encode_prompt, load_image
     from longseq.vision.vl_mamba.model import VLMamba
     from longseq.vision.vl_mamba.tokenizer import load_tokenizer
 
-    if temperature <= 0 or top_k < 0 or not 0 < top_p <= 1:
-        raise InputError("temperature must be positive, top_k >= 0 and top_p in (0, 1]")
+    if not temperature > 0 or top_k < 0 or not 0 < top_p <= 1 or seed < 0:
+        raise InputError("temperature must be positive, top_k >= 0, top_p in (0, 1] and seed >= 0")
+    target = resolve_device(device)
     if not Path(model).is_dir():
         raise InputError(f"no such model directory: {model}")
-    net = VLMamba.from_pretrained(model).eval()
+    net = VLMamba.from_pretrained(model).to(target)
     tokenizer = load_tokenizer(model)
-    ids = torch.tensor([encode_prompt(tokenizer, question)])
-    pixels = load_image(image, **net.image_config())[None]
+    ids = torch.tensor([encode_prompt(tokenizer, question)], device=target)
+    pixels = load_image(image, **net.image_config())[None].to(target)
     tokens = net.generate(
         pixels, ids, max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_k=top_k,
         top_p=top_p, eos_token_id=tokenizer.eos_id, seed=seed,

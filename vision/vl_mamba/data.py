@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,8 +49,12 @@ def read_jsonl(path: str | os.PathLike) -> list[VQARecord]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"no such JSONL file: {path}")
+    try:
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not UTF-8 text (a JSONL file of records)") from None
     records = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
@@ -85,10 +90,15 @@ def load_image(path: str | os.PathLike, *, size: tuple[int, int], mean, std) -> 
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
-            rgb = image.convert("RGB").resize((size[1], size[0]), Image.Resampling.BICUBIC)
+        # an image past Pillow's pixel limit (MAX_IMAGE_PIXELS) is refused, not decoded: it could fill the memory
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                rgb = image.convert("RGB").resize((size[1], size[0]), Image.Resampling.BICUBIC)
     except FileNotFoundError:
         raise InputError(f"no such image: {path}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise InputError(f"refusing {path}: {err}") from None
     except (UnidentifiedImageError, OSError) as err:
         raise InputError(f"cannot read {path} as an image: {err}") from None
     x = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)

@@ -53,6 +53,14 @@ class VisionTowerConfig:
     select_layer: int = -2
     """The block whose output feeds the connector (LLaVA: -2, the penultimate)."""
 
+    def __post_init__(self):
+        if not self.arch:
+            raise ValueError("arch must name a timm ViT")
+        for name in ("image_size", "patch_size", "width", "depth", "heads"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"vision.{name} must be >= 1 or None, got {value}")
+
     def timm_kwargs(self) -> dict:
         names = {"image_size": "img_size", "patch_size": "patch_size", "width": "embed_dim", "depth": "depth"}
         kwargs = {timm_name: getattr(self, name) for name, timm_name in names.items() if getattr(self, name)}
@@ -71,6 +79,9 @@ class VLMambaConfig:
     """The VSS connectors' 2D scan: bidirectional (BSM) or cross (CSM)."""
     vss_d_state: int = 16
     lm: LMConfig = field(default_factory=lambda: LMConfig(vocab_size=50277, d_model=2560, n_layer=64))
+    context: int = 2048
+    """The longest sequence (image tokens + text) the model runs: longer training records are refused, and answers
+    stop being generated there (LLaVA-1.5's model_max_length)."""
 
     def __post_init__(self):
         if isinstance(self.vision, dict):  # from config.json
@@ -81,6 +92,10 @@ class VLMambaConfig:
             raise ValueError(f"connector must be mlp, vss-mlp or vss-l2; got {self.connector!r}")
         if self.scan not in ("bsm", "csm"):
             raise ValueError(f"scan must be bsm or csm; got {self.scan!r}")
+        if self.vss_d_state < 1:
+            raise ValueError(f"vss_d_state must be >= 1, got {self.vss_d_state}")
+        if not 1 <= self.context <= 2**20:  # a bound on generation: a million recurrent steps already take hours
+            raise ValueError(f"context must lie in [1, {2**20}], got {self.context}")
 
 
 def build_vision_tower(config: VisionTowerConfig, weights: str | os.PathLike | None = None) -> nn.Module:
@@ -164,6 +179,11 @@ class VLMamba(Pretrained, nn.Module):
     def image_size(self) -> tuple[int, int]:
         return tuple(self.vision.patch_embed.img_size)
 
+    @property
+    def num_image_tokens(self) -> int:
+        """Tokens an image becomes in the language model's sequence (one per patch)."""
+        return self.vision.patch_embed.num_patches
+
     def image_config(self) -> dict:
         """What images the tower expects: size and normalisation (from its timm pretrained config)."""
         cfg = self.vision.pretrained_cfg
@@ -227,9 +247,16 @@ class VLMamba(Pretrained, nn.Module):
         seed: int | None = None,
     ) -> torch.Tensor:
         """Answer tokens (b, <= max_new_tokens) after the prompt: one parallel prefill over the spliced sequence,
-        then recurrent steps (`core.lm`); greedy unless ``do_sample``."""
-        if max_new_tokens < 1:
-            raise InputError(f"max_new_tokens must be >= 1; got {max_new_tokens}")
+        then recurrent steps (`core.lm`); greedy unless ``do_sample``. The prompt (image tokens included) and the
+        answer must fit the model's ``context``."""
+        prompt, context = input_ids.shape[1] - 1 + self.num_image_tokens, self.config.context
+        if prompt >= context:
+            raise InputError(f"the image and the prompt take {prompt} tokens; the model's context is {context}")
+        if not 1 <= max_new_tokens <= context - prompt:
+            raise InputError(
+                f"max_new_tokens must lie in [1, {context - prompt}] (the model's context is {context} tokens, the "
+                f"image and the prompt take {prompt}); got {max_new_tokens}"
+            )
         embeds = self.embed(input_ids, self.encode_images(images))
         states = self.lm.init_states(len(embeds), max_seqlen=embeds.shape[1] + max_new_tokens, device=embeds.device)
         logits = self.lm(None, states, num_last_tokens=1, inputs_embeds=embeds)[:, -1]
@@ -309,4 +336,10 @@ PRESETS: dict[str, VLMambaConfig] = {
 }
 
 
-FAMILY = Family(model_class=VLMamba, config_class=VLMambaConfig, presets=PRESETS)
+def _example(model: VLMamba) -> tuple[torch.Tensor, torch.Tensor]:
+    """An image and a three-token prompt after it."""
+    ids = torch.tensor([[IMAGE_TOKEN, 1, 2, 3]])
+    return torch.randn(1, 3, *model.image_size), ids
+
+
+FAMILY = Family(model_class=VLMamba, config_class=VLMambaConfig, presets=PRESETS, example=_example)

@@ -15,15 +15,17 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from longseq.core.train import (
-    OptimizerConfig,
-    ResumableDataLoader,
-    TrainerConfig,
-    build_trainer,
-    configure_optimizers,
-    fit,
+from longseq.core.io import InputError
+from longseq.core.train import OptimizerConfig, ResumableDataLoader, configure_optimizers, fit
+from longseq.vision.vl_mamba.data import (
+    VQADataset,
+    VQARecord,
+    collate,
+    encode_conversation,
+    encode_prompt,
+    load_image,
+    read_jsonl,
 )
-from longseq.vision.vl_mamba.data import VQADataset, VQARecord, collate, encode_prompt, load_image, read_jsonl
 from longseq.vision.vl_mamba.model import VLMamba
 
 
@@ -36,25 +38,43 @@ class VQADataConfig:
     val: str | None = None
     """A validation JSONL; None: hold out ``val_size`` training records."""
     val_size: int = 256
+    """Training records held out for validation when there is no ``val`` file (at most a fifth of them)."""
     batch_size: int = 16
 
     def __post_init__(self):
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        if not self.train:
+            raise ValueError("train must name the training JSONL")
+        if self.val_size < 1 or self.batch_size < 1:
+            raise ValueError(f"val_size and batch_size must be >= 1, got {self.val_size} and {self.batch_size}")
 
 
 class VQAData(L.LightningDataModule):
-    def __init__(self, config: VQADataConfig, tokenizer, image_config: dict, *, seed: int = 0):
+    """The training and validation records of a `VQADataConfig`, every one checked up front: its image exists and
+    its sequence (image tokens + text) fits the model's context.
+
+    Raises:
+        InputError: a bad record, a missing image, a record longer than the context, or no record to validate on.
+    """
+
+    def __init__(self, config: VQADataConfig, tokenizer, model: VLMamba, *, seed: int = 0):
         super().__init__()
         self.config, self.seed = config, seed
         self.collate = functools.partial(collate, pad_id=tokenizer.pad_id)
         records = read_jsonl(config.train)
+        val_records = read_jsonl(config.val) if config.val is not None else []
+        for record in records + val_records:
+            _check_record(record, tokenizer, model)
+        image_config = model.image_config()
         if config.val is not None:
             self.train_set = VQADataset(records, tokenizer, image_config=image_config)
-            self.val_set = VQADataset(read_jsonl(config.val), tokenizer, image_config=image_config)
+            self.val_set = VQADataset(val_records, tokenizer, image_config=image_config)
         else:
-            order = torch.randperm(len(records), generator=torch.Generator().manual_seed(seed)).tolist()
             held = min(config.val_size, len(records) // 5)
+            if held < 1:
+                raise InputError(
+                    f"{config.train}: {len(records)} records are too few to hold some out; give --data.val"
+                )
+            order = torch.randperm(len(records), generator=torch.Generator().manual_seed(seed)).tolist()
             full = VQADataset(records, tokenizer, image_config=image_config)
             self.train_set, self.val_set = Subset(full, order[held:]), Subset(full, order[:held])
 
@@ -96,22 +116,32 @@ class VLMambaTask(L.LightningModule):
         return configure_optimizers(self.model, self.optimizer_config, self.trainer.estimated_stepping_batches)
 
 
+def _check_record(record: VQARecord, tokenizer, model: VLMamba) -> None:
+    if not record.image.is_file():
+        raise InputError(f"record {record.id}: no such image {record.image}")
+    length = len(encode_conversation(tokenizer, record.conversations)[0]) - 1 + model.num_image_tokens
+    if length > model.config.context:
+        raise InputError(f"record {record.id} takes {length} tokens; the model's context is {model.config.context}")
+
+
 def train_vl_mamba(
+    trainer: L.Trainer,
     model: VLMamba,
     tokenizer,
     data: VQADataConfig,
     *,
     stage: Literal["align", "instruct"],
-    trainer: TrainerConfig,
     optimizer: OptimizerConfig,
     resume: str | None = None,
+    seed: int = 0,
 ) -> dict[str, float]:
-    """One training stage; returns the final validation loss."""
-    datamodule = VQAData(data, tokenizer, model.image_config(), seed=trainer.seed)
-    task = VLMambaTask(model, stage=stage, optimizer=optimizer)
-    lightning = build_trainer(trainer)
-    fit(lightning, task, datamodule, resume=resume)
-    val = lightning.validate(task, datamodule=datamodule, verbose=False)[0]
+    """One training stage with ``trainer`` (`core.train.build_trainer`: build it before the model, since it seeds
+    everything); ``seed`` orders the data. Returns the final validation loss."""
+    datamodule = VQAData(data, tokenizer, model, seed=seed)
+    # Lightning keeps the mode a module arrives in, and loaded models come in eval mode
+    task = VLMambaTask(model.train(), stage=stage, optimizer=optimizer)
+    fit(trainer, task, datamodule, resume=resume)
+    val = trainer.validate(task, datamodule=datamodule, verbose=False)[0]
     return {"val_loss": float(val["val/loss"])}
 
 
