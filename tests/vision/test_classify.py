@@ -78,7 +78,6 @@ def test_train_classifier_on_digits(tmp_path, capsys):
 
 def test_train_classifier_resumes_exactly(tmp_path, monkeypatch):
     def command(output, steps):
-        output.parent.mkdir(exist_ok=True)  # the harness's run folder; outputs go into existing folders only
         return ["train-classifier", "--output", output, *DIGITS, "--trainer.max_steps", steps,
                 "--trainer.progress_bar", "false"]  # fmt: skip
 
@@ -98,7 +97,6 @@ def test_train_classifier_bad_inputs(tmp_path, capsys):
 
     bad(["--data.data_dir", str(tmp_path / "none")], "Fashion-MNIST not found")
     bad(["--model", "resnet50"], "neither a LocalMamba preset")
-    bad(["--output", str(tmp_path / "no" / "m"), "--data.dataset", "digits"], "does not exist")
     assert not (tmp_path / "m").exists()
 
 
@@ -126,7 +124,7 @@ def _one_class_fashion_mnist(root):
         (["--model", "{misfit}"], "does not fit the data: num_classes 3 (the data: 10)"),
         (["--model", "{output}"], "would overwrite the input"),
         (["--output", "{existing_file}"], "already exists"),
-        (["--trainer.checkpoint_dir", "{output}/ckpt"], "--trainer.checkpoint_dir {output}/ckpt lies in --output"),
+        (["--trainer.checkpoint_dir", "{output}/ckpt"], "--trainer.checkpoint_dir {output}/ckpt lies inside --output"),
         (["--data.dataset", "fashion-mnist", "--data.data_dir", "{one_class}"], "the training labels hold one class"),
     ],
 )

@@ -136,12 +136,8 @@ def train_classifier(
     from longseq.vision.local_mamba.classify import train_classifier as fit_classifier
 
     output = Path(output)
-    if not output.parent.is_dir():
-        raise InputError(f"cannot write {output}: directory {output.parent} does not exist")
     check_not_overwriting(output, model if Path(model).exists() else None)
-    for name, run_dir in (("checkpoint_dir", trainer.checkpoint_dir), ("log_dir", trainer.log_dir)):
-        if run_dir and Path(run_dir).resolve().is_relative_to(output.resolve()):
-            raise InputError(f"--trainer.{name} {run_dir} lies in --output, which a failed run removes: put it beside")
+    trainer.check_outside(output)
     if not 0.0 <= label_smoothing < 1.0:
         raise InputError(f"--label_smoothing must lie in [0, 1); got {label_smoothing}")
     config, weights = _start(model)

@@ -81,12 +81,8 @@ def train_vlm(
     from longseq.vision.vl_mamba.task import train_vl_mamba
 
     output = Path(output)
-    if not output.parent.is_dir():
-        raise InputError(f"cannot write {output}: directory {output.parent} does not exist")
     check_not_overwriting(output, model if Path(model).exists() else None, lm, vision_weights, data.train, data.val)
-    for name, run_dir in (("checkpoint_dir", trainer.checkpoint_dir), ("log_dir", trainer.log_dir)):
-        if run_dir and Path(run_dir).resolve().is_relative_to(output.resolve()):
-            raise InputError(f"--trainer.{name} {run_dir} lies in --output, which a failed run removes: put it beside")
+    trainer.check_outside(output)
     overrides = {name: value for name, value in (("connector", connector), ("scan", scan)) if value != "preset"}
     if Path(model).is_dir() and (lm or vision_weights or overrides):
         raise InputError("--lm, --vision_weights, --connector and --scan apply to presets, not to a checkpoint")
