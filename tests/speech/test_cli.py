@@ -1,5 +1,4 @@
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -8,8 +7,6 @@ from safetensors.torch import load_file
 
 from longseq.speech.cli import main
 from longseq.speech.data.codes import EncodedCorpus
-
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 
 
 def one_line_error(capsys) -> str:
@@ -29,13 +26,11 @@ def tiny_corpus(tmp_path_factory):
     return out
 
 
-@needs_espeak
 def test_corpus(tiny_corpus):
     rows = (tiny_corpus / "metadata.jsonl").read_text().splitlines()
     assert len(rows) == 5 and json.loads(rows[0])["speaker"] == "spk000"
 
 
-@needs_espeak
 def test_encode_corpus_with_mel_codec(tiny_corpus, tmp_path):
     from longseq.speech.codecs.mel import MelCodec, preset
 
@@ -79,7 +74,6 @@ def tiny_model(tiny_corpus, tmp_path_factory):
     return root / "tts"
 
 
-@needs_espeak
 def test_train_outputs_are_self_contained_and_resume(tiny_model, tiny_corpus):
     from longseq.core.checkpoint import load_pickle, read_config
 
@@ -93,7 +87,6 @@ def test_train_outputs_are_self_contained_and_resume(tiny_model, tiny_corpus):
     assert load_pickle(tiny_model / "checkpoints" / "last.ckpt")["global_step"] == 5
 
 
-@needs_espeak
 def test_train_into_phonemes_from_a_checkpoint(tiny_model, tmp_path, capsys):
     """A characters model fine-tunes into phonemes, and the result speaks; a codec has no tokenizer to change."""
     from longseq.core.checkpoint import read_config
@@ -110,7 +103,6 @@ def test_train_into_phonemes_from_a_checkpoint(tiny_model, tmp_path, capsys):
     assert "no setting tokenizer" in one_line_error(capsys)
 
 
-@needs_espeak
 def test_synth_plain_and_with_prompt(tiny_model, tmp_path, capsys):
     out = tmp_path / "hello.wav"
     png = tmp_path / "hello.png"
@@ -127,7 +119,6 @@ def test_synth_plain_and_with_prompt(tiny_model, tmp_path, capsys):
     assert sf.info(out).samplerate == 16_000
 
 
-@needs_espeak
 def test_synth_bad_inputs(tiny_model, tmp_path, capsys):
     out = tmp_path / "o.wav"
     base = ["synth", "--model", str(tiny_model), "--out", str(out)]
