@@ -7,10 +7,8 @@ a stress mark in a few sentences in a hundred), and the bundled speech model was
 
 The library keeps one global state per process and is not thread-safe: every call holds `LOCK`, so threads run one
 call at a time. Some of that state (the wave generator's phases and pitch flutter, the noise generator) carries
-from one synthesis to the next and cannot be reset, so a waveform depends on what its process synthesized before:
-`synthesize_all` is meant to run in a fresh process (the corpus starts one per voice). Phonemes do not depend on it.
-
-This module imports neither torch nor the rest of longseq, so such a process starts in a fraction of a second.
+from one synthesis to the next and cannot be reset, so a waveform depends on what its process synthesized before;
+the corpus speaks each voice in a fresh process. Phonemes do not depend on it.
 """
 
 from __future__ import annotations
@@ -18,9 +16,10 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
-from typing import NoReturn
 
 import numpy as np
+
+from longseq.core.io import InputError
 
 LOCK = threading.Lock()
 SAMPLE_RATE = 22_050  # espeak-ng's native rate
@@ -70,13 +69,6 @@ def _on_clause(phonemes) -> int:
     return 0
 
 
-def _fail(message: str) -> NoReturn:
-    # Imported here: longseq.core imports torch, which the corpus's worker processes do not need.
-    from longseq.core.io import InputError
-
-    raise InputError(message)
-
-
 _lib: ctypes.CDLL | None = None
 
 
@@ -88,7 +80,8 @@ def _library() -> ctypes.CDLL:
     try:
         import espeakng_loader
     except ImportError:
-        _fail("espeak-ng phonemes and voices need the espeakng-loader wheel: pip install 'longseq[speech]'")
+        message = "espeak-ng phonemes and voices need the espeakng-loader wheel: pip install 'longseq[speech]'"
+        raise InputError(message) from None
     lib = ctypes.CDLL(espeakng_loader.get_library_path())
     lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
     lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
@@ -105,7 +98,7 @@ def _library() -> ctypes.CDLL:
     # The wheel's own data directory; the library looks nowhere else while it exists.
     rate = lib.espeak_Initialize(_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), _DONT_EXIT)
     if rate != SAMPLE_RATE:
-        _fail(f"libespeak-ng from espeakng-loader failed to start (espeak_Initialize returned {rate})")
+        raise InputError(f"libespeak-ng from espeakng-loader failed to start (espeak_Initialize returned {rate})")
     # espeak-ng 1.52 seeds its noise generator (breathy and Klatt voices) from the clock; fix it.
     lib.espeak_ng_SetRandSeed(0)
     lib.espeak_SetSynthCallback(_on_samples)
@@ -124,7 +117,7 @@ def _speak(text: str, voice: str, pitch: int, speed: int) -> None:
     # Like ``espeak-ng -v``: a voice file name ("en-us+f3"), else a language ("en-gb+f3").
     found = lib.espeak_SetVoiceByName(voice.encode()) == 0
     if not found and lib.espeak_SetVoiceByProperties(ctypes.byref(_VoiceSpec(languages=voice.encode()))) != 0:
-        _fail(f"espeak-ng has no voice {voice!r} (e.g. en-us, en-gb, en-us+f3)")
+        raise InputError(f"espeak-ng has no voice {voice!r} (e.g. en-us, en-gb, en-us+f3)")
     lib.espeak_SetParameter(_RATE, speed, 0)
     lib.espeak_SetParameter(_PITCH, pitch, 0)
     _samples.clear()
@@ -132,7 +125,7 @@ def _speak(text: str, voice: str, pitch: int, speed: int) -> None:
     data = text.encode()
     error = lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8 | _ENDPAUSE, None, None)
     if error != 0:
-        _fail(f"espeak-ng failed to speak the text with voice {voice!r} (error {error:#x})")
+        raise InputError(f"espeak-ng failed to speak the text with voice {voice!r} (error {error:#x})")
 
 
 def phoneme_clauses(text: str, voice: str = "en-us") -> list[str]:
@@ -145,13 +138,8 @@ def phoneme_clauses(text: str, voice: str = "en-us") -> list[str]:
 
 def synthesize(text: str, voice: str, *, pitch: int, speed: int) -> np.ndarray:
     """``text`` spoken by ``voice`` (e.g. "en-gb+f3") at ``pitch`` (0-99) and ``speed`` (words per minute): int16
-    samples at `SAMPLE_RATE`, those ``espeak-ng -v voice -p pitch -s speed -w out.wav`` writes from a fresh process."""
+    samples at `SAMPLE_RATE`. The first call in a process gives what ``espeak-ng -v voice -p pitch -s speed -w out.wav``
+    writes; later ones depend on the calls before (see above)."""
     with LOCK:
         _speak(text, voice, pitch, speed)
         return np.frombuffer(b"".join(_samples), dtype=np.int16).copy()
-
-
-def synthesize_all(job: tuple[str, int, int, list[str]]) -> list[np.ndarray]:
-    """`synthesize` each text of ``(voice, pitch, speed, texts)`` in order (one argument: a ``Pool.imap`` task)."""
-    voice, pitch, speed, texts = job
-    return [synthesize(text, voice, pitch=pitch, speed=speed) for text in texts]

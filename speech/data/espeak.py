@@ -79,10 +79,18 @@ def book_sentences(*, min_words: int = 3, max_words: int = 14) -> list[str]:
     return found
 
 
-def to_float(samples: np.ndarray, sample_rate: int) -> torch.Tensor:
-    """espeak-ng's int16 samples -> mono float (1, n) at ``sample_rate``."""
-    wav = torch.from_numpy(samples.astype(np.float32) / 32768).unsqueeze(0)
-    return resample(wav, espeak_ng.SAMPLE_RATE, sample_rate)
+def speak_voice(job: tuple[EspeakVoice, list[str], list[Path], int]) -> list[float]:
+    """Speak each text of ``(voice, texts, paths, sample_rate)`` in order into its WAV file at ``sample_rate``;
+    return their durations in seconds. A task of `build_corpus`'s worker processes."""
+    voice, texts, paths, sample_rate = job
+    torch.set_num_threads(1)  # one worker process per core
+    seconds = []
+    for text, path in zip(texts, paths):
+        samples = espeak_ng.synthesize(text, voice.voice, pitch=voice.pitch, speed=voice.speed)
+        wav = resample(torch.from_numpy(samples / np.float32(32768)).unsqueeze(0), espeak_ng.SAMPLE_RATE, sample_rate)
+        save_audio(path, wav, sample_rate)
+        seconds.append(round(wav.shape[-1] / sample_rate, 3))
+    return seconds
 
 
 def build_corpus(
@@ -128,28 +136,27 @@ def build_corpus(
         tmp.write_text(json.dumps([asdict(v) for v in voices], indent=1) + "\n")
 
     # A waveform depends on what its process spoke before (see longseq.speech.espeak_ng), so each voice is spoken
-    # by a fresh process ("spawn": a fork would inherit this one's library state), and the result does not depend
-    # on how the voices are spread over the workers. imap returns the voices in order.
-    jobs = [(v.voice, v.pitch, v.speed, [t for t, _ in script]) for v, script in zip(voices, scripts)]
+    # by a fresh process, and the corpus does not depend on how the voices are spread over the workers. They are
+    # forked from a server that has imported this module but never loaded the library (a fork of this process
+    # would inherit its library state), so they start in milliseconds. imap returns the voices in order.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    paths = [[out / "wavs" / f"{v.name}_{n:04d}.wav" for n in range(1, len(s) + 1)] for v, s in zip(voices, scripts)]
+    jobs = [(v, [t for t, _ in s], p, sample_rate) for v, s, p in zip(voices, scripts, paths)]
     lines = []
-    progress = tqdm(total=sum(map(len, scripts)), desc="espeak-ng corpus", unit="utt")
-    with multiprocessing.get_context("spawn").Pool(workers, maxtasksperchild=1) as processes:
-        for voice, script, spoken in zip(voices, scripts, processes.imap(espeak_ng.synthesize_all, jobs)):
-            for n, ((text, split), samples) in enumerate(zip(script, spoken), 1):
-                rel = Path("wavs") / f"{voice.name}_{n:04d}.wav"
-                wav = to_float(samples, sample_rate)
-                save_audio(out / rel, wav, sample_rate)
+    with context.Pool(workers, maxtasksperchild=1) as processes:
+        spoken = tqdm(processes.imap(speak_voice, jobs), total=len(jobs), desc="espeak-ng corpus", unit="voice")
+        for seconds, voice, script, voice_paths in zip(spoken, voices, scripts, paths):
+            for (text, split), path, duration in zip(script, voice_paths, seconds):
                 record = {
-                    "audio": str(rel),
+                    "audio": str(path.relative_to(out)),
                     "text": text,
                     "speaker": voice.name,
                     "split": split,
-                    "seconds": round(wav.shape[-1] / sample_rate, 3),
+                    "seconds": duration,
                     "phonemes": phonemize(text, voice=voice.accent),
                 }
                 lines.append(json.dumps(record, ensure_ascii=False))
-                progress.update()
-    progress.close()
     with atomic_output(out / "metadata.jsonl") as tmp:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out / "metadata.jsonl"
