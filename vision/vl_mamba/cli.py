@@ -30,7 +30,7 @@ def make_vqa_data(
         out: the directory to write.
         fashion_train, fashion_test: Fashion-MNIST images per split (each gets two questions).
         digits_test: digits held out for the test split (the rest train).
-        data_dir: Fashion-MNIST's IDX directory (default: Debian's /usr/share/datasets/fashion-mnist).
+        data_dir: the directory holding Fashion-MNIST's four IDX files (not bundled).
         seed: which images.
     """
     from longseq.vision.vl_mamba.offline_data import build_offline_vqa
