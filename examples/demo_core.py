@@ -96,6 +96,7 @@ def plot_losses(metrics_csv: Path, png: Path) -> tuple[list[tuple[int, float]], 
     if val:
         ax.plot(*zip(*val), "o-", label="validation (held-out 10%: new and repeated bases)")
     ax.axhline(math.log(4), color="gray", linestyle=":", label="uniform over A, C, G, T")
+    ax.axhline(math.log(4) / 2, color="gray", linestyle="--", label="uniform on new bases, exact recall of repeats")
     ax.set(
         xlabel="optimizer step",
         ylabel="cross-entropy (nats/base)",
