@@ -2,12 +2,13 @@
 with other scans (Vim's bidirectional row scan; VMamba's 4-direction cross scan; directions searched here).
 
 Every variant gets the same data (55k training images, 5k held out, the official 10k test set), batch size,
-optimizer, schedule and number of steps. Run each variant as its own long job, then the report (the short runs
-recorded in benchmarks/RESULTS.md used --steps 200 --batch_size 32 --val_every 100):
+optimizer, schedule and number of steps. Fashion-MNIST is not bundled: DIR holds its four IDX files
+(`longseq.vision.images.FASHION_MNIST_FILES`). Run each variant as its own long job, then the report (the short
+runs recorded in benchmarks/RESULTS.md used --steps 200 --batch_size 32 --val_every 100):
 
-    python -m benchmarks.vision_fmnist train --variant local     # also vim, cross, vit
-    python -m benchmarks.vision_fmnist search          # supernet -> searched directions
-    python -m benchmarks.vision_fmnist train --variant searched
+    python -m benchmarks.vision_fmnist train --variant local --data_dir DIR     # also vim, cross, vit
+    python -m benchmarks.vision_fmnist search --data_dir DIR          # supernet -> searched directions
+    python -m benchmarks.vision_fmnist train --variant searched --data_dir DIR
     python -m benchmarks.vision_fmnist report                            # table + benchmarks/plots/
 
 Results go to benchmarks/results/vision_fmnist_<variant>.json (with the training curve from the CSV log); the
@@ -84,6 +85,7 @@ def save_model(model, variant: str) -> Path:
 
 def train(
     variant: Literal["local", "vim", "cross", "searched", "vit"],
+    data_dir: str,
     steps: int = 1700,
     batch_size: int = 64,
     val_every: int = 250,
@@ -93,6 +95,7 @@ def train(
 
     Args:
         variant: which model (see the module docstring).
+        data_dir: the directory holding Fashion-MNIST's four IDX files.
         steps: optimizer steps (1,700 x 64 images is about two epochs).
         batch_size: images per step.
         val_every: validate on 2,048 held-out images every this many steps (the learning curve).
@@ -111,7 +114,7 @@ def train(
         run_name=variant, log_every_n_steps=50, seed=seed, accelerator="cpu", devices=1,
     )  # fmt: skip
     optimizer = OptimizerConfig(lr=1e-3, weight_decay=0.05, warmup_steps=100)
-    data = ImageClassificationData(ImageDataConfig(batch_size=batch_size), seed=seed)
+    data = ImageClassificationData(ImageDataConfig(batch_size=batch_size, data_dir=data_dir), seed=seed)
     metrics = train_classifier(build_trainer(trainer), model, data, optimizer=optimizer)
     result = {
         "variant": variant,
@@ -130,9 +133,10 @@ def train(
     print(json.dumps({k: v for k, v in result.items() if k != "curve"}))
 
 
-def search(steps: int = 400, batch_size: int = 64, seed: int = 0) -> None:
+def search(data_dir: str, steps: int = 400, batch_size: int = 64, seed: int = 0) -> None:
     """Train the `localvim_fmnist_search` supernet (all eight directions, softmax weights, single-level as
-    upstream) for a few hundred steps and keep each layer's top 4 directions (`vision extract-directions`)."""
+    upstream) for a few hundred steps on Fashion-MNIST (its IDX files in ``data_dir``) and keep each layer's top 4
+    directions (`vision extract-directions`)."""
     import torch
 
     import longseq
@@ -147,7 +151,7 @@ def search(steps: int = 400, batch_size: int = 64, seed: int = 0) -> None:
         run_name="vision_fmnist_supernet", log_every_n_steps=50, seed=seed, accelerator="cpu", devices=1,
     )  # fmt: skip
     optimizer = OptimizerConfig(lr=1e-3, weight_decay=0.05, warmup_steps=50)
-    data = ImageClassificationData(ImageDataConfig(batch_size=batch_size), seed=seed)
+    data = ImageClassificationData(ImageDataConfig(batch_size=batch_size, data_dir=data_dir), seed=seed)
     metrics = train_classifier(build_trainer(trainer), supernet, data, optimizer=optimizer)
     supernet_dir = RESULTS / "logs" / "vision_fmnist_supernet_model"
     supernet.save_pretrained(supernet_dir)

@@ -23,7 +23,8 @@ def run(out_dir: Path) -> None:
     prompt = ["--prompt-audio", str(PROMPT), "--prompt-text", PROMPT_TEXT]
     if main([*common, "--output", str(cloned), *prompt]) != 0:
         raise SystemExit("speech demo: prompted synthesis failed")
-    print(f"speech: wrote {plain} and {cloned} (in the voice of {PROMPT.name})")
+    print(f"speech: wrote {plain} and {cloned} (in the voice of {PROMPT.name}); how well the bundled model says")
+    print("  held-out sentences (MCD, sentence identified among 20): benchmarks/RESULTS.md, section speech")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Labelled image sets that exist offline, for training and tests.
 
-- Fashion-MNIST (Zalando, MIT): 60k + 10k 28x28 grey images, 10 classes, from Debian's ``dataset-fashion-mnist``
-  (IDX files in ``/usr/share/datasets/fashion-mnist``).
+- Fashion-MNIST (Zalando, MIT): 60k + 10k 28x28 grey images, 10 classes, from a directory the user gives that holds
+  its four IDX files (`FASHION_MNIST_FILES`, from github.com/zalandoresearch/fashion-mnist, folder data/fashion).
 - scikit-learn's digits: 1,797 8x8 grey images of handwritten digits (values 0..16), for tiny tests.
 
 Images come out as uint8 tensors (n, h, w) with int64 labels; `ImageClassificationDataset` normalises them.
@@ -22,7 +22,12 @@ from torch.utils.data import Dataset
 
 from longseq.core.io import InputError
 
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 FASHION_MNIST_CLASSES = (
     "T-shirt/top",
     "Trouser",
@@ -65,17 +70,21 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
 
 def load_fashion_mnist(
-    split: Literal["train", "test"], root: str | os.PathLike | None = None
+    split: Literal["train", "test"], root: str | os.PathLike | None, *, flag: str = "--data.data_dir"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fashion-MNIST images (n, 28, 28) uint8 and labels (n,) int64."""
-    root = Path(root) if root is not None else FASHION_MNIST_DIR
+    """Fashion-MNIST images (n, 28, 28) uint8 and labels (n,) int64 from ``root``, the directory holding its IDX files.
+
+    ``flag`` is the command-line option that sets ``root``: the error for missing files says to pass it.
+    """
     prefix = "train" if split == "train" else "t10k"
-    images_path = root / f"{prefix}-images-idx3-ubyte.gz"
-    if not images_path.is_file():
+    images_path = None if root is None else Path(root) / f"{prefix}-images-idx3-ubyte.gz"
+    if images_path is None or not images_path.is_file():
+        where = "is not bundled" if root is None else f"not found in {root}"
         raise InputError(
-            f"Fashion-MNIST not found in {root}: install Debian's dataset-fashion-mnist "
-            "(apt-get install dataset-fashion-mnist) or pass the directory holding the IDX files"
+            f"Fashion-MNIST {where}: download its four IDX files ({', '.join(FASHION_MNIST_FILES)}) from "
+            f"github.com/zalandoresearch/fashion-mnist (folder data/fashion) into a directory and pass it with {flag}"
         )
+    root = Path(root)
     images = read_idx(images_path)
     labels = read_idx(root / f"{prefix}-labels-idx1-ubyte.gz")
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):

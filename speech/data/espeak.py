@@ -1,28 +1,28 @@
-"""A deterministic multi-speaker text/audio corpus spoken by espeak-ng.
+"""A deterministic multi-speaker text/audio corpus spoken by espeak-ng (libespeak-ng from the espeakng-loader wheel).
 
 Speakers are espeak-ng English accents x voice variants x pitch and speed settings; sentences come from a
-bundled public-domain text (Lewis Carroll, *Alice's Adventures in Wonderland*, 1865). espeak-ng writes
-22.05 kHz mono 16-bit WAV, bit-identical across runs; we resample to the corpus rate.
+bundled public-domain text (Lewis Carroll, *Alice's Adventures in Wonderland*, 1865). espeak-ng speaks
+22.05 kHz mono 16-bit audio, the same on every run; we resample to the corpus rate.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import random
 import re
-import subprocess
-import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from longseq.core.io import InputError, atomic_output
-from longseq.speech.audio import load_audio, save_audio
-from longseq.speech.text.phonemes import espeak_path, phonemize
+from longseq.speech import espeak_ng
+from longseq.speech.audio import resample, save_audio
+from longseq.speech.text.phonemes import phonemize
 from longseq.speech.text.tokenizer import CHARS, normalize
 
 ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd")
@@ -34,7 +34,7 @@ VARIANTS = (
 
 @dataclass(kw_only=True)
 class EspeakVoice:
-    """One synthetic speaker: ``espeak-ng -v {accent}+{variant} -p {pitch} -s {speed}``."""
+    """One synthetic speaker: espeak-ng's voice ``{accent}+{variant}`` at ``pitch`` (0-99) and ``speed`` (wpm)."""
 
     name: str
     accent: str
@@ -42,8 +42,9 @@ class EspeakVoice:
     pitch: int
     speed: int
 
-    def args(self) -> list[str]:
-        return ["-v", f"{self.accent}+{self.variant}", "-p", str(self.pitch), "-s", str(self.speed)]
+    @property
+    def voice(self) -> str:
+        return f"{self.accent}+{self.variant}"
 
 
 def make_voices(n: int, *, seed: int = 0) -> list[EspeakVoice]:
@@ -78,17 +79,18 @@ def book_sentences(*, min_words: int = 3, max_words: int = 14) -> list[str]:
     return found
 
 
-def speak(text: str, voice: EspeakVoice, sample_rate: int) -> torch.Tensor:
-    """espeak-ng's rendering of ``text`` in ``voice`` as mono float (1, n) at ``sample_rate``."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "out.wav"
-        # -w writes a correct WAV header (--stdout's length field is bogus).
-        result = subprocess.run(
-            [espeak_path(), *voice.args(), "-w", str(path), text], capture_output=True, text=True, check=False
-        )
-        if result.returncode != 0 or not path.is_file():
-            raise InputError(f"espeak-ng failed for voice {voice.name}: {result.stderr.strip()}")
-        return load_audio(path, sample_rate)
+def speak_voice(job: tuple[EspeakVoice, list[str], list[Path], int]) -> list[float]:
+    """Speak each text of ``(voice, texts, paths, sample_rate)`` in order into its WAV file at ``sample_rate``;
+    return their durations in seconds. A task of `build_corpus`'s worker processes."""
+    voice, texts, paths, sample_rate = job
+    torch.set_num_threads(1)  # one worker process per core
+    seconds = []
+    for text, path in zip(texts, paths):
+        samples = espeak_ng.synthesize(text, voice.voice, pitch=voice.pitch, speed=voice.speed)
+        wav = resample(torch.from_numpy(samples / np.float32(32768)).unsqueeze(0), espeak_ng.SAMPLE_RATE, sample_rate)
+        save_audio(path, wav, sample_rate)
+        seconds.append(round(wav.shape[-1] / sample_rate, 3))
+    return seconds
 
 
 def build_corpus(
@@ -106,7 +108,7 @@ def build_corpus(
 
     The last ``heldout_speakers`` voices (split "test_speaker") and ``heldout_sentences`` sentences
     (split "test_sentence": spoken only by the held-out voices) never occur in the "train" split.
-    ``workers`` espeak-ng processes run at once; the corpus is the same for any number.
+    ``workers`` processes speak at once, one voice each: the corpus is the same for any number of them.
     """
     out = Path(out)
     if workers < 1:
@@ -120,38 +122,41 @@ def build_corpus(
     if sentences_per_speaker > len(train_sentences):
         raise InputError(f"sentences per speaker must be at most {len(train_sentences)}")
     voices = make_voices(speakers, seed=seed)
-    jobs = []
-    for i, voice in enumerate(voices):
+    scripts = []  # per voice: its (sentence, split) pairs in order
+    for i in range(speakers):
         heldout = i >= speakers - heldout_speakers
         chosen = [
             (t, "test_speaker" if heldout else "train") for t in rng.sample(train_sentences, sentences_per_speaker)
         ]
         if heldout:
             chosen += [(t, "test_sentence") for t in test_sentences]
-        jobs += [
-            (voice, t, split, Path("wavs") / f"{voice.name}_{n:04d}.wav") for n, (t, split) in enumerate(chosen, 1)
-        ]
+        scripts.append(chosen)
     (out / "wavs").mkdir(parents=True, exist_ok=True)
     with atomic_output(out / "speakers.json") as tmp:
         tmp.write_text(json.dumps([asdict(v) for v in voices], indent=1) + "\n")
 
-    def render(job: tuple[EspeakVoice, str, str, Path]) -> str:
-        voice, text, split, rel = job
-        wav = speak(text, voice, sample_rate)
-        save_audio(out / rel, wav, sample_rate)
-        record = {
-            "audio": str(rel),
-            "text": text,
-            "speaker": voice.name,
-            "split": split,
-            "seconds": round(wav.shape[-1] / sample_rate, 3),
-            "phonemes": phonemize(text, voice=voice.accent),
-        }
-        return json.dumps(record, ensure_ascii=False)
-
-    # Threads suffice: the work happens in espeak-ng subprocesses. map keeps the manifest in job order.
-    with ThreadPoolExecutor(workers) as pool:
-        lines = list(tqdm(pool.map(render, jobs), total=len(jobs), desc="espeak-ng corpus", unit="utt"))
+    # A waveform depends on what its process spoke before (see longseq.speech.espeak_ng), so each voice is spoken
+    # by a fresh process, and the corpus does not depend on how the voices are spread over the workers. They are
+    # forked from a server that has imported this module but never loaded the library (a fork of this process
+    # would inherit its library state), so they start in milliseconds. imap returns the voices in order.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    paths = [[out / "wavs" / f"{v.name}_{n:04d}.wav" for n in range(1, len(s) + 1)] for v, s in zip(voices, scripts)]
+    jobs = [(v, [t for t, _ in s], p, sample_rate) for v, s, p in zip(voices, scripts, paths)]
+    lines = []
+    with context.Pool(workers, maxtasksperchild=1) as processes:
+        spoken = tqdm(processes.imap(speak_voice, jobs), total=len(jobs), desc="espeak-ng corpus", unit="voice")
+        for seconds, voice, script, voice_paths in zip(spoken, voices, scripts, paths):
+            for (text, split), path, duration in zip(script, voice_paths, seconds):
+                record = {
+                    "audio": str(path.relative_to(out)),
+                    "text": text,
+                    "speaker": voice.name,
+                    "split": split,
+                    "seconds": duration,
+                    "phonemes": phonemize(text, voice=voice.accent),
+                }
+                lines.append(json.dumps(record, ensure_ascii=False))
     with atomic_output(out / "metadata.jsonl") as tmp:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out / "metadata.jsonl"

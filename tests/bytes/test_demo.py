@@ -10,6 +10,6 @@ def test_the_bytes_demo_step(tmp_path, monkeypatch, capsys):
     demo.main(["--only", "bytes", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert (tmp_path / "bytes" / "run" / "model.safetensors").is_file()
-    assert "held-out files" in out and "gzip -9" in out
+    assert "held-out files" in out and "byte frequencies alone" in out and "gzip -9" in out
     assert "cached decoding" in out and "same bytes" in out
     assert "demo finished" in out

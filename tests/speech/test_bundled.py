@@ -1,8 +1,5 @@
 """The bundled trained model (examples/speech_model): `tts synth` with no --model, and the `make demo` step."""
 
-import shutil
-
-import pytest
 import soundfile as sf
 
 from examples import demo, demo_speech
@@ -13,9 +10,6 @@ from longseq.speech.synthesis import (
     bundled_model_dir,
     load_model_and_codec,
 )
-
-# The bundled model reads phonemes; CI installs espeak-ng (.ci/run).
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 
 
 def test_bundled_model_is_a_self_contained_valle2_with_its_codec():

@@ -2,7 +2,6 @@
 exit 2 and nothing written."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -14,7 +13,6 @@ from longseq.speech.cli import main
 from longseq.speech.data.codes import EncodedCorpus
 from tests.resume_harness import check_resume
 
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 NO_CUDA = not torch.cuda.is_available()
 
 
@@ -48,7 +46,6 @@ def tiny_corpus(tmp_path_factory):
     return out
 
 
-@needs_espeak
 def test_corpus(tiny_corpus):
     rows = (tiny_corpus / "metadata.jsonl").read_text().splitlines()
     assert len(rows) == 5 and json.loads(rows[0])["speaker"] == "spk000"
@@ -211,7 +208,6 @@ def test_train_refuses_an_output_that_exists(tiny_model, encoded_corpus, mel_cod
     assert "would overwrite the input" in one_line_error(capsys)
 
 
-@needs_espeak
 def test_train_into_phonemes_from_a_checkpoint(tiny_model, encoded_corpus, quick_train, tmp_path, capsys):
     """A characters model fine-tunes into phonemes, and the result speaks."""
     from longseq.core.checkpoint import read_config

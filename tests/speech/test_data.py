@@ -1,5 +1,4 @@
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -9,8 +8,6 @@ from longseq.core.io import InputError
 from longseq.speech.data.espeak import book_sentences, build_corpus, make_voices, read_voices
 from longseq.speech.data.manifest import read_manifest
 from longseq.speech.text.tokenizer import TextTokenizer
-
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 
 
 def test_book_sentences_fit_the_char_tokenizer():
@@ -30,7 +27,6 @@ def test_voices_are_distinct_and_deterministic():
         make_voices(0)
 
 
-@needs_espeak
 def test_build_corpus_splits_and_audio(tmp_path):
     manifest = build_corpus(
         tmp_path, speakers=3, sentences_per_speaker=2, heldout_speakers=1, heldout_sentences=1, seed=3
@@ -49,7 +45,6 @@ def test_build_corpus_splits_and_audio(tmp_path):
     assert set(read_voices(tmp_path)) == {"spk000", "spk001", "spk002"}
 
 
-@needs_espeak
 def test_build_corpus_is_the_same_with_parallel_workers(tmp_path):
     options = {"speakers": 3, "sentences_per_speaker": 3, "heldout_speakers": 1, "heldout_sentences": 1, "seed": 4}
     serial = build_corpus(tmp_path / "serial", **options).read_text()

@@ -49,8 +49,10 @@ def test_idx_reader_rejects_bad_files(tmp_path):
         f.write(struct.pack(">BBBB3I", 0, 0, 8, 3, 10, 28, 28) + b"\x00" * 100)
     with pytest.raises(InputError, match="truncated"):
         read_idx(truncated)
-    with pytest.raises(InputError, match="apt-get install dataset-fashion-mnist"):
+    with pytest.raises(InputError, match="not found in .*nowhere: download its four IDX files .* with --data.data_dir"):
         load_fashion_mnist("train", tmp_path / "nowhere")
+    with pytest.raises(InputError, match=r"not bundled: .*t10k-labels.*/fashion-mnist .* with --data_dir"):
+        load_fashion_mnist("test", None, flag="--data_dir")
 
 
 def test_digits_dataset_normalises_and_resizes():
@@ -96,7 +98,8 @@ def test_train_classifier_bad_inputs(tmp_path, capsys):
         assert code == 2 and err.count("\n") == 1 and message in err, err
 
     bad(["--data.data_dir", str(tmp_path / "none")], "Fashion-MNIST not found")
-    bad(["--model", "resnet50"], "neither a LocalMamba preset")
+    bad([], "Fashion-MNIST is not bundled")  # the default data set needs its files
+    bad(["--model", "resnet50", "--data.dataset", "digits", "--data.val_size", "64"], "neither a LocalMamba preset")
     assert not (tmp_path / "m").exists()
 
 

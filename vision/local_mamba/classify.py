@@ -33,7 +33,7 @@ class ImageDataConfig:
 
     dataset: Literal["fashion-mnist", "digits"] = "fashion-mnist"
     data_dir: str | None = None
-    """Fashion-MNIST's IDX directory (default: Debian's /usr/share/datasets/fashion-mnist)."""
+    """The directory holding Fashion-MNIST's four IDX files (`vision.images.FASHION_MNIST_FILES`); not bundled."""
     image_size: int = 0
     """Resize the images to this square size (0: as stored, 28 for Fashion-MNIST and 8 for digits)."""
     val_size: int = 5000

@@ -29,7 +29,7 @@ def make_vqa_data(
         output: the directory to write (new or empty).
         fashion_train, fashion_test: Fashion-MNIST images per split (each gets two questions).
         digits_test: digits held out for the test split (the rest train).
-        data_dir: Fashion-MNIST's IDX directory (default: Debian's /usr/share/datasets/fashion-mnist).
+        data_dir: the directory holding Fashion-MNIST's four IDX files (not bundled).
         seed: which images.
     """
     from longseq.core.io import InputError, check_not_overwriting, new_directory

@@ -1,6 +1,6 @@
-"""A small visual question answering set from labelled images that exist offline (no download):
+"""A small visual question answering set from labelled images on disk (nothing is downloaded at run time):
 
-- Fashion-MNIST (Debian ``dataset-fashion-mnist``): "what item is this?" -> the class ("ankle boot"), and
+- Fashion-MNIST (its IDX files, in a directory the user gives): "what item is this?" -> the class ("ankle boot"), and
   "is this clothing, footwear or a bag?" -> the category;
 - scikit-learn digits: "which digit is this?" -> "seven", and "is the digit even or odd?".
 
@@ -55,7 +55,7 @@ def build_offline_vqa(
     if not out.parent.is_dir():
         raise InputError(f"cannot write {out}: directory {out.parent} does not exist")
     rng = np.random.default_rng(seed)
-    fashion = {split: load_fashion_mnist(split, data_dir) for split in ("train", "test")}
+    fashion = {split: load_fashion_mnist(split, data_dir, flag="--data_dir") for split in ("train", "test")}
     digit_images, digit_labels = load_digits()
     digits_train_idx, digits_test_idx = split_indices(len(digit_labels), digits_test, seed=seed + 1)
     chosen = {
