@@ -11,7 +11,7 @@ optional state, init_state, step).
 
 from longseq.core.attention import Attention, KVCache
 from longseq.core.block import Block, Mixer
-from longseq.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from longseq.core.checkpoint import CheckpointError, save_checkpoint
 from longseq.core.hierarchical import HierarchicalState, PatchDecoder
 from longseq.core.hyena import HyenaOperator, HyenaState
 from longseq.core.io import InputError, atomic_output, check_not_overwriting, new_directory, resolve_device
@@ -48,7 +48,6 @@ __all__ = [
     "add_norm",
     "atomic_output",
     "check_not_overwriting",
-    "load_checkpoint",
     "make_mixer",
     "new_directory",
     "resolve_device",

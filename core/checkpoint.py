@@ -1,7 +1,7 @@
 """Safe checkpoint I/O and our checkpoint format.
 
 Our format is a directory with ``config.json`` (the model's dataclass config plus ``model_type``) and
-``model.safetensors``. Official formats are converted by each domain's ``convert.py``. Nothing here ever
+``model.safetensors``; `core.registry` loads it, and official formats through each family's layouts. Nothing here ever
 executes code from a file: safetensors, or ``torch.load(weights_only=True)`` with inert stand-ins for the
 data-only classes that Lightning checkpoints pickle (OmegaConf configs); any other global is refused.
 """
@@ -197,19 +197,3 @@ def retie(model: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> nn
         if alias is not None:
             tensors[key] = tensors[alias]
     return load_strict(model, tensors, source)
-
-
-def load_checkpoint(directory: str | os.PathLike, model_types: Mapping[str, tuple[type, type]]) -> nn.Module:
-    """Load a directory in our format (``model_type`` -> (config class, model class)).
-
-    Superseded by `longseq.core.registry.from_pretrained`; removed once every family is registered.
-    """
-    directory = Path(directory)
-    values = read_config(directory)
-    model_type = values.get("model_type")
-    if model_type not in model_types:
-        known = ", ".join(sorted(model_types))
-        raise CheckpointError(f"{directory} holds a {model_type!r} model; expected one of: {known}")
-    config_cls, model_cls = model_types[model_type]
-    model = model_cls(config_from_dict(config_cls, values, str(directory / CONFIG_NAME)))
-    return retie(model, load_tensors(directory / WEIGHTS_NAME), str(directory))
