@@ -104,7 +104,8 @@ def train(
     import torch
 
     from longseq.core.train import OptimizerConfig, TrainerConfig, build_trainer
-    from longseq.vision.local_mamba.classify import ImageClassificationData, ImageDataConfig, train_classifier
+    from longseq.vision.images import ImageDataConfig
+    from longseq.vision.local_mamba.classify import ImageClassificationData, train_classifier
 
     torch.manual_seed(seed)
     model = _model(variant)
@@ -142,7 +143,8 @@ def search(data_dir: str, steps: int = 400, batch_size: int = 64, seed: int = 0)
     import longseq
     from longseq.core.train import OptimizerConfig, TrainerConfig, build_trainer
     from longseq.vision.cli import main
-    from longseq.vision.local_mamba.classify import ImageClassificationData, ImageDataConfig, train_classifier
+    from longseq.vision.images import ImageDataConfig
+    from longseq.vision.local_mamba.classify import ImageClassificationData, train_classifier
 
     torch.manual_seed(seed)
     supernet = longseq.from_pretrained("localvim_fmnist_search")

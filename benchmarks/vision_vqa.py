@@ -207,9 +207,9 @@ def train(
     import torch
 
     from longseq.core.train import OptimizerConfig, build_trainer
-    from longseq.vision.vl_mamba.data import read_jsonl
+    from longseq.vision.vl_mamba.data import VQADataConfig, read_jsonl
     from longseq.vision.vl_mamba.model import PRESETS, VLMamba
-    from longseq.vision.vl_mamba.task import VQADataConfig, answer_records, train_vl_mamba
+    from longseq.vision.vl_mamba.task import answer_records, train_vl_mamba
     from longseq.vision.vl_mamba.tokenizer import load_tokenizer
 
     torch.manual_seed(0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -145,3 +146,35 @@ def pixel_stats(images: torch.Tensor) -> tuple[float, float]:
     """Mean and standard deviation of uint8 images scaled to [0, 1]."""
     x = images.float() / 255.0
     return float(x.mean()), float(x.std())
+
+
+MAX_IMAGE_SIZE = 1024
+
+
+@dataclass(kw_only=True)
+class ImageDataConfig:
+    """Which images, how many, at what size."""
+
+    dataset: Literal["fashion-mnist", "digits"] = "fashion-mnist"
+    data_dir: str | None = None
+    """The directory holding Fashion-MNIST's four IDX files (`vision.images.FASHION_MNIST_FILES`); not bundled."""
+    image_size: int = 0
+    """Resize the images to this square size (0: as stored, 28 for Fashion-MNIST and 8 for digits)."""
+    val_size: int = 5000
+    """Training images held out for validation (fixed split)."""
+    test_size: int = 360
+    """digits only (no official test split): images held out for the test."""
+    train_limit: int = 0
+    """Use only the first n training images (quick runs; 0: all)."""
+    batch_size: int = 64
+
+    def __post_init__(self):
+        if self.dataset not in ("fashion-mnist", "digits"):
+            raise ValueError(f"dataset must be fashion-mnist or digits, got {self.dataset!r}")
+        if not 0 <= self.image_size <= MAX_IMAGE_SIZE:
+            raise ValueError(f"image_size must lie in [0, {MAX_IMAGE_SIZE}] (0: as stored), got {self.image_size}")
+        for name in ("val_size", "test_size", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.train_limit < 0:
+            raise ValueError(f"train_limit must be >= 0 (0: all), got {self.train_limit}")

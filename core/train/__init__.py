@@ -7,28 +7,36 @@
 A domain task subclasses `CausalLMTask` or writes its own LightningModule whose ``configure_optimizers``
 returns `configure_optimizers(model, config, self.trainer.estimated_stepping_batches)`; a domain datamodule
 serves training batches through `ResumableDataLoader` so that a restart continues exactly where it stopped.
+
+The two configs import eagerly and without lightning (the command-line tools build their flags from them and
+answer ``--help`` at once); every other name imports its module, and lightning, on first use.
 """
 
-from longseq.core.train.causal_lm import CausalLMTask
-from longseq.core.train.data import TokenWindowDataModule, TokenWindows
-from longseq.core.train.optim import OptimizerConfig, configure_optimizers, cosine_with_warmup, decays, param_groups
-from longseq.core.train.resume import ResumableDataLoader, ResumableSampler, StepSeed
-from longseq.core.train.trainer import ProgressLines, TrainerConfig, build_trainer, fit
+import importlib
 
-__all__ = [
-    "CausalLMTask",
-    "OptimizerConfig",
-    "ProgressLines",
-    "ResumableDataLoader",
-    "ResumableSampler",
-    "StepSeed",
-    "TokenWindowDataModule",
-    "TokenWindows",
-    "TrainerConfig",
-    "build_trainer",
-    "configure_optimizers",
-    "cosine_with_warmup",
-    "decays",
-    "param_groups",
-    "fit",
-]
+from longseq.core.train.config import OptimizerConfig, TrainerConfig
+
+# name -> the module of this package that defines it
+_LAZY = {
+    "CausalLMTask": "causal_lm",
+    "TokenWindowDataModule": "data",
+    "TokenWindows": "data",
+    "configure_optimizers": "optim",
+    "cosine_with_warmup": "optim",
+    "decays": "optim",
+    "param_groups": "optim",
+    "ResumableDataLoader": "resume",
+    "ResumableSampler": "resume",
+    "StepSeed": "resume",
+    "ProgressLines": "trainer",
+    "build_trainer": "trainer",
+    "fit": "trainer",
+}
+
+__all__ = ["OptimizerConfig", "TrainerConfig", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

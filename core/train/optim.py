@@ -9,38 +9,11 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-
-@dataclass(kw_only=True)
-class OptimizerConfig:
-    """AdamW and its learning-rate schedule."""
-
-    lr: float = 1e-3
-    """Peak learning rate, reached at the end of the warm-up."""
-    weight_decay: float = 0.1
-    """Decoupled weight decay for the parameters that decay (see `param_groups`)."""
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-8
-    warmup_steps: int = 0
-    """Optimizer steps of linear warm-up from lr / warmup_steps to lr."""
-    min_lr_ratio: float = 0.1
-    """The cosine decays from lr to lr * min_lr_ratio at the last step."""
-
-    def __post_init__(self):
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if not all(0.0 <= b < 1.0 for b in self.betas):
-            raise ValueError(f"betas must lie in [0, 1), got {self.betas}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
-        if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ValueError(f"min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
+from longseq.core.train.config import OptimizerConfig
 
 
 def decays(param: nn.Parameter) -> bool:

@@ -4,8 +4,6 @@ sets of `vision.images`, and `train_classifier`, the driver the CLI and the benc
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Literal
 
 import lightning as L
 import torch
@@ -17,43 +15,14 @@ from longseq.core.io import InputError
 from longseq.core.train import OptimizerConfig, ResumableDataLoader, configure_optimizers, fit
 from longseq.vision.images import (
     ImageClassificationDataset,
+    ImageDataConfig,
     load_digits,
     load_fashion_mnist,
     pixel_stats,
     split_indices,
 )
 
-MAX_IMAGE_SIZE = 1024
 """The largest ``--data.image_size``: LocalVim-T at 1024 pixels already takes seconds per image on a CPU."""
-
-
-@dataclass(kw_only=True)
-class ImageDataConfig:
-    """Which images, how many, at what size."""
-
-    dataset: Literal["fashion-mnist", "digits"] = "fashion-mnist"
-    data_dir: str | None = None
-    """The directory holding Fashion-MNIST's four IDX files (`vision.images.FASHION_MNIST_FILES`); not bundled."""
-    image_size: int = 0
-    """Resize the images to this square size (0: as stored, 28 for Fashion-MNIST and 8 for digits)."""
-    val_size: int = 5000
-    """Training images held out for validation (fixed split)."""
-    test_size: int = 360
-    """digits only (no official test split): images held out for the test."""
-    train_limit: int = 0
-    """Use only the first n training images (quick runs; 0: all)."""
-    batch_size: int = 64
-
-    def __post_init__(self):
-        if self.dataset not in ("fashion-mnist", "digits"):
-            raise ValueError(f"dataset must be fashion-mnist or digits, got {self.dataset!r}")
-        if not 0 <= self.image_size <= MAX_IMAGE_SIZE:
-            raise ValueError(f"image_size must lie in [0, {MAX_IMAGE_SIZE}] (0: as stored), got {self.image_size}")
-        for name in ("val_size", "test_size", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.train_limit < 0:
-            raise ValueError(f"train_limit must be >= 0 (0: all), got {self.train_limit}")
 
 
 class ImageClassificationData(L.LightningDataModule):

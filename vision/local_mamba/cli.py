@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from longseq.core.train import OptimizerConfig, TrainerConfig
-from longseq.vision.local_mamba.classify import ImageDataConfig
+from longseq.vision.images import ImageDataConfig
 
 
 def convert(checkpoint: Path, model: str, output: Path, num_classes: int = 0, img_size: int = 0) -> None:

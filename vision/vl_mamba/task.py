@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from dataclasses import dataclass
 from typing import Literal
 
 import lightning as L
@@ -18,6 +17,7 @@ from torch.utils.data import DataLoader, Subset
 from longseq.core.io import InputError
 from longseq.core.train import OptimizerConfig, ResumableDataLoader, configure_optimizers, fit
 from longseq.vision.vl_mamba.data import (
+    VQADataConfig,
     VQADataset,
     VQARecord,
     collate,
@@ -27,25 +27,6 @@ from longseq.vision.vl_mamba.data import (
     read_jsonl,
 )
 from longseq.vision.vl_mamba.model import VLMamba
-
-
-@dataclass(kw_only=True)
-class VQADataConfig:
-    """Where the LLaVA-style JSONL records are, and how to batch them."""
-
-    train: str
-    """The training JSONL (image paths relative to it)."""
-    val: str | None = None
-    """A validation JSONL; None: hold out ``val_size`` training records."""
-    val_size: int = 256
-    """Training records held out for validation when there is no ``val`` file (at most a fifth of them)."""
-    batch_size: int = 16
-
-    def __post_init__(self):
-        if not self.train:
-            raise ValueError("train must name the training JSONL")
-        if self.val_size < 1 or self.batch_size < 1:
-            raise ValueError(f"val_size and batch_size must be >= 1, got {self.val_size} and {self.batch_size}")
 
 
 class VQAData(L.LightningDataModule):
