@@ -1,7 +1,7 @@
 """The trainer factory: one `TrainerConfig` (a plain dataclass, so CLIs expose it as ``--trainer.*`` flags)
 becomes a `lightning.Trainer` with checkpoints, logging, progress and exact-resume seeding wired in.
 
-Lightning's own info lines (the hardware it found, tips, the model summary) are silenced: a command that
+Lightning's own info lines (the hardware it found, tips) and its model summary are off: a command that
 refuses its input after building the trainer must still say so in one line. Progress and resume notes go to
 the ``longseq.train`` logger (stderr); Lightning's warnings still show.
 """
@@ -98,6 +98,7 @@ def build_trainer(config: TrainerConfig, *, callbacks: list[L.Callback] | None =
             logger=logger if logger is not None else False,
             log_every_n_steps=config.log_every_n_steps,
             enable_progress_bar=progress_bar,
+            enable_model_summary=False,  # commands say their model's size in their own words
             callbacks=callbacks,
             default_root_dir=config.log_dir,
         )
