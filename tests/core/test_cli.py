@@ -91,6 +91,13 @@ def test_print_config_shows_the_parsed_values(capsys):
     assert "value: 48" in capsys.readouterr().out
 
 
+def test_a_printed_config_runs_again_from_a_file(tmp_path, capsys):
+    assert run(COMMANDS, ["fit", "--size.value", "56", "--print_config"], "prog") == 0
+    (tmp_path / "run.yaml").write_text(capsys.readouterr().out)
+    assert run(COMMANDS, ["fit", "--config", str(tmp_path / "run.yaml")], "prog") == 0
+    assert capsys.readouterr().out.strip() == "fitted 56"
+
+
 def test_sigterm_unwinds_the_command_like_ctrl_c(tmp_path):
     """A command killed with SIGTERM runs its clean-up (finally blocks) and exits 143."""
     script = textwrap.dedent(

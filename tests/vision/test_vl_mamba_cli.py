@@ -101,6 +101,9 @@ def test_two_stage_training_and_vqa(vqa_dir, tmp_path, capsys):
     sample = ["vqa", "--model", instruct, "--image", image, "--question", "what item is this?", "--do_sample", "true",
               "--top_k", "5", "--top_p", "0.9", "--temperature", "1.5", "--seed"]  # fmt: skip
     assert run_ok([*sample, "1"], capsys) == run_ok([*sample, "1"], capsys)  # seeded sampling repeats
+    written = run_ok([*sample, "1", "--output", tmp_path / "answer.txt"], capsys)
+    assert (tmp_path / "answer.txt").read_text() == written
+    run_bad([*sample, "1", "--output", image], capsys, "would overwrite the input")
 
 
 def test_train_vlm_resumes_exactly(vqa_dir, tmp_path, monkeypatch):

@@ -138,8 +138,9 @@ def vqa(
     top_k: int = 0,
     top_p: float = 1.0,
     seed: int = 0,
+    output: Path | None = None,
 ) -> None:
-    """Answer a question about an image with a trained VL-Mamba model.
+    """Answer a question about an image with a trained VL-Mamba model (printed, and written to ``output``).
 
     Args:
         model: a VL-Mamba checkpoint directory (train-vlm's output).
@@ -150,10 +151,11 @@ def vqa(
             context).
         do_sample: sample (else greedy), with temperature, top_k (0 = off) and top_p (1 = off).
         seed: the sampling seed.
+        output: a text file for the answer (None: stdout only).
     """
     import torch
 
-    from longseq.core.io import InputError, resolve_device
+    from longseq.core.io import InputError, atomic_output, check_not_overwriting, resolve_device
     from longseq.vision.vl_mamba.data import encode_prompt, load_image
     from longseq.vision.vl_mamba.model import VLMamba
     from longseq.vision.vl_mamba.tokenizer import load_tokenizer
@@ -163,6 +165,8 @@ def vqa(
     target = resolve_device(device)
     if not Path(model).is_dir():
         raise InputError(f"no such model directory: {model}")
+    if output is not None:
+        check_not_overwriting(output, image, model)
     net = VLMamba.from_pretrained(model).to(target)
     tokenizer = load_tokenizer(model)
     ids = torch.tensor([encode_prompt(tokenizer, question)], device=target)
@@ -171,4 +175,8 @@ def vqa(
         pixels, ids, max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_k=top_k,
         top_p=top_p, eos_token_id=tokenizer.eos_id, seed=seed,
     )  # fmt: skip
-    print(tokenizer.decode(tokens[0].tolist()))
+    answer = tokenizer.decode(tokens[0].tolist())
+    print(answer)
+    if output is not None:
+        with atomic_output(output) as tmp:
+            tmp.write_text(answer + "\n")
