@@ -14,7 +14,14 @@ from longseq.core.block import Block, Mixer
 from longseq.core.checkpoint import CheckpointError, save_checkpoint
 from longseq.core.hierarchical import HierarchicalState, PatchDecoder
 from longseq.core.hyena import HyenaOperator, HyenaState
-from longseq.core.io import InputError, atomic_output, check_not_overwriting, new_directory, resolve_device
+from longseq.core.io import (
+    InputError,
+    atomic_output,
+    check_new_directory,
+    check_not_overwriting,
+    new_directory,
+    resolve_device,
+)
 from longseq.core.lm import CausalLM, LMConfig
 from longseq.core.mlp import Mlp
 from longseq.core.norm import GatedRMSNorm, LayerNorm, RMSNorm, add_norm
@@ -47,6 +54,7 @@ __all__ = [
     "RotaryEmbedding",
     "add_norm",
     "atomic_output",
+    "check_new_directory",
     "check_not_overwriting",
     "make_mixer",
     "new_directory",

@@ -36,16 +36,33 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
 def check_not_overwriting(output: str | os.PathLike, *inputs: str | os.PathLike | None) -> None:
     """Refuse an output that would destroy an input: the same file, or (an output directory) one holding it.
 
+    Inputs that are not existing paths (None, a preset name) cannot be destroyed and are passed over.
+
     Raises:
         InputError: naming both paths.
     """
     out = Path(output).resolve()
     for given in inputs:
-        if given is None:
+        if given is None or not Path(given).exists():
             continue
         path = Path(given).resolve()
         if path == out or (out.is_dir() and path.is_relative_to(out)):
             raise InputError(f"the output {output} would overwrite the input {given}; choose another output")
+
+
+def check_new_directory(path: str | os.PathLike) -> Path:
+    """Refuse an output directory that exists with something in it, or cannot be created; returns the topmost
+    directory that creating it makes (itself, or its first missing parent). Commands call it before their work,
+    `new_directory` again when it creates the directory."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise InputError(f"{path} already exists; remove it or choose another directory")
+    created = path
+    while not created.parent.exists():
+        created = created.parent
+    if not created.parent.is_dir() or not os.access(created.parent, os.W_OK):
+        raise InputError(f"cannot create {path}: {created.parent} is not a writable directory")
+    return created
 
 
 @contextlib.contextmanager
@@ -56,13 +73,7 @@ def new_directory(path: str | os.PathLike) -> Iterator[Path]:
     Call it once the inputs are checked, so that a refused command leaves nothing behind.
     """
     path = Path(path)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise InputError(f"{path} already exists; remove it or choose another directory")
-    created = path  # the topmost directory this call makes
-    while not created.parent.exists():
-        created = created.parent
-    if not created.parent.is_dir() or not os.access(created.parent, os.W_OK):
-        raise InputError(f"cannot create {path}: {created.parent} is not a writable directory")
+    created = check_new_directory(path)
     existed = path.exists()
     path.mkdir(parents=True, exist_ok=True)
     try:

@@ -114,7 +114,7 @@ def embed(
     from longseq.genomics.models.caduceus import Caduceus
     from longseq.genomics.models.classifier import SequenceClassifier
 
-    check_not_overwriting(output, input, bed, model if Path(model).exists() else None)
+    check_not_overwriting(output, input, bed, model)
     if output.is_dir():
         raise InputError(f"{output} is a directory; give a file name for the .npz")
     if batch_size < 1:
@@ -168,7 +168,7 @@ def _check_run(output: Path, trainer: TrainerConfig, model: str, *inputs: Path |
     (it is created for the trained model, and removed if the run fails)."""
     from longseq.core.io import check_not_overwriting
 
-    check_not_overwriting(output, *inputs, model if Path(model).exists() else None)
+    check_not_overwriting(output, *inputs, model)
     trainer.check_outside(output)
 
 
@@ -214,7 +214,7 @@ def pretrain(
         raise InputError(f"--mask_prob must be in (0, 1], got {mask_prob}")
     with new_directory(output):
         lightning = build_trainer(trainer)  # seeds everything: the same model and data order on every run
-        net = _language_model(model).train()
+        net = _language_model(model)
         context = net.context_length
         seq_len = data.seq_len or context
         if seq_len is None:
@@ -309,7 +309,7 @@ def finetune(
         backbone = loaded.backbone if isinstance(loaded, SequenceClassifier) else loaded
         is_ph = isinstance(backbone, Caduceus) and not backbone.config.rcps
         conjoin = is_ph if conjoin is None else conjoin
-        classifier = _classifier(loaded, train.classes, pooling=pooling, conjoin=conjoin, dropout=dropout).train()
+        classifier = _classifier(loaded, train.classes, pooling=pooling, conjoin=conjoin, dropout=dropout)
         tokenizer, context = DNATokenizer(), backbone.context_length
         train_set = LabelledDataset(train, tokenizer=tokenizer, max_len=context, source=str(data.train))
         val_set = None
@@ -337,7 +337,7 @@ def convert(model: str, output: Path, *, filter_shift: float | None = None) -> N
     from longseq.core.io import check_not_overwriting, new_directory
     from longseq.core.registry import from_pretrained
 
-    check_not_overwriting(output, model if Path(model).exists() else None)
+    check_not_overwriting(output, model)
     overrides = {} if filter_shift is None else {"filter_shift": filter_shift}
     with new_directory(output):
         net = from_pretrained(model, **overrides)

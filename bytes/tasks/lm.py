@@ -70,7 +70,7 @@ def train_on_files(
     output = Path(output)
     if data.path is None:
         raise InputError("give the training data: --data.path DIR (a directory of files, or one file)")
-    check_not_overwriting(output, data.path, model if Path(model).exists() else None)
+    check_not_overwriting(output, data.path, model)
     trainer.check_outside(output)
     files = list_files(data.path)
     split = split_files(
@@ -81,7 +81,7 @@ def train_on_files(
     # The initialisation follows the seed (two runs of one command start alike), without the trainer yet.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(trainer.seed)
-        net = ByteLM.from_pretrained(model).train()
+        net = ByteLM.from_pretrained(model)
     seq_len = net.context - 1 if data.seq_len is None else data.seq_len
     if seq_len > net.context - 1:
         raise InputError(f"--data.seq_len must lie in [1, {net.context - 1}] for this model, got {seq_len}")

@@ -132,7 +132,7 @@ def fit(
     *,
     resume: str | os.PathLike | None = None,
 ) -> None:
-    """``trainer.fit``, optionally resuming exactly from a checkpoint.
+    """``trainer.fit`` in train mode, optionally resuming exactly from a checkpoint.
 
     Args:
         resume: `TrainerConfig.resume`: None (start fresh), ``"last"`` (``last.ckpt`` in the checkpoint dir if
@@ -157,4 +157,5 @@ def fit(
         check_state_dict(task, state["state_dict"], str(resume))  # a run of another model: one line, not Lightning's
         note(f"resuming from {resume}")
     ckpt_path = None if resume is None else str(resume)
+    task.train()  # Lightning keeps the mode a module arrives in, and loaded models arrive in eval mode
     trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from longseq.core.checkpoint import CheckpointError
-from longseq.core.io import InputError, check_not_overwriting, new_directory
+from longseq.core.io import InputError, check_new_directory, check_not_overwriting, new_directory
 from longseq.core.registry import from_pretrained
 from longseq.core.train import OptimizerConfig, TrainerConfig, build_trainer, fit
 from longseq.speech.codecs import load_codec
@@ -53,9 +53,8 @@ def train_model(
     output = Path(output)
     if data.corpus is None:
         raise InputError("give the corpus to train on: --data.corpus DIR (audio) or FILE.safetensors (tts encode)")
-    check_not_overwriting(output, *(path for path in (data.corpus, model_name, codec) if path and Path(path).exists()))
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):  # before any work, not after it
-        raise InputError(f"{output} already exists; remove it or choose another directory")
+    check_not_overwriting(output, data.corpus, model_name, codec)
+    check_new_directory(output)  # before any work, not after it
     trainer.check_outside(output)
     lightning = build_trainer(trainer)  # seeds everything first, so that a fresh model is the same each run
     model = from_pretrained(model_name, **overrides)
@@ -64,7 +63,6 @@ def train_model(
         relative = Path(model_name) / model.config.codec
         if not Path(model.config.codec).is_absolute() and relative.is_dir():
             model.config.codec = str(relative)
-    model.train()
     if isinstance(model, MelCodec):
         task, datamodule = _codec_setup(model, trainer, optimizer, data)
     elif isinstance(model, Valle2):

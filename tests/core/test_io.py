@@ -15,6 +15,7 @@ def test_an_output_equal_to_an_input_is_refused(tmp_path):
     with pytest.raises(InputError, match="would overwrite the input"):
         check_not_overwriting(tmp_path, data)  # a directory output holding the input
     check_not_overwriting(tmp_path / "out.npz", data)
+    check_not_overwriting(tmp_path / "hyenadna-tiny-1k", "hyenadna-tiny-1k")  # a preset name is no file to destroy
 
 
 def test_new_directory_is_removed_when_the_block_fails(tmp_path):

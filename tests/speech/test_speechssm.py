@@ -213,7 +213,7 @@ def test_train_and_continue_for_minutes(ssm_model, tmp_path, capsys):
         (["--minutes", "1", "--prompt-audio", "LONG"], "more than the model's 4-s window"),
         (["--minutes", "1", "--prompt-audio", "MISSING"], "MISSING"),
         (["--minutes", "1", "--prompt-audio", "NAN"], "NaN or infinite"),
-        (["--minutes", "1", "--prompt-audio", "OUT"], "would overwrite the input"),
+        (["--minutes", "1", "--prompt-audio", "LONG", "--output", "LONG"], "would overwrite the input"),
         (["--text", "hello"], "continues speech without text"),
     ],
 )
@@ -222,7 +222,7 @@ def test_bad_input_exits_2_with_one_line_and_no_output(ssm_model, tmp_path, caps
     sf.write(tmp_path / "long.wav", (0.2 * np.sin(2 * np.pi * 150 * t)).astype(np.float32), 24_000)
     sf.write(tmp_path / "nan.wav", np.full(36_000, np.nan, np.float32), 24_000, subtype="FLOAT")
     out = tmp_path / "out.wav"
-    files = {"LONG": tmp_path / "long.wav", "MISSING": tmp_path / "MISSING", "NAN": tmp_path / "nan.wav", "OUT": out}
+    files = {"LONG": tmp_path / "long.wav", "MISSING": tmp_path / "MISSING", "NAN": tmp_path / "nan.wav"}
     extra = [str(files.get(a, a)) for a in extra]
     assert main(["synth", "--model", str(ssm_model), "--output", str(out), *extra]) == 2
     assert message in one_line_error(capsys)

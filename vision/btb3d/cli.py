@@ -157,8 +157,8 @@ def train3d(
         raise InputError("train3d steps its optimizer itself: --trainer.accumulate_grad_batches must be 1")
     if trainer.precision == "16-mixed":
         raise InputError("train3d clips gradients itself, which fp16 loss scaling breaks: use bf16-mixed or 32-true")
-    model_path = model if Path(model).exists() else None
-    check_not_overwriting(output, *data.scans, model_path, trainer.checkpoint_dir, trainer.log_dir)
+    check_not_overwriting(output, *data.scans, model)
+    trainer.check_outside(output)
     depth, slice_every = data.stage_depth(task.stage), data.stage_slice_every(task.stage)
     check_size((data.batch_size, depth, data.crop_size, data.crop_size), "a training batch")
     if task.use_gan and depth < task.disc_frames:
@@ -168,7 +168,7 @@ def train3d(
     # Everything that can refuse the inputs runs before Lightning's trainer prints its first lines, so the
     # random initialisation (a preset's, the discriminators') is seeded here; build_trainer seeds again after.
     torch.manual_seed(trainer.seed)
-    tokenizer = BTB3D.from_pretrained(model).train()
+    tokenizer = BTB3D.from_pretrained(model)
     try:
         tokenizer.config.check_shape(depth, data.crop_size, data.crop_size)
     except ValueError as err:
@@ -202,6 +202,6 @@ def _check_output_file(output: Path, suffixes: tuple[str, ...], *inputs: str | P
         raise InputError(f"{output}: the output must end in {' or '.join(suffixes)}")
     if not output.parent.is_dir():
         raise InputError(f"cannot write {output}: directory {output.parent} does not exist")
-    check_not_overwriting(output, *(path for path in inputs if path is not None and Path(path).exists()))
+    check_not_overwriting(output, *inputs)
     if output.exists():
         raise InputError(f"{output} already exists; remove it or choose another output")

@@ -146,7 +146,7 @@ def train_classifier(
         test accuracy and loss, final validation accuracy, training wall time (s) and the parameter count.
     """
     # Lightning keeps the mode a module arrives in, and loaded models come in eval mode (no drop path)
-    task = ImageClassifierTask(model.train(), optimizer=optimizer, label_smoothing=label_smoothing)
+    task = ImageClassifierTask(model, optimizer=optimizer, label_smoothing=label_smoothing)
     start = time.perf_counter()
     fit(trainer, task, data, resume=resume)
     seconds = time.perf_counter() - start

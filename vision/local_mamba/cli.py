@@ -34,7 +34,7 @@ def convert(checkpoint: Path, model: str, output: Path, num_classes: int = 0, im
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise InputError(f"no such checkpoint file (.ckpt, .pth or .safetensors): {checkpoint}")
-    check_not_overwriting(output, checkpoint, model if Path(model).is_file() else None)
+    check_not_overwriting(output, checkpoint, model)
     if num_classes < 0 or img_size < 0:
         raise InputError(
             f"--num_classes and --img_size must be >= 0 (0: the architecture's); got {num_classes}, {img_size}"
@@ -74,7 +74,7 @@ def extract_directions(checkpoint: Path, output: Path, topk: int = 4, model: str
     if not checkpoint.exists():
         raise InputError(f"no such checkpoint: {checkpoint}")
     inputs = [checkpoint / CONFIG_NAME, checkpoint / WEIGHTS_NAME] if checkpoint.is_dir() else [checkpoint]
-    check_not_overwriting(output, *inputs, model if model and Path(model).is_file() else None)
+    check_not_overwriting(output, *inputs, model)
     if Path(output).is_dir():
         raise InputError(f"--output {output} is a directory; name the JSON file to write")
     if not 1 <= topk <= len(ALL_DIRECTIONS):
@@ -136,7 +136,7 @@ def train_classifier(
     from longseq.vision.local_mamba.classify import train_classifier as fit_classifier
 
     output = Path(output)
-    check_not_overwriting(output, model if Path(model).exists() else None)
+    check_not_overwriting(output, model)
     trainer.check_outside(output)
     if not 0.0 <= label_smoothing < 1.0:
         raise InputError(f"--label_smoothing must lie in [0, 1); got {label_smoothing}")

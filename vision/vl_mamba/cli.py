@@ -81,7 +81,7 @@ def train_vlm(
     from longseq.vision.vl_mamba.task import train_vl_mamba
 
     output = Path(output)
-    check_not_overwriting(output, model if Path(model).exists() else None, lm, vision_weights, data.train, data.val)
+    check_not_overwriting(output, model, lm, vision_weights, data.train, data.val)
     trainer.check_outside(output)
     overrides = {name: value for name, value in (("connector", connector), ("scan", scan)) if value != "preset"}
     if Path(model).is_dir() and (lm or vision_weights or overrides):

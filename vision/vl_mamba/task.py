@@ -120,7 +120,7 @@ def train_vl_mamba(
     everything); ``seed`` orders the data. Returns the final validation loss."""
     datamodule = VQAData(data, tokenizer, model, seed=seed)
     # Lightning keeps the mode a module arrives in, and loaded models come in eval mode
-    task = VLMambaTask(model.train(), stage=stage, optimizer=optimizer)
+    task = VLMambaTask(model, stage=stage, optimizer=optimizer)
     fit(trainer, task, datamodule, resume=resume)
     val = trainer.validate(task, datamodule=datamodule, verbose=False)[0]
     return {"val_loss": float(val["val/loss"])}
