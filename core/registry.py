@@ -341,6 +341,17 @@ def _hub_snapshot(repo_id: str) -> Path:
         raise CheckpointError(f"cannot fetch {repo_id} from the Hugging Face Hub: {message}") from None
 
 
+def load_as(name_or_path: str | os.PathLike, kinds: type | tuple[type, ...], what: str = "", **overrides):
+    """`from_pretrained`, refusing a model that is none of ``kinds`` with one line naming ``what`` was expected
+    (default: the class names)."""
+    model = from_pretrained(name_or_path, **overrides)
+    if not isinstance(model, kinds):
+        classes = kinds if isinstance(kinds, tuple) else (kinds,)
+        expected = what or " or ".join(cls.__name__ for cls in classes)
+        raise CheckpointError(f"{name_or_path} holds a {type(model).__name__}, not a {expected}")
+    return model
+
+
 class Pretrained:
     """``save_pretrained`` / ``from_pretrained`` for a registered model class (mixed into the nn.Module).
 
@@ -359,7 +370,4 @@ class Pretrained:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **overrides):
         """`longseq.from_pretrained`, refusing a model of another class with a one-line `CheckpointError`."""
-        model = from_pretrained(name_or_path, **overrides)
-        if not isinstance(model, cls):
-            raise CheckpointError(f"{name_or_path} holds a {type(model).__name__}, not a {cls.__name__}")
-        return model
+        return load_as(name_or_path, cls, **overrides)

@@ -23,16 +23,12 @@ Pooling = Literal["mean", "max", "last", "none"]
 
 def _dna_model(name: str):
     """`longseq.from_pretrained`, refusing anything but a HyenaDNA, Caduceus or DNA classifier (one line)."""
-    from longseq.core.checkpoint import CheckpointError
-    from longseq.core.registry import from_pretrained
+    from longseq.core.registry import load_as
     from longseq.genomics.models.caduceus import Caduceus
     from longseq.genomics.models.classifier import SequenceClassifier
     from longseq.genomics.models.hyenadna import HyenaDNA
 
-    model = from_pretrained(name)
-    if not isinstance(model, HyenaDNA | Caduceus | SequenceClassifier):
-        raise CheckpointError(f"{name} holds a {type(model).__name__}, not a HyenaDNA or Caduceus model")
-    return model
+    return load_as(name, (HyenaDNA, Caduceus, SequenceClassifier), "HyenaDNA or Caduceus model")
 
 
 def _language_model(name: str):

@@ -35,7 +35,7 @@ def load_codec(spec: str, *, encodec_weights: str | os.PathLike | None = None, r
             return EncodecCodec(bandwidth=float(named.group(1) or 6.0), weights=encodec_weights)
         except ValueError as err:  # a bandwidth EnCodec does not have
             raise CheckpointError(f"codec {spec!r}: {err}") from None
-    from longseq.core.registry import from_pretrained
+    from longseq.core.registry import load_as
 
     if encodec_weights is not None:
         raise CheckpointError(f"EnCodec weights were given, but the codec is {spec!r}, not EnCodec")
@@ -44,10 +44,7 @@ def load_codec(spec: str, *, encodec_weights: str | os.PathLike | None = None, r
         path = root / path
     if not path.exists():
         raise CheckpointError(f"unknown codec {spec!r}: expected 'encodec', 'encodec-<kbps>kbps' or a codec directory")
-    codec = from_pretrained(path)
-    if not isinstance(codec, Codec):
-        raise CheckpointError(f"{path} holds a {type(codec).__name__}, not a codec")
-    return codec
+    return load_as(path, Codec, "codec")
 
 
 __all__ = ["Codec", "load_codec"]

@@ -157,17 +157,14 @@ def train_classifier(
 
 def _start(model: str):
     """(config, model with weights or None): a finished run's directory, or an architecture (preset, .json)."""
-    import longseq
-    from longseq.core.io import InputError
+    from longseq.core.registry import load_as
     from longseq.vision.local_mamba.convert import named_architecture
     from longseq.vision.local_mamba.local_vim import LocalVim
     from longseq.vision.local_mamba.local_vmamba import LocalVMamba
 
     if not Path(model).is_dir():
         return named_architecture(model), None
-    net = longseq.from_pretrained(model)
-    if not isinstance(net, (LocalVim, LocalVMamba)):
-        raise InputError(f"{model} holds a {type(net).__name__}, not a LocalVim or LocalVMamba")
+    net = load_as(model, (LocalVim, LocalVMamba))
     return net.config, net
 
 
