@@ -70,7 +70,8 @@ def rope_units(x: torch.Tensor, first_index: int = 0) -> torch.Tensor:
     inv_freq = 1.0 / 10000 ** (torch.arange(0, d, 2, device=x.device, dtype=torch.float32) / d)
     positions = torch.arange(first_index, first_index + m, device=x.device, dtype=torch.float32)
     angles = torch.outer(positions, inv_freq)  # (m, d / 2)
-    return rotate(x.reshape(-1, m, 1, d), angles.cos(), angles.sin(), interleaved=True).view(*lead, m, d)
+    flat = x.reshape(math.prod(lead), m, 1, d)
+    return rotate(flat, angles.cos(), angles.sin(), interleaved=True).view(*lead, m, d)
 
 
 class PatchDecoder(nn.Module):
