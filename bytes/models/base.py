@@ -62,7 +62,8 @@ class ByteLM(Pretrained, nn.Module):
         logits = self.byte_logits(ids)
         pad = getattr(self.config, "pad_id", None)
         ignore = -100 if pad is None else pad  # -100: cross_entropy's default, no byte id
-        return F.cross_entropy(logits.flatten(0, 1).float(), ids.flatten(), ignore_index=ignore)
+        logits = logits.flatten(0, 1).to(torch.promote_types(logits.dtype, torch.float32))
+        return F.cross_entropy(logits, ids.flatten(), ignore_index=ignore)
 
     def position_bits(self, ids: torch.Tensor) -> torch.Tensor:
         """Code length of every byte in bits, -log2 p(byte t | bytes < t): byte ids (b, l) -> (b, l)."""

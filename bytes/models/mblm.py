@@ -8,11 +8,16 @@ one Linear from each stage output to its children, next-byte prediction across p
 activation checkpointing of the stages after the first in chunks of their patch batch
 (``train_checkpoint_chunks``), which makes million-byte contexts trainable.
 
-Differences from the released code (no MBLM checkpoints are published, so nothing forces them): bytes use the
-full vocabulary of 256 without a pad id (padding only ever follows real bytes and is cut off, so it needs no
-id of its own; MBLM's ``ignore_index=pad`` also drops every real 0x00 byte from its loss), transformer blocks
-are pre-norm attention + GELU MLP without lucidrains' token shift, and a Mamba stage is `core.ssm.Mamba` or
-`core.ssm.Mamba2` blocks on any device (MBLM falls back from Mamba-2 to mambapy's Mamba-1 without CUDA).
+Our defaults differ from the released code: bytes use the full vocabulary of 256 without a pad id (padding
+only ever follows real bytes and is cut off, so it needs no id of its own; MBLM's ``ignore_index=pad`` also
+drops every real 0x00 byte from its loss when the pad id is 0, as in MEGABYTE-pytorch), transformer blocks are
+pre-norm attention + GELU MLP without lucidrains' token shift, a Mamba stage is `core.ssm.Mamba` or
+`core.ssm.Mamba2` blocks on any device (MBLM falls back from Mamba-2 to mambapy's Mamba-1 without CUDA), and
+generation from an empty prompt predicts the first byte from the local start token alone (as training does).
+Options follow the package exactly instead, and the checkpoints of mblm and MEGABYTE-pytorch load with them
+set (`bytes.convert`): ``StageConfig.block="lucidrains"`` (token shift, clamped RMSNorm, any head width),
+``head_dim``, ``pos_rope`` (``pos_emb_type="rope"``), ``final_norm=False`` (mambapy stages),
+``MBLMConfig.pad_id`` (left out of `ByteLM.loss`) and ``empty_start_context`` (the packages' ``forward_empty``).
 """
 
 from __future__ import annotations
@@ -71,8 +76,8 @@ class StageConfig:
                 raise ValueError(f"stage {name} must be >= 1, got {getattr(self, name)}")
         if self.block not in ("prenorm", "lucidrains"):
             raise ValueError(f"stage block must be 'prenorm' or 'lucidrains', got {self.block!r}")
-        if self.block == "lucidrains" and (self.mixer != "attention" or not self.final_norm):
-            raise ValueError("the 'lucidrains' block is a transformer with a final norm (mixer 'attention')")
+        if self.block == "lucidrains" and (self.mixer != "attention" or not self.final_norm or self.window):
+            raise ValueError("the 'lucidrains' block is full causal attention with a final norm (mixer 'attention')")
         if self.head_dim is not None and (self.block != "lucidrains" or self.head_dim < 1):
             raise ValueError("head_dim (>= 1) is an option of the 'lucidrains' block only")
         if self.mixer == "attention" and self.head_dim is None and self.d_model % self.num_heads:

@@ -28,7 +28,7 @@ from longseq.core.mlp import Mlp
 
 
 class ClampedRMSNorm(nn.Module):
-    """MEGABYTE-pytorch's RMSNorm: y = x / max(|x|_2 / sqrt(d), eps) * weight, in float32 (x's dtype out)."""
+    """MEGABYTE-pytorch's RMSNorm: y = x / max(|x|_2 / sqrt(d), eps) * weight, in float32 at least (x's dtype out)."""
 
     def __init__(self, hidden_size: int, *, eps: float = 1e-8, device=None, dtype=None):
         super().__init__()
@@ -37,9 +37,9 @@ class ClampedRMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (..., d) -> (..., d)."""
-        x32 = x.float()
-        rms = torch.linalg.vector_norm(x32, dim=-1, keepdim=True) * x.shape[-1] ** -0.5
-        return (x32 / rms.clamp(min=self.eps) * self.weight.float()).to(x.dtype)
+        wide = x.to(torch.promote_types(x.dtype, torch.float32))
+        rms = torch.linalg.vector_norm(wide, dim=-1, keepdim=True) * x.shape[-1] ** -0.5
+        return (wide / rms.clamp(min=self.eps) * self.weight.to(wide.dtype)).to(x.dtype)
 
 
 def token_shift(x: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
