@@ -6,12 +6,16 @@ from the package: logits on a whole context and on a ragged padded batch, the lo
 empty prompt's prediction, the same in float64 against the package's float64 run, and whether cached greedy
 generation reproduces the package's (uncached) greedy output.
 
-    .venv/bin/python -m benchmarks.bytes_parity tests/fixtures/mblm_a tests/fixtures/megabyte_a
+With ``--packages`` (mblm and MEGABYTE-pytorch installed), also the random models of the slow cross-check
+(`tests/bytes/test_package_parity.py`, whose builders it reuses): the same differences, per shape.
+
+    .venv/bin/python -m benchmarks.bytes_parity tests/fixtures/mblm_a tests/fixtures/megabyte_a --packages
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 import torch
@@ -41,17 +45,43 @@ def figures(directory: Path) -> dict[str, float | bool]:
     return out
 
 
+def package_figures() -> dict[str, dict[str, float]]:
+    """The slow cross-check's random models: largest differences from the package, per shape."""
+    from tests.bytes import test_package_parity as parity
+
+    builders = [(f"mblm {case}", parity.mblm_pair, case) for case in parity.MBLM_CASES]
+    builders += [(f"MEGABYTE-pytorch {case}", parity.megabyte_pair, case) for case in parity.MEGABYTE_SHAPES]
+    rows = {}
+    for name, build, case in builders:
+        with tempfile.TemporaryDirectory() as directory:
+            _, ours, logits, loss, ids = build(case, Path(directory))
+            rows[f"{name} ({_count(ours):,} params)"] = parity.differences(ours, logits, loss, ids)
+    return rows
+
+
+def _count(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def table(title: str, rows: dict[str, dict]) -> None:
+    names = list(next(iter(rows.values())))
+    print(f"| {title} | " + " | ".join(names) + " |")
+    print("| --- " * (len(names) + 1) + "|")
+    for key, row in rows.items():
+        cells = [("yes" if v else "NO") if isinstance(v, bool) else f"{v:.1e}" for v in row.values()]
+        print(f"| {key} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("fixtures", nargs="+", type=Path)
+    parser.add_argument("--packages", action="store_true", help="also the slow cross-check's random models")
     args = parser.parse_args()
-    rows = {directory.name: figures(directory) for directory in args.fixtures}
-    names = list(next(iter(rows.values())))
-    print("| fixture | " + " | ".join(names) + " |")
-    print("| --- " * (len(names) + 1) + "|")
-    for fixture, row in rows.items():
-        cells = [("yes" if v else "NO") if isinstance(v, bool) else f"{v:.1e}" for v in row.values()]
-        print(f"| {fixture} | " + " | ".join(cells) + " |")
+    torch.manual_seed(0)
+    table("fixture", {directory.name: figures(directory) for directory in args.fixtures})
+    if args.packages:
+        print()
+        table("random model", package_figures())
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ prompt and greedy generation. Slow: the packages' generate recomputes everything
 
 import json
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,15 +25,23 @@ def _perturb(model: torch.nn.Module, seed: int) -> None:
             p.add_(0.1 * torch.randn(p.shape, generator=g))
 
 
-def _compare(ours, package_logits, package_loss, package_empty, ids):
+def differences(ours, package_logits, package_loss, ids) -> dict[str, float]:
+    """Largest absolute differences from the package: logits on ids (b, context) and on a ragged prefix, the
+    loss, and the prediction after an empty prompt (``package_logits`` of an empty input)."""
+    diff = lambda a, b: float((a - b).abs().max())  # noqa: E731
+    short = ids[:, : ids.shape[1] * 2 // 3 + 1]  # not a whole number of patches
+    empty = ids[:1, :0]
     with torch.no_grad():
-        torch.testing.assert_close(ours(ids), package_logits(ids), rtol=0, atol=ATOL)
-        short = ids[:, : ids.shape[1] * 2 // 3 + 1]  # not a whole number of patches
-        torch.testing.assert_close(ours(short), package_logits(short), rtol=0, atol=ATOL)
-        torch.testing.assert_close(ours.loss(ids), package_loss(ids), rtol=0, atol=ATOL)
-        empty = torch.zeros(1, 0, dtype=torch.long)
-        first = ours.decoder.prefill(empty, ours.decoder.init_state())
-        torch.testing.assert_close(first, package_empty(empty)[:, 0], rtol=0, atol=ATOL)
+        return {
+            "logits": diff(ours(ids), package_logits(ids)),
+            "logits ragged": diff(ours(short), package_logits(short)),
+            "loss": diff(ours.loss(ids), package_loss(ids)),
+            "empty prompt": diff(ours.decoder.prefill(empty, ours.decoder.init_state()), package_logits(empty)[:, 0]),
+        }
+
+
+def _check(found: dict[str, float]) -> None:
+    assert max(found.values()) <= ATOL, found
 
 
 def _mblm_module():
@@ -55,13 +64,13 @@ def _mamba(mblm, **options):
 def _mblm_shapes(mblm):
     t = lambda **o: _transformer(mblm, **o)  # noqa: E731
     return {
-        "2 transformer stages, no rotary in the global one": (
+        "tt": (  # 2 transformer stages, no rotary in the global one
             [32, 16],
             [2, 1],
             [8, 4],
             [t(attn_use_rot_embs=False, attn_num_heads=4, pos_emb_type="fixed"), t(ff_multiplier=3)],
         ),
-        "3 transformer stages, rotary units": (
+        "ttt-rope": (  # 3 transformer stages, rotary unit positions
             [24, 20, 16],
             [1, 2, 1],
             [4, 3, 4],
@@ -71,8 +80,13 @@ def _mblm_shapes(mblm):
                 t(pos_emb_type="rope"),
             ],
         ),
-        "Mamba global stage, transformer local stage": ([32, 16], [2, 1], [8, 4], [_mamba(mblm), t()]),
-        "3 stages, Mamba in the middle": (
+        "st": (  # a Mamba global stage, a transformer local stage
+            [32, 16],
+            [2, 1],
+            [8, 4],
+            [_mamba(mblm), t()],
+        ),
+        "tst": (  # 3 stages, Mamba in the middle
             [24, 16, 16],
             [1, 2, 1],
             [4, 3, 4],
@@ -81,11 +95,19 @@ def _mblm_shapes(mblm):
     }
 
 
-@pytest.mark.parametrize("case", range(4), ids=["tt", "ttt-rope", "st", "tst"])
-def test_random_mblm_models_match_the_package(case, tmp_path):
+MBLM_CASES = ["tt", "ttt-rope", "st", "tst"]  # the keys of _mblm_shapes
+
+
+def mblm_pair(case: str, directory: Path):
+    """A perturbed random mblm model, written as mblm's trainer writes it into ``directory`` and read back.
+
+    Returns:
+        (package model, our model, package logits fn, package loss fn, ids with padded rows).
+    """
     mblm = _mblm_module()
-    name, (dims, layers, lens, blocks) = list(_mblm_shapes(mblm).items())[case]
-    torch.manual_seed(case)
+    index = MBLM_CASES.index(case)
+    dims, layers, lens, blocks = _mblm_shapes(mblm)[case]
+    torch.manual_seed(index)
     config = mblm.MBLMModelConfig(
         num_tokens=257,
         pad_token_id=256,
@@ -96,31 +118,36 @@ def test_random_mblm_models_match_the_package(case, tmp_path):
         block=blocks,
     )
     package = mblm.MBLM(config)
-    _perturb(package, case)
+    _perturb(package, index)
     package.eval()
     # what mblm's trainer writes (mblm.utils.io.save_model_state) and its config
-    torch.save({"MODEL": package.state_dict(), "LOSS": 0.0}, tmp_path / "model.pth")
+    torch.save({"MODEL": package.state_dict(), "LOSS": 0.0}, directory / "model.pth")
     dump = {"package": "mblm", "package_version": MBLM_VERSION, "config": config.model_dump(mode="json")}
-    (tmp_path / "config.json").write_text(json.dumps(dump))
-    ours = from_pretrained(tmp_path)
-
-    logits_type, loss_type = mblm.MBLMReturnType.LOGITS, mblm.MBLMReturnType.LOSS
+    (directory / "config.json").write_text(json.dumps(dump))
+    ours = from_pretrained(directory)
     ids = torch.randint(0, 256, (2, ours.context))
     ids[1, -5:] = 256  # padded rows: pad ids are inputs but never targets
-    _compare(
+    logits_type, loss_type = mblm.MBLMReturnType.LOGITS, mblm.MBLMReturnType.LOSS
+    return (
+        package,
         ours,
         lambda x: package(x, return_type=logits_type),
         lambda x: package(x, return_type=loss_type),
-        lambda x: package(x, return_type=logits_type),
         ids,
     )
+
+
+@pytest.mark.parametrize("case", MBLM_CASES)
+def test_random_mblm_models_match_the_package(case, tmp_path):
+    package, ours, logits, loss, ids = mblm_pair(case, tmp_path)
+    _check(differences(ours, logits, loss, ids))
     for prompt in (ids[0, :5], ids[0, :0]):  # the empty prompt takes the packages' `forward_empty`
         new = min(ours.context - len(prompt), 12)
         expected = package.generate(prompt, num_tokens_to_generate=new, filter_thres=1.0, enable_progress=False)
         pad = (expected == 256).nonzero()  # the package may pick its pad id; ours generates bytes only
         expected = expected[: int(pad[0]) if len(pad) else None]
         got = ours.generate(prompt[None], new)[0, : len(expected)]
-        assert torch.equal(got, expected), name
+        assert torch.equal(got, expected), case
 
 
 MEGABYTE_SHAPES = {
@@ -138,8 +165,12 @@ MEGABYTE_SHAPES = {
 }
 
 
-@pytest.mark.parametrize("case", MEGABYTE_SHAPES)
-def test_random_megabyte_pytorch_models_match_the_package(case, tmp_path):
+def megabyte_pair(case: str, directory: Path):
+    """A perturbed random MEGABYTE-pytorch model, saved as its users save it into ``directory`` and read back.
+
+    Returns:
+        (package model, our model, package logits fn, package loss fn, ids with padded rows).
+    """
     from MEGABYTE_pytorch import MEGABYTE
 
     kwargs = {"num_tokens": 256, "pad_id": 0, **MEGABYTE_SHAPES[case]}
@@ -147,13 +178,18 @@ def test_random_megabyte_pytorch_models_match_the_package(case, tmp_path):
     package = MEGABYTE(**kwargs)
     _perturb(package, 1)
     package.eval()
-    torch.save(package.state_dict(), tmp_path / "megabyte.pt")  # what its users write (no helper of its own)
-    (tmp_path / "config.json").write_text(json.dumps(kwargs))  # the bare constructor arguments
-    ours = from_pretrained(tmp_path)
-
+    torch.save(package.state_dict(), directory / "megabyte.pt")  # no helper of its own: what users write
+    (directory / "config.json").write_text(json.dumps(kwargs))  # the bare constructor arguments
+    ours = from_pretrained(directory)
     ids = torch.randint(1, 256, (2, ours.context))
     ids[1, -4:] = 0
-    _compare(ours, package, lambda x: package(x, return_loss=True), package, ids)
+    return package, ours, package, lambda x: package(x, return_loss=True), ids
+
+
+@pytest.mark.parametrize("case", MEGABYTE_SHAPES)
+def test_random_megabyte_pytorch_models_match_the_package(case, tmp_path):
+    package, ours, logits, loss, ids = megabyte_pair(case, tmp_path)
+    _check(differences(ours, logits, loss, ids))
     prompt = ids[:1, :5]
     expected = package.generate(prompt, filter_thres=1.0).flatten()[None]  # to the whole context
     assert torch.equal(ours.generate(prompt, ours.context - 5), expected)
