@@ -131,3 +131,19 @@ def test_bad_checkpoints_are_one_line_exit_2_nothing_written(case, tmp_path, cap
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert re.search(message, err), err
     assert not out.exists()
+
+
+def test_another_mblm_layout_and_a_bare_file_are_one_line(tmp_path, capsys):
+    state = torch.load(FIXTURES / "mblm_a" / "model.pth", weights_only=True)["MODEL"]
+    # the embedding tables under the names of MEGABYTE's Sequential (token_embs_rev.N.weight), not mblm 0.4.2's
+    old = {key.replace(".embedding.weight", ".weight"): tensor for key, tensor in state.items()}
+    torch.save({"MODEL": old, "LOSS": 0.0}, tmp_path / "old.pth")
+    config = FIXTURES / "mblm_a" / "config.json"
+    with pytest.raises(CheckpointError, match="another mblm layout .* mblm 0.4.2"):
+        from_pretrained(tmp_path / "old.pth", config=config)
+    out = tmp_path / "gen.bin"
+    capsys.readouterr()
+    argv = ["generate", "--model", str(FIXTURES / "mblm_a" / "model.pth"), "--prompt", "a", "--output", str(out)]
+    assert main(argv) == 2  # the file alone: its constructor arguments are missing
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "constructor arguments" in err and not out.exists()

@@ -80,7 +80,8 @@ def test_the_loss_leaves_the_pad_id_out():
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"block": "lucidrains", "mixer": "mamba"}, "transformer"),
+        ({"block": "lucidrains", "mixer": "mamba"}, "full causal attention"),
+        ({"block": "lucidrains", "window": 8}, "full causal attention"),
         ({"head_dim": 8}, "'lucidrains' block only"),
         ({"pos_emb": True, "pos_rope": True}, "not both"),
         ({"pos_rope": True, "d_model": 15, "num_heads": 3}, "even"),
