@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,17 +41,20 @@ MEGABYTE_VERSION = "0.3.6"
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 
 
+@dataclass(frozen=True)
 class Package:
-    """What differs between the two packages: names in configs and state dicts."""
+    """What differs between the two packages: their name, version and the names in configs and state dicts."""
 
-    def __init__(self, name: str, version: str, config_key: str, stages: str, proj: str, embeds: str):
-        self.name = name
-        self.version = version
-        self.config_key = config_key
-        """Where a config.json written beside the checkpoint keeps the constructor arguments."""
-        self.stages = stages
-        self.proj = proj
-        self.embeds = embeds
+    name: str
+    version: str
+    config_key: str
+    """Where a config.json beside the checkpoint keeps the constructor arguments (with "package" and its version)."""
+    stages: str
+    """The module list of the stages' transformers (or Mamba stacks)."""
+    proj: str
+    """The Linear from each stage to its children's conditioning."""
+    embeds: str
+    """The per-stage byte embeddings (local stage first)."""
 
     def __str__(self) -> str:
         return f"{self.name} {self.version}"
