@@ -41,6 +41,7 @@ from torch.utils.checkpoint import checkpoint
 
 from longseq.core.lm import sample_next
 from longseq.core.norm import LayerNorm
+from longseq.core.rotary import rotate
 
 Variant = Literal["megabyte", "mblm"]
 
@@ -62,6 +63,17 @@ class HierarchicalState:
     recent: torch.Tensor | None = None
 
 
+def rope_units(x: torch.Tensor, first_index: int = 0) -> torch.Tensor:
+    """Rotate unit embeddings (..., m, d) by their index first_index + i: channels (2c, 2c + 1) turn by the angle
+    i * 10000^(-2c / d), in float32 (MBLM's ``pos_emb_type="rope"``, torchtune's RoPE over the whole width)."""
+    *lead, m, d = x.shape
+    inv_freq = 1.0 / 10000 ** (torch.arange(0, d, 2, device=x.device, dtype=torch.float32) / d)
+    positions = torch.arange(first_index, first_index + m, device=x.device, dtype=torch.float32)
+    angles = torch.outer(positions, inv_freq)  # (m, d / 2)
+    flat = x.reshape(math.prod(lead), m, 1, d)
+    return rotate(flat, angles.cos(), angles.sin(), interleaved=True).view(*lead, m, d)
+
+
 class PatchDecoder(nn.Module):
     """The N-stage patch decoder: token ids (b, l) -> logits (b, l, vocab), where ``logits[:, t]`` is the
     prediction of token t from the tokens before it (token 0's from nothing but the start tokens).
@@ -80,8 +92,13 @@ class PatchDecoder(nn.Module):
         split_proj: project each ``d_k / P_{k+1}`` slice of a stage output to one child with a shared Linear (the
             paper's ``W^GL``) instead of one Linear from ``d_k`` to ``P_{k+1} * d_{k+1}``.
         pos_emb: per stage, add a learned embedding of the unit index (the paper's global positions).
+        pos_rope: per stage, rotate each unit embedding by its index instead (`rope_units`; MBLM's
+            ``pos_emb_type="rope"``).
         checkpoint_chunks: per stage k >= 1 (n - 1 entries): when training, run the stage under activation
             checkpointing in this many chunks of its patch batch (0: no checkpointing).
+        empty_start_context: variant "mblm", generation from an empty prompt: condition each child start token
+            on its parent's start output (MBLM's and MEGABYTE-pytorch's ``forward_empty``) instead of predicting
+            the first token from the local start token alone, as training (and their loss) does.
     """
 
     def __init__(
@@ -95,7 +112,9 @@ class PatchDecoder(nn.Module):
         patch_proj: bool = True,
         split_proj: bool = False,
         pos_emb: Sequence[bool] | None = None,
+        pos_rope: Sequence[bool] | None = None,
         checkpoint_chunks: Sequence[int] | None = None,
+        empty_start_context: bool = False,
         device=None,
         dtype=None,
     ):
@@ -109,16 +128,22 @@ class PatchDecoder(nn.Module):
         if variant not in ("megabyte", "mblm"):
             raise ValueError(f"unknown variant {variant!r}; expected 'megabyte' or 'mblm'")
         pos_emb = [False] * n if pos_emb is None else list(pos_emb)
+        self.pos_rope = [False] * n if pos_rope is None else [bool(rope) for rope in pos_rope]
         chunks = [0] * (n - 1) if checkpoint_chunks is None else list(checkpoint_chunks)
-        if len(pos_emb) != n or len(chunks) != n - 1 or any(c < 0 for c in chunks):
-            raise ValueError("need one pos_emb per stage and one checkpoint_chunks (>= 0) per stage after the first")
+        if len(pos_emb) != n or len(self.pos_rope) != n or len(chunks) != n - 1 or any(c < 0 for c in chunks):
+            raise ValueError(
+                "need one pos_emb and pos_rope per stage and one checkpoint_chunks (>= 0) per stage after the first"
+            )
         dims = [stage.d_model for stage in stages]
+        if any(rope and d % 2 for rope, d in zip(self.pos_rope, dims)):
+            raise ValueError(f"pos_rope rotates pairs of channels: the stage widths must be even, got {dims}")
         self.seq_lens = [int(p) for p in seq_lens]
         self.unit_sizes = [math.prod(self.seq_lens[k + 1 :]) for k in range(n)]  # R_k
         self.context = self.seq_lens[0] * self.unit_sizes[0]
         self.vocab_size = vocab_size
         self.variant = variant
         self.checkpoint_chunks = [0, *chunks]
+        self.empty_start_context = empty_start_context
         patch_embed_dim = dims[-1] if patch_embed_dim is None else patch_embed_dim
 
         self.stages = nn.ModuleList(stages)
@@ -165,6 +190,8 @@ class PatchDecoder(nn.Module):
         if isinstance(self.pos_embs[k], nn.Embedding):
             positions = torch.arange(first_index, first_index + units.shape[-2], device=units.device)
             x = x + self.pos_embs[k](positions)
+        if self.pos_rope[k]:
+            x = rope_units(x, first_index)
         return x
 
     def _project(self, k: int, out: torch.Tensor) -> torch.Tensor:
@@ -200,8 +227,12 @@ class PatchDecoder(nn.Module):
             return stage(x)
         return torch.cat([checkpoint(stage, part, use_reentrant=False) for part in x.chunk(chunks)], dim=0)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, *, next_token: bool = False) -> torch.Tensor:
         """Token ids (b, l) -> logits (b, l, vocab); logits[:, t] predict token t from tokens < t.
+
+        With ``next_token`` (variant "mblm" only) logits[:, t] predict token t + 1 from tokens <= t instead, as
+        MBLM and MEGABYTE-pytorch return them: the "mblm" local stage computes that prediction anyway, so l may
+        be the whole context.
 
         The input is padded to whole global units (with id 0); padding only ever follows the real tokens, so it
         cannot change their logits, and it is cut off again.
@@ -209,6 +240,8 @@ class PatchDecoder(nn.Module):
         b, l = ids.shape
         if l == 0:
             raise ValueError("empty input: nothing to predict")
+        if next_token and self.variant != "mblm":
+            raise ValueError('next_token logits are an output of the "mblm" variant')
         if l > self.context:
             raise ValueError(f"input of {l} tokens exceeds the context of {self.context}")
         r0 = self.unit_sizes[0]
@@ -226,6 +259,8 @@ class PatchDecoder(nn.Module):
             return self.head(out).view(b, -1, self.vocab_size)[:, :l]
         first = self.head(out.view(b, -1, *out.shape[1:])[:, 0, :1])  # the very first start position
         rest = self.head(out[:, 1:]).view(b, -1, self.vocab_size)
+        if next_token:
+            return rest[:, :l]
         return torch.cat((first, rest[:, : l - 1]), dim=1)
 
     def init_state(self) -> HierarchicalState:
@@ -276,9 +311,16 @@ class PatchDecoder(nn.Module):
         state.recent = ids[:, -(self.unit_sizes[0] + 1) :]
         state.seqlen = l
         if self.variant == "mblm" and l == 0:
-            state.stages[-1] = self._fresh_stage(n - 1, b, device, dtype)
-            x = self.start_tokens[-1].expand(b, 1, -1)
-            return self.head(self.stages[-1](x, state.stages[-1])[:, -1])
+            # Token 0 is predicted by the local start position alone, as in training; with empty_start_context
+            # every stage runs its start token, each conditioned on its parent's (the packages' `forward_empty`).
+            # The step for token 0 starts every stage afresh, so no stage state is kept here.
+            cond = None
+            for k in range(0 if self.empty_start_context else n - 1, n):
+                x = self.start_tokens[k].expand(b, 1, -1)
+                out = self.stages[k](x if cond is None else x + cond[:, :1])[:, -1]
+                if k < n - 1:
+                    cond = self._project(k, out)
+            return self.head(out)
         # MEGABYTE predicts token l at its own position; MBLM predicts it from the position of token l - 1.
         s = l if self.variant == "megabyte" else l - 1
         cond = None
@@ -347,13 +389,15 @@ class PatchDecoder(nn.Module):
         top_p: float = 1.0,
         generator: torch.Generator | None = None,
         callback: Callable[[torch.Tensor], None] | None = None,
+        num_choices: int | None = None,
     ) -> torch.Tensor:
         """Continue a prompt (b, l) by ``max_new_tokens`` tokens: returns (b, l + max_new_tokens).
 
         With ``use_cache`` each token costs a step of the per-stage states (`prefill`, `step`); without, the
         whole forward is recomputed for every token (the reference the cached path is tested against).
         ``callback`` receives each new token (b,) as it is chosen. Sampling (`core.lm.sample_next`): greedy unless
-        ``do_sample``, then temperature, top-k (0 = off) and nucleus top-p (1 = off).
+        ``do_sample``, then temperature, top-k (0 = off) and nucleus top-p (1 = off). ``num_choices`` limits the
+        choice to ids below it (bytes from a vocabulary with a pad id).
         """
         b, l = prompt.shape
         if l + max_new_tokens > self.context:
@@ -364,7 +408,9 @@ class PatchDecoder(nn.Module):
         tokens = [prompt]
         state = self.init_state() if use_cache else None
         for i in range(max_new_tokens):
-            if state is None:
+            if state is None and l + i == 0:
+                logits = self.prefill(prompt, self.init_state())  # an empty prompt has its own path
+            elif state is None:
                 # logits[:, t] depend only on tokens < t, so a placeholder at t yields the next-token logits
                 seq = torch.cat((*tokens, prompt.new_zeros(b, 1)), dim=1)
                 logits = self(seq)[:, -1]
@@ -372,7 +418,7 @@ class PatchDecoder(nn.Module):
                 logits = self.prefill(prompt, state)
             else:
                 logits = self.step(tokens[-1][:, -1], state)
-            token = sample_next(logits, generator=generator, **options)
+            token = sample_next(logits[:, :num_choices], generator=generator, **options)
             tokens.append(token[:, None])
             if callback is not None:
                 callback(token)

@@ -84,6 +84,7 @@ class MixerStack(nn.Module):
         max_seqlen: the longest sequence the stack will see.
         mlp_ratio: hidden width of each block's MLP as a multiple of d (0: no MLP, as in Mamba stacks).
         norm: "rms" or "layer".
+        final_norm: end with a norm (False: the stack returns the residual stream, as mambapy's `Mamba`).
         dropout: on each block's branch outputs.
     """
 
@@ -104,6 +105,7 @@ class MixerStack(nn.Module):
         headdim: int = 64,
         mlp_ratio: float = 4.0,
         norm: Literal["rms", "layer"] = "rms",
+        final_norm: bool = True,
         dropout: float = 0.0,
         device=None,
         dtype=None,
@@ -136,7 +138,7 @@ class MixerStack(nn.Module):
             )
             for _ in range(n_layers)
         )
-        self.norm_f = make_norm(norm, d_model, **dd)
+        self.norm_f = make_norm(norm, d_model, **dd) if final_norm else nn.Identity()
 
     def forward(self, x: torch.Tensor, state: list[Any] | None = None) -> torch.Tensor:
         """x: (b, l, d) -> (b, l, d); with a state (from `init_state`), continue from it and update it."""

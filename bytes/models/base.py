@@ -38,8 +38,12 @@ class ByteLM(Pretrained, nn.Module):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """Byte ids (b, l) -> next-byte logits (b, l, vocab): ``logits[:, t]`` predicts byte t + 1 from bytes <= t.
 
-        ``l`` is at most ``context - 1`` (the prediction after the last byte needs one more position).
+        ``l`` is at most ``context - 1`` for MEGABYTE (the prediction after the last byte needs one more
+        position), the whole context for MBLM (its local stage runs one position past its last byte).
         """
+        if self.decoder.variant == "mblm":
+            self._check_ids(ids, self.context)
+            return self.decoder(ids, next_token=True)
         self._check_ids(ids, self.context - 1)
         # The decoder's logits at position t predict byte t from bytes < t, so one placeholder byte at the end
         # yields the prediction that follows the input (and cannot influence anything before it).
@@ -50,6 +54,16 @@ class ByteLM(Pretrained, nn.Module):
         from nothing); ``l`` up to the context. What scoring a file needs: every byte gets a prediction."""
         self._check_ids(ids, self.context)
         return self.decoder(ids)
+
+    def loss(self, ids: torch.Tensor) -> torch.Tensor:
+        """Mean next-byte cross-entropy (nats) of byte ids (b, l), l up to the context: every byte is predicted
+        from those before it (byte 0 from nothing), and targets equal to the config's ``pad_id`` are left out
+        (the ``ignore_index`` of mblm and MEGABYTE-pytorch, whose losses this reproduces)."""
+        logits = self.byte_logits(ids)
+        pad = getattr(self.config, "pad_id", None)
+        ignore = -100 if pad is None else pad  # -100: cross_entropy's default, no byte id
+        logits = logits.flatten(0, 1).to(torch.promote_types(logits.dtype, torch.float32))
+        return F.cross_entropy(logits, ids.flatten(), ignore_index=ignore)
 
     def position_bits(self, ids: torch.Tensor) -> torch.Tensor:
         """Code length of every byte in bits, -log2 p(byte t | bytes < t): byte ids (b, l) -> (b, l)."""
@@ -123,7 +137,8 @@ class ByteLM(Pretrained, nn.Module):
         callback: Callable[[torch.Tensor], None] | None = None,
     ) -> torch.Tensor:
         """Continue byte ids (b, l) by ``max_new_bytes``: (b, l + max_new_bytes), at most the context in all.
-        See `PatchDecoder.generate`."""
+        See `PatchDecoder.generate`. Only bytes are generated: a vocabulary beyond 256 (the pad id of a converted
+        mblm checkpoint) is never sampled, where the package would emit the pad id."""
         self._check_ids(prompt, self.context)
         if max_new_bytes < 0:
             raise ValueError(f"max_new_bytes must be >= 0, got {max_new_bytes}")
@@ -137,6 +152,7 @@ class ByteLM(Pretrained, nn.Module):
             top_p=top_p,
             generator=generator,
             callback=callback,
+            num_choices=256,
         )
 
 

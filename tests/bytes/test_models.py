@@ -137,7 +137,9 @@ def test_configs_validate():
 def test_bad_ids_are_refused():
     model = from_pretrained("mblm-tiny")
     with pytest.raises(ValueError, match="exceed"):
-        model(torch.zeros(1, model.context, dtype=torch.long))
+        model(torch.zeros(1, model.context + 1, dtype=torch.long))  # MBLM takes the whole context
+    with pytest.raises(ValueError, match="exceed"):
+        from_pretrained("megabyte-tiny")(torch.zeros(1, model.context, dtype=torch.long))  # MEGABYTE one less
     with pytest.raises(ValueError, match=r"\[0, 256\)"):
         model(torch.full((1, 4), 256))
     with pytest.raises(ValueError, match="integer"):
