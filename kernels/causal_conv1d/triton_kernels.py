@@ -137,9 +137,10 @@ def _conv_bwd_kernel(
             acc = tl.zeros([BLOCK_D, BLOCK_W], dtype=tl.float32)
             for k in tl.static_range(W):
                 wk = tl.load(w_ptr + dd * W + k, mask=d_mask, other=0.0).to(tl.float32)
-                src = j - k
-                ok = d_mask[:, None] & (src >= 0)[None, :] & (src < l)[None, :]
-                acc += wk[:, None] * tl.load(dpre_ptr + row + src[None, :], mask=ok, other=0.0)
+                # a new name: a variable live before a runtime `if` must keep its shape inside it (GPU compile)
+                src_j = j - k
+                ok = d_mask[:, None] & (src_j >= 0)[None, :] & (src_j < l)[None, :]
+                acc += wk[:, None] * tl.load(dpre_ptr + row + src_j[None, :], mask=ok, other=0.0)
             tl.store(
                 dinit_ptr + (bi * d + dd[:, None]) * (W - 1) + j[None, :],
                 acc,
