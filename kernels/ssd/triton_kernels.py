@@ -24,6 +24,19 @@ import triton.language as tl
 from longseq.kernels._triton import autotune_configs, on_device, pow2
 
 
+def chunk_grid(b: int, h: int, n_chunks: int, tiles: int) -> tuple[int, int]:
+    """The grid of chunk_state and chunk_scan: (b * h * n_chunks, tiles per chunk). The chunks go in grid x,
+    which allows 2^31 - 1 programs, where grid y stops at 65535 (1M steps at T = 16)."""
+    return (b * h * n_chunks, tiles)
+
+
+@triton.jit
+def _head_and_chunk(n_chunks):
+    """This program's (batch * head) index and chunk (int64), from grid x = b * h * n_chunks."""
+    pid = tl.program_id(0).to(tl.int64)
+    return pid // n_chunks, pid % n_chunks
+
+
 @triton.autotune(
     configs=autotune_configs(
         triton.Config({"BLOCK_P": 32, "BLOCK_N": 32, "BLOCK_K": 32}, num_warps=4),
@@ -60,11 +73,10 @@ def _chunk_state_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):
-    pid_bh = tl.program_id(0).to(tl.int64)
-    c = tl.program_id(1).to(tl.int64)
+    pid_bh, c = _head_and_chunk(n_chunks)
     n_pb = tl.cdiv(P, BLOCK_P)
-    pp = (tl.program_id(2) % n_pb) * BLOCK_P + tl.arange(0, BLOCK_P).to(tl.int64)
-    nn = (tl.program_id(2) // n_pb) * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)
+    pp = (tl.program_id(1) % n_pb) * BLOCK_P + tl.arange(0, BLOCK_P).to(tl.int64)
+    nn = (tl.program_id(1) // n_pb) * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)
     bi, hi = pid_bh // h, pid_bh % h
     a_row = a_ptr + (pid_bh * n_chunks + c) * T
     a_end = tl.load(a_row + T - 1)
@@ -173,11 +185,10 @@ def _chunk_scan_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_V: tl.constexpr,
 ):
-    pid_bh = tl.program_id(0).to(tl.int64)
-    c = tl.program_id(1).to(tl.int64)
+    pid_bh, c = _head_and_chunk(n_chunks)
     n_vb = tl.cdiv(DV, BLOCK_V)
-    rb = tl.program_id(2) // n_vb
-    vv = (tl.program_id(2) % n_vb) * BLOCK_V + tl.arange(0, BLOCK_V).to(tl.int64)
+    rb = tl.program_id(1) // n_vb
+    vv = (tl.program_id(1) % n_vb) * BLOCK_V + tl.arange(0, BLOCK_V).to(tl.int64)
     bi, hi = pid_bh // h, pid_bh % h
     qd = tl.arange(0, BLOCK_Q).to(tl.int64)
     rr = rb * BLOCK_M + tl.arange(0, BLOCK_M).to(tl.int64)  # rows within the chunk
@@ -240,7 +251,7 @@ def chunk_state(v, u, a_cum, *, reverse: bool):
     b, h, n_chunks, T = a_cum.shape
     P, N = v.shape[-1], u.shape[-1]
     out = torch.empty(b, n_chunks, h, P, N, device=v.device, dtype=torch.float32)
-    grid = lambda meta: (b * h, n_chunks, triton.cdiv(P, meta["BLOCK_P"]) * triton.cdiv(N, meta["BLOCK_N"]))  # noqa: E731
+    grid = lambda meta: chunk_grid(b, h, n_chunks, triton.cdiv(P, meta["BLOCK_P"]) * triton.cdiv(N, meta["BLOCK_N"]))  # noqa: E731
     with on_device(v):
         _chunk_state_kernel[grid](
             v, u, a_cum, out,
@@ -275,7 +286,7 @@ def chunk_scan(q, k, v, states, a_cum, *, reverse: bool, transpose_states: bool)
     out = torch.empty(b, l, h, DV, device=q.device, dtype=torch.float32)
     s_b, s_c, s_h, s_p, s_n = states.stride()
     s_q, s_v = (s_n, s_p) if transpose_states else (s_p, s_n)
-    grid = lambda meta: (b * h, n_chunks, triton.cdiv(T, meta["BLOCK_M"]) * triton.cdiv(DV, meta["BLOCK_V"]))  # noqa: E731
+    grid = lambda meta: chunk_grid(b, h, n_chunks, triton.cdiv(T, meta["BLOCK_M"]) * triton.cdiv(DV, meta["BLOCK_V"]))  # noqa: E731
     with on_device(q):
         _chunk_scan_kernel[grid](
             q, k, v, states, a_cum, out,
