@@ -181,6 +181,7 @@ def _chunk_scan_kernel(
     s_oh,
     s_od,
     REVERSE: tl.constexpr,
+    INTRA: tl.constexpr,
     BLOCK_Q: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_V: tl.constexpr,
@@ -215,11 +216,13 @@ def _chunk_scan_kernel(
         ws = tl.exp(a_r)
     acc = tl.dot(q, S) * ws[:, None]
 
-    # the chunk's own inputs, up to (or from) the diagonal block
+    # the chunk's own inputs, up to (or from) the diagonal block (none without INTRA: the state's part alone)
     if REVERSE:
         lo, hi_b = rb, tl.cdiv(T, BLOCK_M)
     else:
         lo, hi_b = 0, rb + 1
+    if not INTRA:
+        hi_b = lo
     for cb in range(lo, hi_b):
         cc = cb * BLOCK_M + tl.arange(0, BLOCK_M).to(tl.int64)
         t_c = c * T + cc
@@ -278,9 +281,10 @@ def state_passing(add, a_cum, init, *, reverse: bool):
     return seq, final
 
 
-def chunk_scan(q, k, v, states, a_cum, *, reverse: bool, transpose_states: bool):
+def chunk_scan(q, k, v, states, a_cum, *, reverse: bool, transpose_states: bool, intra: bool = True):
     """q, k (b, l, ·, DQ); v (b, l, ·, DV); states (b, c, h, P, N) holding S as (DQ, DV), or as its transpose
-    when ``transpose_states``. Returns (b, l, h, DV) float32."""
+    when ``transpose_states``. Returns (b, l, h, DV) float32; without ``intra`` only the state's part
+    ws_r Q_r S (k and v are not read)."""
     b, h, n_chunks, T = a_cum.shape
     l, DQ, DV = q.shape[1], q.shape[-1], v.shape[-1]
     out = torch.empty(b, l, h, DV, device=q.device, dtype=torch.float32)
@@ -292,6 +296,100 @@ def chunk_scan(q, k, v, states, a_cum, *, reverse: bool, transpose_states: bool)
             q, k, v, states, a_cum, out,
             l, h, DQ, DV, T, n_chunks, h // q.shape[2], h // k.shape[2], h // v.shape[2],
             *q.stride(), *k.stride(), *v.stride(), s_b, s_c, s_h, s_q, s_v, *out.stride(),
-            REVERSE=reverse, BLOCK_Q=pow2(DQ, 16),
+            REVERSE=reverse, INTRA=intra, BLOCK_Q=pow2(DQ, 16),
         )  # fmt: skip
     return out
+
+
+@triton.jit
+def _dda_intra_kernel(
+    dy_ptr,
+    x_ptr,
+    c_ptr,
+    b_ptr,
+    a_ptr,
+    out_ptr,
+    l,
+    h,
+    P,
+    N,
+    T,
+    n_chunks,
+    n_rb,
+    g_per,
+    s_bb,
+    s_bl,
+    s_bh,
+    s_bn,
+    s_cb,
+    s_cl,
+    s_ch,
+    s_cn,
+    BLOCK_P: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+):
+    """One block of rows i of one chunk: its share of F_k = sum_{i >= k} sum_{j < k} M_ij, with
+    M_ij = (dy_i . X_j)(C_i . B_j) exp(a_i - a_j) for j <= i, for every column k of the chunk (zero past i).
+    Every term is added, none subtracted: nothing cancels (the stable form of mamba_ssm's ddA_cumsum).
+    dy and X are (b, l, h, P) float32 contiguous; out is (b, h, c, n_rb, T), written up to this row block."""
+    pid_bh, c = _head_and_chunk(n_chunks)
+    rb = tl.program_id(1).to(tl.int64)
+    bi, hi = pid_bh // h, pid_bh % h
+    pp = tl.arange(0, BLOCK_P).to(tl.int64)
+    nn = tl.arange(0, BLOCK_N).to(tl.int64)
+    rr = rb * BLOCK_M + tl.arange(0, BLOCK_M).to(tl.int64)
+    t_r = c * T + rr
+    r_ok = (rr < T) & (t_r < l)
+    a_row = a_ptr + (pid_bh * n_chunks + c) * T
+    a_r = tl.load(a_row + rr, mask=rr < T, other=0.0)
+    seq = (bi * l * h + hi) * P  # (b, l, h, P) contiguous: + t * h * P + p
+    dy = tl.load(dy_ptr + seq + t_r[:, None] * h * P + pp[None, :], mask=r_ok[:, None] & (pp < P)[None, :], other=0.0)
+    gi = hi // g_per
+    cq = tl.load(
+        c_ptr + bi * s_cb + gi * s_ch + t_r[:, None] * s_cl + nn[None, :] * s_cn,
+        mask=r_ok[:, None] & (nn < N)[None, :],
+        other=0.0,
+    ).to(tl.float32)
+    carry = tl.zeros([BLOCK_M], dtype=tl.float32)  # sum of M_ij over the column blocks already done, per row
+    out_row = out_ptr + ((pid_bh * n_chunks + c) * n_rb + rb) * T
+    for cb in range(0, rb + 1):
+        cc = cb * BLOCK_M + tl.arange(0, BLOCK_M).to(tl.int64)
+        t_c = c * T + cc
+        c_ok = (cc < T) & (t_c < l)
+        xj = tl.load(
+            x_ptr + seq + t_c[:, None] * h * P + pp[None, :], mask=c_ok[:, None] & (pp < P)[None, :], other=0.0
+        )
+        bj = tl.load(
+            b_ptr + bi * s_bb + gi * s_bh + t_c[:, None] * s_bl + nn[None, :] * s_bn,
+            mask=c_ok[:, None] & (nn < N)[None, :],
+            other=0.0,
+        ).to(tl.float32)
+        a_c = tl.load(a_row + cc, mask=cc < T, other=0.0)
+        keep = (cc[None, :] <= rr[:, None]) & c_ok[None, :] & r_ok[:, None]
+        M = tl.dot(dy, tl.trans(xj)) * tl.dot(cq, tl.trans(bj))
+        M = tl.where(keep, M * tl.exp(tl.where(keep, a_r[:, None] - a_c[None, :], 0.0)), 0.0)
+        G = carry[:, None] + tl.cumsum(M, axis=1) - M  # sum_{j < k} M_ij for the columns k of this block
+        F = tl.sum(tl.where((rr[:, None] >= cc[None, :]) & r_ok[:, None], G, 0.0), axis=0)
+        tl.store(out_row + cc, F, mask=cc < T)
+        carry += tl.sum(M, axis=1)
+
+
+def dda_intra(dy, X, C, B, a_cum):
+    """The chunk-internal part of the gradient of each step's dt A: F (b, l, h) float32, where
+    F_k = sum_{i >= k > j} (dy_i . X_j)(C_i . B_j) exp(a_i - a_j) within each chunk. dy, X (b, l, h, P) float32
+    contiguous; C, B (b, l, g, N) any strides."""
+    b, h, n_chunks, T = a_cum.shape
+    l, P, N = dy.shape[1], dy.shape[-1], B.shape[-1]
+    block_m = 32
+    n_rb = triton.cdiv(T, block_m)
+    out = torch.zeros(
+        b, h, n_chunks, n_rb, T, device=dy.device, dtype=torch.float32
+    )  # columns after a row block stay 0
+    with on_device(dy):
+        _dda_intra_kernel[chunk_grid(b, h, n_chunks, n_rb)](
+            dy, X, C, B, a_cum, out,
+            l, h, P, N, T, n_chunks, n_rb, h // B.shape[2], *B.stride(), *C.stride(),
+            BLOCK_P=pow2(P, 16), BLOCK_N=pow2(N, 16), BLOCK_M=block_m, num_warps=4,
+        )  # fmt: skip
+    return out.sum(3).reshape(b, h, n_chunks * T)[:, :, :l].transpose(1, 2)

@@ -106,3 +106,51 @@ def test_ssd_grid_within_cuda_limits(l, T):
     x, y = dk.chunk_grid(2, 24, n_chunks, 4)
     assert y <= GRID_YZ_LIMIT and x < 2**31
     assert (x, y) == (2 * 24 * n_chunks, 4)
+
+
+@pytest.fixture
+def tf32_dots(monkeypatch):
+    """tl.dot as an H100 runs it on float32 operands by default: TF32, whose tensor cores read 10 of the 23
+    mantissa bits (truncation, a relative error up to 2^-10), accumulating in float32."""
+    if not _backend.interpreting():
+        pytest.skip("emulates the GPU's tl.dot in the interpreter")
+    from triton.runtime import interpreter
+
+    real_dot = type(interpreter.interpreter_builder).create_dot
+
+    def tf32(handle):
+        data = handle.data
+        if data.dtype == np.float32:
+            data = (data.view(np.uint32) & np.uint32(0xFFFFE000)).view(np.float32)
+        return interpreter.TensorHandle(data, handle.dtype)
+
+    def dot(self, a, b, acc, *args):
+        return real_dot(self, tf32(a), tf32(b), acc, *args)
+
+    monkeypatch.setattr(type(interpreter.interpreter_builder), "create_dot", dot)
+
+
+def check_ssd_under_tf32(shape, chunk_size):
+    """The Triton SSD with TF32 dots against the exact float32 torch backend, within the GPU test's bound (5e-3
+    for float32). The gradient of dt_bias and A sums d(dt A) over every step; computed as a difference of
+    nearly equal terms it came out at 4e-3 to 1.2e-1 here (about 1e-2 at the GPU test's shape)."""
+    from longseq.kernels import ssd_scan
+    from longseq.kernels._testing import assert_same_function, outputs_and_grads, ssd_inputs
+
+    inputs = ssd_inputs(*shape, initial_states=True)
+    opts = {"chunk_size": chunk_size, "dt_softplus": True, "return_final_states": True}
+    ref = outputs_and_grads(ssd_scan, inputs, **opts, backend="torch")
+    out = outputs_and_grads(ssd_scan, inputs, **opts, backend="triton")
+    assert_same_function(f"ssd tf32 {shape} T={chunk_size}", ref, out, ratio=5e-3)
+
+
+@needs_triton
+def test_ssd_gradients_hold_the_gpu_bound_with_tf32_dots(tf32_dots):
+    check_ssd_under_tf32((1, 192, 2, 16, 32), 128)
+
+
+@needs_triton
+@pytest.mark.slow
+def test_ssd_gradients_hold_the_gpu_bound_with_tf32_dots_at_mamba2_sizes(tf32_dots):
+    """p = 64, n = 128, chunk 256 as in the GPU test (and Mamba-2), two chunks."""
+    check_ssd_under_tf32((1, 300, 2, 64, 128), 256)

@@ -34,6 +34,7 @@ KERNELS = {
     "_chunk_state_kernel",
     "_state_passing_kernel",
     "_chunk_scan_kernel",
+    "_dda_intra_kernel",
 }
 
 
