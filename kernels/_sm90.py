@@ -363,7 +363,7 @@ def _table(compiled: list[Compiled]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--all", action="store_true", help="every variant, not one per kernel")
-    parser.add_argument("--case", action="append", help="only these cases (repeatable)")
+    parser.add_argument("--case", action="append", help="only the cases whose name contains this (repeatable)")
     parser.add_argument("--json", help="write the compiled kernels and failures here")
     parser.add_argument("--table", action="store_true", help="print a markdown table of every compiled kernel")
     args = parser.parse_args(argv)
@@ -371,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: unset TRITON_INTERPRET (the interpreter never compiles)", file=sys.stderr)
         return 2
     start = time.perf_counter()
-    compiled, failures = compile_cases(args.case, args.all)
+    names = [name for name in cases(args.all) if any(part in name for part in args.case)] if args.case else None
+    compiled, failures = compile_cases(names, args.all)
     seconds = time.perf_counter() - start
     if args.json:
         with open(args.json, "w") as f:

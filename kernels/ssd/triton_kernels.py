@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from longseq.kernels._triton import autotune_configs, on_device, pow2
+from longseq.kernels._triton import autotune_configs, keep_configs, on_device, pow2, size_class
 
 
 def chunk_grid(b: int, h: int, n_chunks: int, tiles: int) -> tuple[int, int]:
@@ -44,9 +44,9 @@ def _head_and_chunk(n_chunks):
         triton.Config({"BLOCK_P": 64, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=8),
         triton.Config({"BLOCK_P": 128, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=8),
     ),
-    key=["P", "N", "T"],
+    key=["P", "N", "T", "work_class"],
 )
-@triton.jit
+@triton.jit(do_not_specialize=["work_class"])
 def _chunk_state_kernel(
     v_ptr,
     u_ptr,
@@ -58,6 +58,7 @@ def _chunk_state_kernel(
     N,
     T,
     n_chunks,
+    work_class,  # size_class(b * h * n_chunks): an autotune key only, unused by the kernel
     v_per,
     u_per,
     s_vb,
@@ -133,16 +134,20 @@ def _state_passing_kernel(
     tl.store(final_ptr + pid_bh * PN + e, s, mask=m)
 
 
+# The q and k tiles (BLOCK_M x BLOCK_Q) hold all of DQ: above 4096 elements they spill on sm_90a (and at
+# BLOCK_Q = 128 with float32 inputs, (64, 128) needs 288 KB of shared memory); see benchmarks/RESULTS.md.
 @triton.autotune(
     configs=autotune_configs(
         triton.Config({"BLOCK_M": 32, "BLOCK_V": 32}, num_warps=4),
         triton.Config({"BLOCK_M": 64, "BLOCK_V": 64}, num_warps=4),
         triton.Config({"BLOCK_M": 64, "BLOCK_V": 32}, num_warps=4),
         triton.Config({"BLOCK_M": 64, "BLOCK_V": 128}, num_warps=8),
+        triton.Config({"BLOCK_M": 32, "BLOCK_V": 64}, num_warps=4),
     ),
-    key=["DQ", "DV", "T"],
+    key=["DQ", "DV", "T", "work_class"],
+    prune_configs_by=keep_configs(lambda config, kwargs: config.kwargs["BLOCK_M"] * kwargs["BLOCK_Q"] <= 4096),
 )
-@triton.jit
+@triton.jit(do_not_specialize=["work_class"])
 def _chunk_scan_kernel(
     q_ptr,
     k_ptr,
@@ -156,6 +161,7 @@ def _chunk_scan_kernel(
     DV,
     T,
     n_chunks,
+    work_class,  # size_class(b * h * n_chunks): an autotune key only, unused by the kernel
     q_per,
     k_per,
     v_per,
@@ -258,7 +264,7 @@ def chunk_state(v, u, a_cum, *, reverse: bool):
     with on_device(v):
         _chunk_state_kernel[grid](
             v, u, a_cum, out,
-            v.shape[1], h, P, N, T, n_chunks, h // v.shape[2], h // u.shape[2],
+            v.shape[1], h, P, N, T, n_chunks, size_class(b * h * n_chunks), h // v.shape[2], h // u.shape[2],
             *v.stride(), *u.stride(),
             REVERSE=reverse,
         )  # fmt: skip
@@ -294,7 +300,7 @@ def chunk_scan(q, k, v, states, a_cum, *, reverse: bool, transpose_states: bool,
     with on_device(q):
         _chunk_scan_kernel[grid](
             q, k, v, states, a_cum, out,
-            l, h, DQ, DV, T, n_chunks, h // q.shape[2], h // k.shape[2], h // v.shape[2],
+            l, h, DQ, DV, T, n_chunks, size_class(b * h * n_chunks), h // q.shape[2], h // k.shape[2], h // v.shape[2],
             *q.stride(), *k.stride(), *v.stride(), s_b, s_c, s_h, s_q, s_v, *out.stride(),
             REVERSE=reverse, INTRA=intra, BLOCK_Q=pow2(DQ, 16),
         )  # fmt: skip
