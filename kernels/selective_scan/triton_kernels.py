@@ -324,8 +324,9 @@ def _scan_bwd_kernel(
         tl.store(du_ptr + g_off, du, mask=m2)
         tl.store(ddelta_ptr + g_off, ddl, mask=m2)
         dB_off = ((bi * g + gi) * n + nn[:, None]) * l + t[None, :]
-        tl.atomic_add(dB_ptr + dB_off, tl.sum(G * (dl * u)[:, None, :], axis=0), mask=nt_mask)
-        tl.atomic_add(dC_ptr + dB_off, tl.sum(hs * dy[:, None, :], axis=0), mask=nt_mask)
+        # pure accumulation, read by a later launch: no ordering needed (relaxed, not the default acq_rel)
+        tl.atomic_add(dB_ptr + dB_off, tl.sum(G * (dl * u)[:, None, :], axis=0), mask=nt_mask, sem="relaxed")
+        tl.atomic_add(dC_ptr + dB_off, tl.sum(hs * dy[:, None, :], axis=0), mask=nt_mask, sem="relaxed")
 
     tl.store(dh0_ptr + state_off, carry, mask=dn_mask)
     tl.store(dA_ptr + state_off, dA_acc, mask=dn_mask)
