@@ -58,62 +58,74 @@ def _floats(output) -> list[torch.Tensor]:
     return []
 
 
-def _smallest_preset(entry) -> str | None:
+def _small_presets(entry) -> list[str]:
+    """The family's tiny and test presets (Mamba, Mamba-2 and the hybrid for the language models), else its
+    smallest one."""
     import longseq
 
+    small = [name for name in entry.presets if "tiny" in name or "test" in name]
+    if small or not entry.presets:
+        return small
     sizes = {}
     for name in entry.presets:
         with torch.device("meta"):
             sizes[name] = sum(p.numel() for p in longseq.from_pretrained(name).parameters())
-    return min(sizes, key=sizes.get) if sizes else None
+    return [min(sizes, key=sizes.get)]
 
 
-def check_models() -> list[dict]:
-    """Per family, its smallest preset on CUDA: a forward (no grad), then one AdamW step on the mean square of
-    its floating outputs; finite outputs, loss and gradients; seconds of each (after a warm-up forward)."""
+def check_models(save: Callable[[list[dict]], None]) -> None:
+    """Per family, its tiny presets on CUDA: a forward (no grad), then one AdamW step on the mean square of
+    its floating outputs; finite outputs, loss and gradients; seconds of each (after a warm-up forward). The
+    first preset of every family goes first, so that a time cap cuts extra presets, not families; ``save``
+    gets the results after each model."""
+    from longseq.core.registry import INDEX
+
+    results: list[dict] = []
+    plan = [(entry, _small_presets(entry)) for entry in INDEX]
+    for entry, names in plan:
+        if not names:
+            results.append({"family": entry.family, "preset": None, "status": "skipped: no preset"})
+    order = [(e, names[0]) for e, names in plan if names] + [(e, n) for e, names in plan for n in names[1:]]
+    for entry, name in order:
+        results.append(_check_model(entry, name))
+        print(f"{entry.family:50s} {name:28s} {results[-1]['status'][:100]}", flush=True)
+        save(results)
+
+
+def _check_model(entry, name: str) -> dict:
     import longseq
-    from longseq.core.registry import INDEX, family
+    from longseq.core.registry import family
 
-    results = []
-    for entry in INDEX:
-        row: dict = {"family": entry.family, "preset": None}
-        try:
-            name = _smallest_preset(entry)
-            row["preset"] = name
-            if name is None:
-                row["status"] = "skipped: no preset"
-                results.append(row)
-                continue
-            torch.manual_seed(0)
-            model = longseq.from_pretrained(name).to(DEVICE)
-            row["parameters"] = sum(p.numel() for p in model.parameters())
-            inputs = _to(family(entry).example(model), DEVICE)
-            with torch.no_grad():
-                model(*inputs)  # compiles and autotunes the kernels it reaches
-                _sync()
-                start = time.perf_counter()
-                outputs = _floats(model(*inputs))
-                _sync()
-                row["forward_s"] = time.perf_counter() - start
-            finite = all(bool(t.isfinite().all()) for t in outputs)
-            model.train()
-            optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-            start = time.perf_counter()
-            loss = sum(t.float().pow(2).mean() for t in _floats(model(*inputs)))
-            loss.backward()
-            grads_finite = all(bool(p.grad.isfinite().all()) for p in model.parameters() if p.grad is not None)
-            optimizer.step()
+    row: dict = {"family": entry.family, "preset": name}
+    try:
+        torch.manual_seed(0)
+        model = longseq.from_pretrained(name).to(DEVICE)
+        row["parameters"] = sum(p.numel() for p in model.parameters())
+        inputs = _to(family(entry).example(model), DEVICE)
+        with torch.no_grad():
+            model(*inputs)  # compiles and autotunes the kernels it reaches
             _sync()
-            row["train_step_s"] = time.perf_counter() - start
-            row["loss"] = float(loss)
-            ok = finite and grads_finite and bool(torch.isfinite(loss))
-            row["status"] = "ok" if ok else "non-finite outputs, loss or gradients"
-        except Exception as err:  # recorded: one family's failure must not hide the others
-            row["status"] = f"error: {type(err).__name__}: {err}"
-            row["traceback"] = traceback.format_exc()[-3000:]
-        results.append(row)
-        print(f"{row['family']:50s} {row['preset']!s:28s} {row['status'][:100]}", flush=True)
-    return results
+            start = time.perf_counter()
+            outputs = _floats(model(*inputs))
+            _sync()
+            row["forward_s"] = time.perf_counter() - start
+        finite = all(bool(t.isfinite().all()) for t in outputs)
+        model.train()
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+        start = time.perf_counter()
+        loss = sum(t.float().pow(2).mean() for t in _floats(model(*inputs)))
+        loss.backward()
+        grads_finite = all(bool(p.grad.isfinite().all()) for p in model.parameters() if p.grad is not None)
+        optimizer.step()
+        _sync()
+        row["train_step_s"] = time.perf_counter() - start
+        row["loss"] = float(loss.detach())
+        ok = finite and grads_finite and bool(torch.isfinite(loss))
+        row["status"] = "ok" if ok else "non-finite outputs, loss or gradients"
+    except Exception as err:  # recorded: one model's failure must not hide the others
+        row["status"] = f"error: {type(err).__name__}: {err}"
+        row["traceback"] = traceback.format_exc()[-3000:]
+    return row
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -214,11 +226,12 @@ def _cases() -> list[tuple[str, str, Callable[[torch.dtype], dict], Callable, Ca
     ]  # fmt: skip
 
 
-def check_kernels(repeats: int) -> list[dict]:
+def check_kernels(repeats: int, save: Callable[[list[dict]], None]) -> None:
     """Per op and dtype: relative RMS errors of the Triton path (and the peer) against the torch path, outputs
-    and every input gradient; median seconds of a forward + backward of each; ratios to Triton."""
+    and every input gradient; median seconds of a forward + backward of each; ratios to Triton. ``save`` gets
+    the results after each row."""
     peers = _peers()
-    results = []
+    results: list[dict] = []
     for op, shape, make, ours, adapt, options in _cases():
         for dtype in (torch.float32, torch.bfloat16):
             row: dict = {"op": op, "shape": shape, "dtype": str(dtype).removeprefix("torch.")}
@@ -249,7 +262,7 @@ def check_kernels(repeats: int) -> list[dict]:
                 row["traceback"] = traceback.format_exc()[-3000:]
             print(json.dumps({k: v for k, v in row.items() if k != "traceback"}), flush=True)
             results.append(row)
-    return results
+            save(results)
 
 
 def _pytest_results(xml_path: Path) -> dict:
@@ -318,8 +331,15 @@ def main(argv: list[str] | None = None) -> int:
     if DEVICE == "cuda" and not torch.cuda.is_available():
         print("error: no CUDA GPU is visible", file=sys.stderr)
         return 2
-    result = check_models() if args.part == "models" else check_kernels(args.repeats)
-    (args.out / f"{args.part}.json").write_text(json.dumps(result, indent=1))
+    path = args.out / f"{args.part}.json"
+
+    def save(results: list[dict]) -> None:  # after every row: a time cap keeps what was done
+        path.write_text(json.dumps(results, indent=1))
+
+    if args.part == "models":
+        check_models(save)
+    else:
+        check_kernels(args.repeats, save)
     return 0
 
 
