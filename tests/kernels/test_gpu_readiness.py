@@ -109,25 +109,14 @@ def test_ssd_grid_within_cuda_limits(l, T):
 
 
 @pytest.fixture
-def tf32_dots(monkeypatch):
-    """tl.dot as an H100 runs it on float32 operands by default: TF32, whose tensor cores read 10 of the 23
-    mantissa bits (truncation, a relative error up to 2^-10), accumulating in float32."""
+def tf32_dots():
+    """tl.dot as an H100 runs it on float32 operands by default (TF32: 10 mantissa bits, truncated)."""
     if not _backend.interpreting():
         pytest.skip("emulates the GPU's tl.dot in the interpreter")
-    from triton.runtime import interpreter
+    from longseq.kernels._testing import tf32_dots as emulate
 
-    real_dot = type(interpreter.interpreter_builder).create_dot
-
-    def tf32(handle):
-        data = handle.data
-        if data.dtype == np.float32:
-            data = (data.view(np.uint32) & np.uint32(0xFFFFE000)).view(np.float32)
-        return interpreter.TensorHandle(data, handle.dtype)
-
-    def dot(self, a, b, acc, *args):
-        return real_dot(self, tf32(a), tf32(b), acc, *args)
-
-    monkeypatch.setattr(type(interpreter.interpreter_builder), "create_dot", dot)
+    with emulate():
+        yield
 
 
 def check_ssd_under_tf32(shape, chunk_size):
