@@ -321,7 +321,11 @@ def cases(everything: bool) -> dict[str, Callable[[], None]]:
     return out
 
 
-def compile_cases(names: list[str] | None = None, everything: bool = False) -> tuple[list[Compiled], list[Failure]]:
+def compile_cases(
+    names: list[str] | None = None,
+    everything: bool = False,
+    progress: Callable[[str, list[Compiled]], None] | None = None,
+) -> tuple[list[Compiled], list[Failure]]:
     """Compile the kernels of the chosen cases (default: all of the set) for sm_90a. Without ``everything``,
     each kernel compiles once (its first launch, first autotune config): the fast check of the test suite."""
     from longseq.kernels._backend import interpreting
@@ -340,10 +344,14 @@ def compile_cases(names: list[str] | None = None, everything: bool = False) -> t
                 table[name]()
         except Exception as err:  # a CompilationError is the finding; report it with its case
             failures.append(Failure(name, f"{type(err).__name__}: {err}"))
+        new = []
         for kernel in current:
             if kernel.hash not in seen:  # the same specialisation reached from two cases counts once
                 seen.add(kernel.hash)
-                compiled.append(_describe(name, kernel))
+                new.append(_describe(name, kernel))
+        compiled.extend(new)
+        if progress is not None:
+            progress(name, new)
     return compiled, failures
 
 
@@ -372,7 +380,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     start = time.perf_counter()
     names = [name for name in cases(args.all) if any(part in name for part in args.case)] if args.case else None
-    compiled, failures = compile_cases(names, args.all)
+
+    def progress(case: str, new: list[Compiled]) -> None:
+        flagged = "".join(
+            f"\n  PROBLEM {c.kernel} {c.constexprs} w{c.num_warps}: {p}" for c in new for p in c.problems()
+        )
+        print(f"{case}: {len(new)} new kernels{flagged}", file=sys.stderr, flush=True)
+
+    compiled, failures = compile_cases(names, args.all, progress)
     seconds = time.perf_counter() - start
     if args.json:
         with open(args.json, "w") as f:
@@ -388,13 +403,14 @@ def main(argv: list[str] | None = None) -> int:
             )
     if args.table:
         print(_table(compiled))
-    for c in compiled:
-        for problem in c.problems():
-            print(f"PROBLEM {c.case}: {c.kernel} {c.constexprs} w{c.num_warps}: {problem}")
     for f in failures:
         print(f"FAILED {f.case}: {f.error.splitlines()[0] if f.error else ''}\n{f.error[-2000:]}")
-    print(f"{len(compiled)} kernels compiled for sm_90a, {len(failures)} cases failed, in {seconds:.1f} s")
-    return 1 if failures else 0
+    problems = sum(bool(c.problems()) for c in compiled)
+    print(
+        f"{len(compiled)} kernels compiled for sm_90a, {problems} spill or exceed shared memory, "
+        f"{len(failures)} cases failed to compile, in {seconds:.1f} s"
+    )
+    return 1 if failures or problems else 0
 
 
 if __name__ == "__main__":
