@@ -142,7 +142,6 @@ def _state_passing_kernel(
         triton.Config({"BLOCK_M": 64, "BLOCK_V": 64}, num_warps=4),
         triton.Config({"BLOCK_M": 64, "BLOCK_V": 32}, num_warps=4),
         triton.Config({"BLOCK_M": 64, "BLOCK_V": 128}, num_warps=8),
-        triton.Config({"BLOCK_M": 32, "BLOCK_V": 64}, num_warps=4),
     ),
     key=["DQ", "DV", "T", "work_class"],
     prune_configs_by=keep_configs(lambda config, kwargs: config.kwargs["BLOCK_M"] * kwargs["BLOCK_Q"] <= 4096),
