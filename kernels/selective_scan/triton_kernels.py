@@ -53,16 +53,26 @@ def _per_thread(config, kwargs) -> int:
 
 
 # Configs that do not spill on sm_90a (compile report in benchmarks/RESULTS.md): the forward holds up to 64
-# tile elements per thread, the backward (twice the live tiles) 16; BLOCK_D = 1 or 2 serve n >= 64. The
-# backward's (4, 8 warps) spilled 16 B without the optional inputs and is left out.
+# tile elements per thread, the backward (twice the live tiles) 16 and at least 4 (with fewer, at BLOCK_D = 1
+# and n = 16, it spilled 8 B); BLOCK_D = 1 or 2 serve n >= 64. The backward's (4, 8 warps) spilled 16 B
+# without the optional inputs and is left out.
+FWD_CONFIGS = (
+    triton.Config({"BLOCK_D": 4}, num_warps=4),
+    triton.Config({"BLOCK_D": 8}, num_warps=4),
+    triton.Config({"BLOCK_D": 8}, num_warps=8),
+    triton.Config({"BLOCK_D": 16}, num_warps=8),
+    triton.Config({"BLOCK_D": 2}, num_warps=4),
+)
+BWD_CONFIGS = (
+    triton.Config({"BLOCK_D": 4}, num_warps=4),
+    triton.Config({"BLOCK_D": 8}, num_warps=8),
+    triton.Config({"BLOCK_D": 2}, num_warps=8),
+    triton.Config({"BLOCK_D": 1}, num_warps=8),
+)
+
+
 @triton.autotune(
-    configs=autotune_configs(
-        triton.Config({"BLOCK_D": 4}, num_warps=4),
-        triton.Config({"BLOCK_D": 8}, num_warps=4),
-        triton.Config({"BLOCK_D": 8}, num_warps=8),
-        triton.Config({"BLOCK_D": 16}, num_warps=8),
-        triton.Config({"BLOCK_D": 2}, num_warps=4),
-    ),
+    configs=autotune_configs(*FWD_CONFIGS),
     key=["dg", "n", "HAS_Z", "b_class", "l_class"],
     prune_configs_by=keep_configs(lambda config, kwargs: _per_thread(config, kwargs) <= 64),
 )
@@ -169,14 +179,9 @@ def _scan_fwd_kernel(
 
 
 @triton.autotune(
-    configs=autotune_configs(
-        triton.Config({"BLOCK_D": 4}, num_warps=4),
-        triton.Config({"BLOCK_D": 8}, num_warps=8),
-        triton.Config({"BLOCK_D": 2}, num_warps=8),
-        triton.Config({"BLOCK_D": 1}, num_warps=8),
-    ),
+    configs=autotune_configs(*BWD_CONFIGS),
     key=["dg", "n", "HAS_Z", "b_class", "l_class"],
-    prune_configs_by=keep_configs(lambda config, kwargs: _per_thread(config, kwargs) <= 16),
+    prune_configs_by=keep_configs(lambda config, kwargs: 4 <= _per_thread(config, kwargs) <= 16),
     reset_to_zero=["dB_ptr", "dC_ptr"],
 )
 @triton.jit(do_not_specialize=["b_class", "l_class"])

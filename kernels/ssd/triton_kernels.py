@@ -37,13 +37,16 @@ def _head_and_chunk(n_chunks):
     return pid // n_chunks, pid % n_chunks
 
 
+STATE_CONFIGS = (
+    triton.Config({"BLOCK_P": 32, "BLOCK_N": 32, "BLOCK_K": 32}, num_warps=4),
+    triton.Config({"BLOCK_P": 64, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=4),
+    triton.Config({"BLOCK_P": 64, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=8),
+    triton.Config({"BLOCK_P": 128, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=8),
+)
+
+
 @triton.autotune(
-    configs=autotune_configs(
-        triton.Config({"BLOCK_P": 32, "BLOCK_N": 32, "BLOCK_K": 32}, num_warps=4),
-        triton.Config({"BLOCK_P": 64, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=4),
-        triton.Config({"BLOCK_P": 64, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=8),
-        triton.Config({"BLOCK_P": 128, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=8),
-    ),
+    configs=autotune_configs(*STATE_CONFIGS),
     key=["P", "N", "T", "work_class"],
 )
 @triton.jit(do_not_specialize=["work_class"])
@@ -136,13 +139,16 @@ def _state_passing_kernel(
 
 # The q and k tiles (BLOCK_M x BLOCK_Q) hold all of DQ: above 4096 elements they spill on sm_90a (and at
 # BLOCK_Q = 128 with float32 inputs, (64, 128) needs 288 KB of shared memory); see benchmarks/RESULTS.md.
+SCAN_CONFIGS = (
+    triton.Config({"BLOCK_M": 32, "BLOCK_V": 32}, num_warps=4),
+    triton.Config({"BLOCK_M": 64, "BLOCK_V": 64}, num_warps=4),
+    triton.Config({"BLOCK_M": 64, "BLOCK_V": 32}, num_warps=4),
+    triton.Config({"BLOCK_M": 64, "BLOCK_V": 128}, num_warps=8),
+)
+
+
 @triton.autotune(
-    configs=autotune_configs(
-        triton.Config({"BLOCK_M": 32, "BLOCK_V": 32}, num_warps=4),
-        triton.Config({"BLOCK_M": 64, "BLOCK_V": 64}, num_warps=4),
-        triton.Config({"BLOCK_M": 64, "BLOCK_V": 32}, num_warps=4),
-        triton.Config({"BLOCK_M": 64, "BLOCK_V": 128}, num_warps=8),
-    ),
+    configs=autotune_configs(*SCAN_CONFIGS),
     key=["DQ", "DV", "T", "work_class"],
     prune_configs_by=keep_configs(lambda config, kwargs: config.kwargs["BLOCK_M"] * kwargs["BLOCK_Q"] <= 4096),
 )

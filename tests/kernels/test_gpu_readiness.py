@@ -143,3 +143,57 @@ def test_ssd_gradients_hold_the_gpu_bound_with_tf32_dots(tf32_dots):
 def test_ssd_gradients_hold_the_gpu_bound_with_tf32_dots_at_mamba2_sizes(tf32_dots):
     """p = 64, n = 128, chunk 256 as in the GPU test (and Mamba-2), two chunks."""
     check_ssd_under_tf32((1, 300, 2, 64, 128), 256)
+
+
+def _forced(kernel, config, monkeypatch):
+    """Run the autotuned ``kernel`` in this one config (the interpreter otherwise runs only the first)."""
+    monkeypatch.setattr(kernel, "configs", [config])
+
+
+SCAN_CONFIGS = ("FWD_CONFIGS", "BWD_CONFIGS")
+
+
+@needs_triton
+@pytest.mark.slow
+@pytest.mark.parametrize("which", [f"{name}:{i}" for name in SCAN_CONFIGS for i in range(5)])
+def test_every_selective_scan_config_matches_the_reference(which, monkeypatch, nan_poison):
+    """Each autotune config a GPU may pick, at ragged sizes (channels and states not multiples of the block)."""
+    if not _backend.interpreting():
+        pytest.skip("forces configs in the interpreter")
+    from longseq.kernels import selective_scan
+    from longseq.kernels._testing import RATIO, assert_same_function, outputs_and_grads, selective_scan_inputs
+    from longseq.kernels.selective_scan import selective_scan_ref
+    from longseq.kernels.selective_scan import triton_kernels as tk
+
+    name, index = which.split(":")
+    configs = getattr(tk, name)
+    if int(index) >= len(configs):
+        pytest.skip("no such config")
+    kernel = tk._scan_fwd_kernel if name == "FWD_CONFIGS" else tk._scan_bwd_kernel
+    _forced(kernel, configs[int(index)], monkeypatch)
+    inputs = selective_scan_inputs(2, 20, 70, 5, groups=2, initial_state=True)
+    opts = {"delta_softplus": True, "return_last_state": True}
+    ref = outputs_and_grads(selective_scan_ref, inputs, **opts)
+    out = outputs_and_grads(selective_scan, inputs, **opts, backend="triton")
+    assert_same_function(f"scan {which}", ref, out, ratio=RATIO[torch.float32])
+
+
+@needs_triton
+@pytest.mark.slow
+@pytest.mark.parametrize("which", [f"{name}:{i}" for name in ("STATE_CONFIGS", "SCAN_CONFIGS") for i in range(4)])
+def test_every_ssd_config_matches_the_reference(which, monkeypatch, nan_poison):
+    if not _backend.interpreting():
+        pytest.skip("forces configs in the interpreter")
+    from longseq.kernels import ssd_scan
+    from longseq.kernels._testing import RATIO, assert_same_function, outputs_and_grads, ssd_inputs
+    from longseq.kernels.ssd import ssd_scan_ref
+    from longseq.kernels.ssd import triton_kernels as tk
+
+    name, index = which.split(":")
+    kernel = tk._chunk_state_kernel if name == "STATE_CONFIGS" else tk._chunk_scan_kernel
+    _forced(kernel, getattr(tk, name)[int(index)], monkeypatch)
+    inputs = ssd_inputs(1, 150, 2, 40, 20, groups=2, initial_states=True)
+    opts = {"chunk_size": 64, "dt_softplus": True, "return_final_states": True}
+    ref = outputs_and_grads(ssd_scan_ref, inputs, **opts)
+    out = outputs_and_grads(ssd_scan, inputs, **opts, backend="triton")
+    assert_same_function(f"ssd {which}", ref, out, ratio=RATIO[torch.float32])
