@@ -137,20 +137,26 @@ def _state_passing_kernel(
     tl.store(final_ptr + pid_bh * PN + e, s, mask=m)
 
 
-# The q and k tiles (BLOCK_M x BLOCK_Q) hold all of DQ: above 4096 elements they spill on sm_90a (and at
-# BLOCK_Q = 128 with float32 inputs, (64, 128) needs 288 KB of shared memory); see benchmarks/RESULTS.md.
+# chunk_scan holds q and k (BLOCK_M x BLOCK_Q, all of DQ), S (BLOCK_Q x BLOCK_V), the accumulator and a
+# BLOCK_M x BLOCK_M block: above 128 of those elements per thread it spilled on sm_90a (and (64, 128) with
+# 8 warps spilled with float32 operands and needed 230-295 KB of shared memory at BLOCK_Q = 128, so it is
+# gone); see benchmarks/RESULTS.md.
 SCAN_CONFIGS = (
     triton.Config({"BLOCK_M": 32, "BLOCK_V": 32}, num_warps=4),
     triton.Config({"BLOCK_M": 64, "BLOCK_V": 64}, num_warps=4),
     triton.Config({"BLOCK_M": 64, "BLOCK_V": 32}, num_warps=4),
-    triton.Config({"BLOCK_M": 64, "BLOCK_V": 128}, num_warps=8),
 )
+
+
+def _chunk_scan_fits(config, kwargs) -> bool:
+    m, v, q = config.kwargs["BLOCK_M"], config.kwargs["BLOCK_V"], kwargs["BLOCK_Q"]
+    return (2 * m * q + q * v + m * v + m * m) // (32 * config.num_warps) <= 128
 
 
 @triton.autotune(
     configs=autotune_configs(*SCAN_CONFIGS),
     key=["DQ", "DV", "T", "work_class"],
-    prune_configs_by=keep_configs(lambda config, kwargs: config.kwargs["BLOCK_M"] * kwargs["BLOCK_Q"] <= 4096),
+    prune_configs_by=keep_configs(_chunk_scan_fits),
 )
 @triton.jit(do_not_specialize=["work_class"])
 def _chunk_scan_kernel(
