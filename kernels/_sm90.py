@@ -31,7 +31,10 @@ import torch
 
 # An sm_90a block may use at most this much shared memory (cudaDevAttrMaxSharedMemoryPerBlockOptin on H100).
 MAX_SHARED = 232448
-MAX_REGS = 255
+# Spills up to this many bytes per thread are tolerated: a few words that ptxas moves to local memory (cached
+# in L1) in some flag combinations; the spills worth failing for are the hundreds of bytes of a tile that
+# does not fit (up to 6.5 KB per thread here before the launch settings changed).
+SPILL_TOLERANCE = 32
 
 
 @dataclasses.dataclass
@@ -49,7 +52,7 @@ class Compiled:
 
     def problems(self) -> list[str]:
         out = []
-        if self.stack:
+        if self.stack > SPILL_TOLERANCE:
             out.append(f"spills ({self.stack} B of stack per thread)")
         if self.shared > MAX_SHARED:
             out.append(f"needs {self.shared} B of shared memory > {MAX_SHARED}")
@@ -394,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
             json.dump(
                 {
                     "seconds": seconds,
-                    "compiled": [dataclasses.asdict(c) for c in compiled],
+                    "compiled": [{**dataclasses.asdict(c), "problems": c.problems()} for c in compiled],
                     "failures": [dataclasses.asdict(f) for f in failures],
                 },
                 f,

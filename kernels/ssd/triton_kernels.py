@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from longseq.kernels._triton import autotune_configs, keep_configs, on_device, pow2, size_class
+from longseq.kernels._triton import autotune_configs, on_device, pow2, size_class
 
 
 def chunk_grid(b: int, h: int, n_chunks: int, tiles: int) -> tuple[int, int]:
@@ -138,26 +138,14 @@ def _state_passing_kernel(
 
 
 # chunk_scan holds q and k (BLOCK_M x BLOCK_Q, all of DQ), S (BLOCK_Q x BLOCK_V), the accumulator and a
-# BLOCK_M x BLOCK_M block: above 128 of those elements per thread it spilled on sm_90a (and (64, 128) with
-# 8 warps spilled with float32 operands and needed 230-295 KB of shared memory at BLOCK_Q = 128, so it is
-# gone); see benchmarks/RESULTS.md.
-SCAN_CONFIGS = (
-    triton.Config({"BLOCK_M": 32, "BLOCK_V": 32}, num_warps=4),
-    triton.Config({"BLOCK_M": 64, "BLOCK_V": 64}, num_warps=4),
-    triton.Config({"BLOCK_M": 64, "BLOCK_V": 32}, num_warps=4),
-)
+# BLOCK_M x BLOCK_M block. On sm_90a every larger tile spilled in some variant the launches produce (64-row
+# blocks 136-512 B per thread with float32 operands, 32 x 64 up to 56 B; 64 x 128 with 8 warps also needed
+# 230-295 KB of shared memory), so one config remains (benchmarks/RESULTS.md); larger tiles would need a loop
+# over DQ.
+SCAN_CONFIGS = (triton.Config({"BLOCK_M": 32, "BLOCK_V": 32}, num_warps=4),)
 
 
-def _chunk_scan_fits(config, kwargs) -> bool:
-    m, v, q = config.kwargs["BLOCK_M"], config.kwargs["BLOCK_V"], kwargs["BLOCK_Q"]
-    return (2 * m * q + q * v + m * v + m * m) // (32 * config.num_warps) <= 128
-
-
-@triton.autotune(
-    configs=autotune_configs(*SCAN_CONFIGS),
-    key=["DQ", "DV", "T", "work_class"],
-    prune_configs_by=keep_configs(_chunk_scan_fits),
-)
+@triton.autotune(configs=autotune_configs(*SCAN_CONFIGS), key=["DQ", "DV", "T", "work_class"])
 @triton.jit(do_not_specialize=["work_class"])
 def _chunk_scan_kernel(
     q_ptr,

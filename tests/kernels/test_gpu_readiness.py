@@ -180,18 +180,7 @@ def test_every_selective_scan_config_matches_the_reference(which, monkeypatch, n
 
 @needs_triton
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "which",
-    [
-        "STATE_CONFIGS:0",
-        "STATE_CONFIGS:1",
-        "STATE_CONFIGS:2",
-        "STATE_CONFIGS:3",
-        "SCAN_CONFIGS:0",
-        "SCAN_CONFIGS:1",
-        "SCAN_CONFIGS:2",
-    ],
-)
+@pytest.mark.parametrize("which", [f"STATE_CONFIGS:{i}" for i in range(4)] + ["SCAN_CONFIGS:0"])
 def test_every_ssd_config_matches_the_reference(which, monkeypatch, nan_poison):
     if not _backend.interpreting():
         pytest.skip("forces configs in the interpreter")

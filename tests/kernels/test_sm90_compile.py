@@ -1,7 +1,8 @@
 """Every Triton kernel compiles for an H100 (sm_90a) through Triton's code generator and its bundled ptxas, on
 the CPU. The interpreter that runs the other kernel tests never generates code, so a kernel can pass them all
 and still fail to compile on a GPU (as the causal conv's backward with initial states once did); this also
-fails on register spills and on blocks that need more shared memory than an H100 has.
+fails on register spills (above a few words per thread, `kernels._sm90.SPILL_TOLERANCE`) and on blocks that
+need more shared memory than an H100 has.
 
 The default run compiles each kernel once, as the public ops launch it with every option on; the slow run
 compiles every flag combination, dtype and block-changing size, in every autotune config.
@@ -59,10 +60,9 @@ def check(report: dict) -> None:
     failures = [f"{f['case']}: {f['error'][-1500:]}" for f in report["failures"]]
     assert not failures, "kernels that do not compile for sm_90a:\n" + "\n".join(failures)
     problems = [
-        f"{c['case']}: {c['kernel']} {c['constexprs']} num_warps={c['num_warps']}: "
-        + (f"{c['stack']} B of spills per thread" if c["stack"] else f"{c['shared']} B of shared memory")
+        f"{c['case']}: {c['kernel']} {c['constexprs']} num_warps={c['num_warps']}: {'; '.join(c['problems'])}"
         for c in report["compiled"]
-        if c["stack"] or c["shared"] > 232448
+        if c["problems"]
     ]
     assert not problems, "compiled kernels that spill or do not fit:\n" + "\n".join(problems)
 
