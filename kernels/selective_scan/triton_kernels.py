@@ -52,8 +52,8 @@ def _per_thread(config, kwargs) -> int:
     return config.kwargs["BLOCK_D"] * kwargs["BLOCK_N"] * kwargs["BLOCK_L"] // (32 * config.num_warps)
 
 
-# Configs that do not spill on sm_90a (compile report in benchmarks/RESULTS.md): the forward holds up to 64
-# tile elements per thread, the backward (twice the live tiles) 16 and at least 4 (with fewer, at BLOCK_D = 1
+# Configs that do not spill on sm_90a (compile report in benchmarks/RESULTS.md): the forward holds up to 32
+# tile elements per thread (at 64, n = 64 with float32 inputs spilled 48-192 B), the backward (twice the live tiles) 16 and at least 4 (with fewer, at BLOCK_D = 1
 # and n = 16, it spilled 8 B); BLOCK_D = 1 or 2 serve n >= 64. The backward's (4, 8 warps) spilled 16 B
 # without the optional inputs and is left out.
 FWD_CONFIGS = (
@@ -74,7 +74,7 @@ BWD_CONFIGS = (
 @triton.autotune(
     configs=autotune_configs(*FWD_CONFIGS),
     key=["dg", "n", "HAS_Z", "b_class", "l_class"],
-    prune_configs_by=keep_configs(lambda config, kwargs: _per_thread(config, kwargs) <= 64),
+    prune_configs_by=keep_configs(lambda config, kwargs: _per_thread(config, kwargs) <= 32),
 )
 @triton.jit(do_not_specialize=["b_class", "l_class"])
 def _scan_fwd_kernel(
