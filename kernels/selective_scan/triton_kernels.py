@@ -52,10 +52,10 @@ def _per_thread(config, kwargs) -> int:
     return config.kwargs["BLOCK_D"] * kwargs["BLOCK_N"] * kwargs["BLOCK_L"] // (32 * config.num_warps)
 
 
-# Configs that do not spill on sm_90a (compile report in benchmarks/RESULTS.md): the forward holds up to 32
-# tile elements per thread (at 64, n = 64 with float32 inputs spilled 48-192 B), the backward (twice the live tiles) 16 and at least 4 (with fewer, at BLOCK_D = 1
-# and n = 16, it spilled 8 B); BLOCK_D = 1 or 2 serve n >= 64. The backward's (4, 8 warps) spilled 16 B
-# without the optional inputs and is left out.
+# Configs that do not spill on sm_90a (compile report in benchmarks/RESULTS.md). Forward: up to 32 tile
+# elements per thread (at 64, n = 64 with float32 inputs spilled 48-192 B). Backward (twice the live tiles):
+# 4 to 16 (with 2, BLOCK_D = 1 at n = 16 spilled 8 B); its (4, 8 warps) spilled 16 B without the optional
+# inputs and is left out. BLOCK_D = 1 or 2 serve n >= 64.
 FWD_CONFIGS = (
     triton.Config({"BLOCK_D": 4}, num_warps=4),
     triton.Config({"BLOCK_D": 8}, num_warps=4),
