@@ -74,6 +74,8 @@ class SSDScanFn(torch.autograd.Function):
         def by_chunk(v):  # (b, l, h) -> (b, c, T, h), zero past l
             return F.pad(v, (0, 0, 0, c * T - l)).view(b, c, T, h)
 
+        # d_k of the module docstring, every term added: inside the chunk, the state entering it (each step's
+        # share, then exp(a_T) gS . S_{c-1} for every step), the state leaving it (the steps before k)
         entering = by_chunk(
             (dy * tk.chunk_scan(C, B, X, prev, a_cum, reverse=False, transpose_states=True, intra=False)).sum(-1)
         )
