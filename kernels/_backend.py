@@ -33,14 +33,17 @@ def interpreting() -> bool:
 def choose(x: torch.Tensor, backend: str | None, *, has_triton: bool = True) -> Backend:
     """Pick the backend for one call.
 
+    The automatic choice is triton for CUDA tensors, except float64 ones (the kernels compute in float32), and
+    torch otherwise.
+
     Args:
-        x: a representative input; its device decides the automatic choice.
+        x: a representative input; its device and dtype decide the automatic choice.
         backend: an explicit choice, or None for automatic (overridden by ``LONGSEQ_BACKEND``).
         has_triton: whether this op has a Triton implementation.
     """
     choice = backend or os.environ.get("LONGSEQ_BACKEND") or None
     if choice is None:
-        if x.is_cuda and has_triton and triton_available():
+        if x.is_cuda and has_triton and x.dtype != torch.float64 and triton_available():
             return "triton"
         return "torch"
     if choice not in BACKENDS:
@@ -50,6 +53,9 @@ def choose(x: torch.Tensor, backend: str | None, *, has_triton: bool = True) -> 
             raise ValueError("this op has no triton backend")
         if not (x.is_cuda or interpreting()):
             raise ValueError("the triton backend needs CUDA tensors, or TRITON_INTERPRET=1 to run on the CPU")
+        if x.dtype == torch.float64:
+            # the kernels compute in float32 (and SSD's tl.dot cannot mix float32 and float64 operands)
+            raise ValueError("the triton backend takes float32, float16 or bfloat16; use backend='torch' for float64")
         if not triton_available():
             raise ValueError("the triton backend was requested but triton does not import")
     return choice  # type: ignore[return-value]

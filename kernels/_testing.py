@@ -6,9 +6,10 @@ Nothing here is imported by the public ops.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
@@ -22,6 +23,33 @@ RATIO = {torch.float64: 1e-9, torch.float32: 3e-5, torch.float16: 5e-3, torch.bf
 def has_triton() -> bool:
     """Whether Triton kernels can be tested here (on the CPU they run through the interpreter)."""
     return importlib.util.find_spec("triton") is not None
+
+
+@contextlib.contextmanager
+def tf32_dots() -> Iterator[None]:
+    """Inside, the interpreter's tl.dot runs as an H100 runs it on float32 operands by default: TF32, whose
+    tensor cores read 10 of the 23 mantissa bits (truncated: a relative error up to 2^-10), accumulating in
+    float32. Needs TRITON_INTERPRET=1 (the interpreter's dot is what it replaces)."""
+    import numpy as np
+    from triton.runtime import interpreter
+
+    builder = type(interpreter.interpreter_builder)
+    real_dot = builder.create_dot
+
+    def tf32(handle):
+        data = handle.data
+        if data.dtype == np.float32:
+            data = (data.view(np.uint32) & np.uint32(0xFFFFE000)).view(np.float32)
+        return interpreter.TensorHandle(data, handle.dtype)
+
+    def dot(self, a, b, acc, *args):
+        return real_dot(self, tf32(a), tf32(b), acc, *args)
+
+    builder.create_dot = dot
+    try:
+        yield
+    finally:
+        builder.create_dot = real_dot
 
 
 def assert_close(name: str, ref: torch.Tensor, out: torch.Tensor, *, ratio: float, atol: float = 0.0) -> None:

@@ -18,6 +18,24 @@ def autotune_configs(*configs: triton.Config) -> list[triton.Config]:
     return list(configs[:1]) if interpreting() else list(configs)
 
 
+def keep_configs(fits) -> dict:
+    """``prune_configs_by`` for `triton.autotune`: the configs for which ``fits(config, launch_kwargs)`` holds
+    (``launch_kwargs`` holds the constexprs of the launch, such as BLOCK_N), or else the first one. Used to
+    drop the configs that spill registers or exceed shared memory at some sizes (see kernels/_sm90.py)."""
+
+    def prune(configs, named_args, **kwargs):
+        return [c for c in configs if fits(c, kwargs)] or list(configs[:1])
+
+    return {"early_config_prune": prune}
+
+
+def size_class(n: int) -> int:
+    """n rounded down to a power of two (0 stays 0). Autotune keys hold the size classes of the batch and the
+    length, so that the config picked at a 1-step or empty first call does not serve long inputs, while a few
+    classes cover every size."""
+    return 1 << (n.bit_length() - 1) if n > 0 else 0
+
+
 def on_device(x: torch.Tensor):
     """Make x's GPU current for a launch (multi-GPU); nothing on the CPU. No torch.cuda call."""
     return torch.accelerator.device_index(x.device.index) if x.is_cuda else contextlib.nullcontext()

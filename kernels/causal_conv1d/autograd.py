@@ -10,7 +10,8 @@ from longseq.kernels.causal_conv1d import triton_kernels as tk
 class CausalConv1dFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, initial_states, silu):
-        weight = weight.contiguous()
+        weight = weight.contiguous()  # the kernels index weight (d, w) and bias (d,) as contiguous
+        bias = None if bias is None else bias.contiguous()
         y = tk.conv_fwd(x, weight, bias, initial_states, silu)
         ctx.save_for_backward(x, weight, bias, initial_states)
         ctx.silu = silu
@@ -34,9 +35,10 @@ def causal_conv1d_triton(x, weight, bias, initial_states, return_final_states, a
     y = CausalConv1dFn.apply(x, weight, bias, initial_states, activation is not None)
     if not return_final_states:
         return y
-    w = weight.shape[1]
-    history = x.new_zeros(*x.shape[:2], w - 1) if initial_states is None else initial_states.to(x.dtype)
-    return y, torch.cat([history, x], dim=-1)[..., x.shape[-1] :]
+    keep, l = weight.shape[1] - 1, x.shape[-1]
+    history = x.new_zeros(*x.shape[:2], keep) if initial_states is None else initial_states.to(x.dtype)
+    # the last w - 1 inputs of [history, x], without copying all of x
+    return y, torch.cat([history[..., min(l, keep) :], x[..., max(0, l - keep) :]], dim=-1)
 
 
 def causal_conv1d_update_triton(x, conv_state, weight, bias, activation):

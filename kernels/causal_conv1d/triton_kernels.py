@@ -3,7 +3,9 @@
 One program covers (BLOCK_D channels, BLOCK_L positions) of one batch row and sums the W taps directly; inputs
 before position 0 come from the initial states. The backward first turns dy into the gradient before the
 activation (the forward kernel recomputing its pre-activation), then a second kernel gathers dx (and the
-initial states' gradient) and per-program partial sums of dweight. All offsets are 64-bit.
+initial states' gradient) and per-program partial sums of dweight. All offsets are 64-bit. The grid is
+(b * position blocks, channel blocks): the long axis goes in grid x, which allows 2^31 - 1 programs, where grid
+y and z stop at 65535 (l = 4.2M at BLOCK_L = 64).
 """
 
 from __future__ import annotations
@@ -15,6 +17,18 @@ import triton.language as tl
 from longseq.kernels._triton import on_device, pow2, sigmoid, strides
 
 BLOCK_D, BLOCK_L = 16, 64
+
+
+def grid(b: int, d: int, l: int) -> tuple[int, int]:
+    """The launch grid of the (b, d, l) kernels: (b * cdiv(l, BLOCK_L), cdiv(d, BLOCK_D)); see `row_and_block`."""
+    return (b * triton.cdiv(l, BLOCK_L), triton.cdiv(d, BLOCK_D))
+
+
+@triton.jit
+def row_and_block(n_lblocks):
+    """This program's batch row and block of positions (int64), from grid x = b * n_lblocks."""
+    pid = tl.program_id(0).to(tl.int64)
+    return pid // n_lblocks, pid % n_lblocks
 
 
 @triton.jit
@@ -42,6 +56,7 @@ def _conv_fwd_kernel(
     out_ptr,
     l,
     d,
+    n_lblocks,
     s_xb,
     s_xd,
     s_xl,
@@ -63,9 +78,9 @@ def _conv_fwd_kernel(
     BLOCK_L: tl.constexpr,
 ):
     """out = act(conv(x)); with GRAD, out = dy * act'(conv(x)) (the gradient before the activation)."""
-    bi = tl.program_id(0).to(tl.int64)
+    bi, pid_l = row_and_block(n_lblocks)
     dd = (tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)).to(tl.int64)
-    t = (tl.program_id(2) * BLOCK_L + tl.arange(0, BLOCK_L)).to(tl.int64)
+    t = pid_l * BLOCK_L + tl.arange(0, BLOCK_L).to(tl.int64)
     d_mask = dd < d
     m = d_mask[:, None] & (t < l)[None, :]
     acc = tl.zeros([BLOCK_D, BLOCK_L], dtype=tl.float32)
@@ -113,10 +128,9 @@ def _conv_bwd_kernel(
     BLOCK_W: tl.constexpr,
 ):
     """dx[t] = sum_k w[k] dpre[t + W - 1 - k]; dweight partial sums per (batch row, block of positions)."""
-    bi = tl.program_id(0).to(tl.int64)
+    bi, pid_l = row_and_block(n_lblocks)
     dd = (tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)).to(tl.int64)
-    pid_l = tl.program_id(2)
-    t = (pid_l * BLOCK_L + tl.arange(0, BLOCK_L)).to(tl.int64)
+    t = pid_l * BLOCK_L + tl.arange(0, BLOCK_L).to(tl.int64)
     d_mask = dd < d
     m = d_mask[:, None] & (t < l)[None, :]
     row = (bi * d + dd[:, None]) * l  # dpre and dx are (b, d, l) contiguous
@@ -137,9 +151,10 @@ def _conv_bwd_kernel(
             acc = tl.zeros([BLOCK_D, BLOCK_W], dtype=tl.float32)
             for k in tl.static_range(W):
                 wk = tl.load(w_ptr + dd * W + k, mask=d_mask, other=0.0).to(tl.float32)
-                src = j - k
-                ok = d_mask[:, None] & (src >= 0)[None, :] & (src < l)[None, :]
-                acc += wk[:, None] * tl.load(dpre_ptr + row + src[None, :], mask=ok, other=0.0)
+                # a new name: a variable live before a runtime `if` must keep its shape inside it (GPU compile)
+                src_j = j - k
+                ok = d_mask[:, None] & (src_j >= 0)[None, :] & (src_j < l)[None, :]
+                acc += wk[:, None] * tl.load(dpre_ptr + row + src_j[None, :], mask=ok, other=0.0)
             tl.store(
                 dinit_ptr + (bi * d + dd[:, None]) * (W - 1) + j[None, :],
                 acc,
@@ -176,7 +191,7 @@ def conv_bwd_from_dpre(x, weight, initial_states, dpre):
     dw = torch.empty(b, n_lblocks, d, w, **f32)
     dinit = torch.empty(b, d, w - 1, **f32) if initial_states is not None else None
     with on_device(x):
-        _conv_bwd_kernel[(b, triton.cdiv(d, BLOCK_D), n_lblocks)](
+        _conv_bwd_kernel[grid(b, d, l)](
             x, weight, initial_states, dpre, dx, dinit, dw,
             l, d, n_lblocks, *x.stride(), *strides(initial_states, 3),
             W=w, HAS_INIT=initial_states is not None, BLOCK_D=BLOCK_D, BLOCK_L=BLOCK_L, BLOCK_W=pow2(w - 1),
@@ -186,11 +201,10 @@ def conv_bwd_from_dpre(x, weight, initial_states, dpre):
 
 def _launch_fwd(x, weight, bias, initial_states, dy, out, silu):
     b, d, l = x.shape
-    grid = (b, triton.cdiv(d, BLOCK_D), triton.cdiv(l, BLOCK_L))
     with on_device(x):
-        _conv_fwd_kernel[grid](
+        _conv_fwd_kernel[grid(b, d, l)](
             x, weight, bias, initial_states, dy, out,
-            l, d, *x.stride(), *strides(initial_states, 3), *strides(dy, 3), *out.stride(),
+            l, d, triton.cdiv(l, BLOCK_L), *x.stride(), *strides(initial_states, 3), *strides(dy, 3), *out.stride(),
             W=weight.shape[1], HAS_BIAS=bias is not None, HAS_INIT=initial_states is not None, SILU=silu,
             GRAD=dy is not None, BLOCK_D=BLOCK_D, BLOCK_L=BLOCK_L,
         )  # fmt: skip

@@ -14,7 +14,8 @@ class HyenaPreFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, weight, bias):
-        weight = weight.contiguous()
+        weight = weight.contiguous()  # indexed by channel in the kernels, as bias
+        bias = None if bias is None else bias.contiguous()
         ctx.save_for_backward(u, weight, bias)
         return tk.pre_fwd(u, weight, bias)
 
@@ -32,6 +33,7 @@ class HyenaPostFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, y, vg, x0, D):
+        D = D.contiguous()  # indexed by channel in the kernel
         ctx.save_for_backward(y, vg, x0, D)
         return tk.post_fwd(y, vg, x0, D)
 

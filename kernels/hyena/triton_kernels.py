@@ -10,7 +10,7 @@ import triton
 import triton.language as tl
 
 from longseq.kernels._triton import on_device
-from longseq.kernels.causal_conv1d.triton_kernels import BLOCK_D, BLOCK_L, _x_at
+from longseq.kernels.causal_conv1d.triton_kernels import BLOCK_D, BLOCK_L, _x_at, grid, row_and_block
 
 
 @triton.jit
@@ -55,6 +55,7 @@ def _pre_kernel(
     dpre_ptr,
     l,
     d,
+    n_lblocks,
     s_ub,
     s_ud,
     s_ul,
@@ -65,9 +66,9 @@ def _pre_kernel(
     BLOCK_L: tl.constexpr,
 ):
     """Forward: x0 and vg = v * x1 (b, d, l). With GRAD: dpre (b, 3d, l) from dx0 and dvg."""
-    bi = tl.program_id(0).to(tl.int64)
+    bi, pid_l = row_and_block(n_lblocks)
     dd = (tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)).to(tl.int64)
-    t = (tl.program_id(2) * BLOCK_L + tl.arange(0, BLOCK_L)).to(tl.int64)
+    t = pid_l * BLOCK_L + tl.arange(0, BLOCK_L).to(tl.int64)
     d_mask = dd < d
     m = d_mask[:, None] & (t < l)[None, :]
     x1 = _conv_stream(u_ptr, w_ptr, bias_ptr, bi, dd + d, d_mask, t, l, s_ub, s_ud, s_ul, W, HAS_BIAS, BLOCK_D, BLOCK_L)
@@ -77,10 +78,13 @@ def _pre_kernel(
     off = (bi * d + dd[:, None]) * l + t[None, :]  # (b, d, l) contiguous
     if GRAD:
         dvg = tl.load(dvg_ptr + off, mask=m, other=0.0).to(tl.float32)
-        pre = (bi * 3 * d + dd[:, None]) * l + t[None, :]  # (b, 3d, l) contiguous
-        tl.store(dpre_ptr + pre, tl.load(dx0_ptr + off, mask=m, other=0.0).to(tl.float32), mask=m)
-        tl.store(dpre_ptr + pre + d * l, dvg * v, mask=m)
-        tl.store(dpre_ptr + pre + 2 * d * l, dvg * x1, mask=m)
+        # (b, 3d, l) contiguous; the stream's channel is computed in int64 (d * l alone can pass 2^31)
+        x0_pre = ((bi * 3 + 0) * d + dd[:, None]) * l + t[None, :]
+        x1_pre = ((bi * 3 + 1) * d + dd[:, None]) * l + t[None, :]
+        v_pre = ((bi * 3 + 2) * d + dd[:, None]) * l + t[None, :]
+        tl.store(dpre_ptr + x0_pre, tl.load(dx0_ptr + off, mask=m, other=0.0).to(tl.float32), mask=m)
+        tl.store(dpre_ptr + x1_pre, dvg * v, mask=m)
+        tl.store(dpre_ptr + v_pre, dvg * x1, mask=m)
     else:
         x0 = _conv_stream(u_ptr, w_ptr, bias_ptr, bi, dd, d_mask, t, l, s_ub, s_ud, s_ul, W, HAS_BIAS, BLOCK_D, BLOCK_L)
         tl.store(x0_ptr + off, x0, mask=m)
@@ -109,10 +113,9 @@ def _post_kernel(
     BLOCK_L: tl.constexpr,
 ):
     """Forward: out = (y + D vg) x0. With GRAD: dy = dout x0 (also vg's skip gradient / D), dx0, partial dD."""
-    bi = tl.program_id(0).to(tl.int64)
+    bi, pid_l = row_and_block(n_lblocks)
     dd = (tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)).to(tl.int64)
-    pid_l = tl.program_id(2)
-    t = (pid_l * BLOCK_L + tl.arange(0, BLOCK_L)).to(tl.int64)
+    t = pid_l * BLOCK_L + tl.arange(0, BLOCK_L).to(tl.int64)
     d_mask = dd < d
     m = d_mask[:, None] & (t < l)[None, :]
     off = (bi * d + dd[:, None]) * l + t[None, :]
@@ -131,10 +134,6 @@ def _post_kernel(
         tl.store(out_ptr + off, pre * x0, mask=m)
 
 
-def _grid(b, d, l):
-    return (b, triton.cdiv(d, BLOCK_D), triton.cdiv(l, BLOCK_L))
-
-
 def pre_fwd(u, weight, bias):
     """u (b, 3d, l) any strides; weight (3d, w) contiguous. Returns x0, vg (b, d, l) in u's dtype."""
     b, d3, l = u.shape
@@ -142,9 +141,9 @@ def pre_fwd(u, weight, bias):
     x0 = torch.empty(b, d, l, device=u.device, dtype=u.dtype)
     vg = torch.empty_like(x0)
     with on_device(u):
-        _pre_kernel[_grid(b, d, l)](
+        _pre_kernel[grid(b, d, l)](
             u, weight, bias, None, None, x0, vg, None,
-            l, d, *u.stride(),
+            l, d, triton.cdiv(l, BLOCK_L), *u.stride(),
             W=weight.shape[1], HAS_BIAS=bias is not None, GRAD=False, BLOCK_D=BLOCK_D, BLOCK_L=BLOCK_L,
         )  # fmt: skip
     return x0, vg
@@ -155,9 +154,9 @@ def pre_grad(u, weight, bias, dx0, dvg):
     b, d3, l = u.shape
     dpre = torch.empty(b, d3, l, device=u.device, dtype=torch.float32)
     with on_device(u):
-        _pre_kernel[_grid(b, d3 // 3, l)](
+        _pre_kernel[grid(b, d3 // 3, l)](
             u, weight, bias, dx0, dvg, None, None, dpre,
-            l, d3 // 3, *u.stride(),
+            l, d3 // 3, triton.cdiv(l, BLOCK_L), *u.stride(),
             W=weight.shape[1], HAS_BIAS=bias is not None, GRAD=True, BLOCK_D=BLOCK_D, BLOCK_L=BLOCK_L,
         )  # fmt: skip
     return dpre
@@ -168,9 +167,9 @@ def post_fwd(y, vg, x0, D):
     b, d, l = vg.shape
     out = torch.empty_like(vg)
     with on_device(vg):
-        _post_kernel[_grid(b, d, l)](
+        _post_kernel[grid(b, d, l)](
             y, vg, x0, D, None, out, None, None, None,
-            l, d, 1, *y.stride(),
+            l, d, triton.cdiv(l, BLOCK_L), *y.stride(),
             GRAD=False, BLOCK_D=BLOCK_D, BLOCK_L=BLOCK_L,
         )  # fmt: skip
     return out
@@ -184,7 +183,7 @@ def post_bwd(y, vg, x0, D, dout):
     dy, dx0 = torch.empty(b, d, l, **f32), torch.empty(b, d, l, **f32)
     dD = torch.empty(b, n_lblocks, d, **f32)
     with on_device(vg):
-        _post_kernel[_grid(b, d, l)](
+        _post_kernel[grid(b, d, l)](
             y, vg, x0, D, dout, None, dy, dx0, dD,
             l, d, n_lblocks, *y.stride(),
             GRAD=True, BLOCK_D=BLOCK_D, BLOCK_L=BLOCK_L,

@@ -14,6 +14,7 @@ class AddNormFn(torch.autograd.Function):
         shape = x.shape
         x2 = x.reshape(-1, shape[-1]).contiguous()
         res2 = None if residual is None else residual.reshape(-1, shape[-1]).contiguous()
+        bias = None if bias is None else bias.contiguous()  # the kernels index w and b by column
         y, r, mean, rstd = tk.add_norm_fwd(x2, res2, weight.contiguous(), bias, eps, is_rms_norm, res_dtype)
         ctx.save_for_backward(r, weight, bias, mean, rstd)
         ctx.is_rms_norm, ctx.has_res = is_rms_norm, residual is not None

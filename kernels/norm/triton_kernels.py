@@ -2,6 +2,10 @@
 
 One program normalises ROWS rows in turn (a whole row of d features fits one block); the backward accumulates
 the weight and bias gradients of its rows in registers and stores one partial sum per program.
+
+Launch settings (sm_90a compile report in benchmarks/RESULTS.md): the warps grow with the block as in
+mamba_ssm's layer_norm (BLOCK / 256, 1 to 8), since 4 warps hold a backward row of 4096 in 255 registers and
+spill 6.5 KB per thread at 8192; one row per program at decode sizes, so that a few rows spread over the SMs.
 """
 
 from __future__ import annotations
@@ -12,7 +16,16 @@ import triton.language as tl
 
 from longseq.kernels._triton import on_device, pow2
 
-ROWS = 16
+
+def num_warps(block: int) -> int:
+    """Warps for a row block of ``block`` features: one per 256, at least 1, at most 8."""
+    return min(max(block // 256, 1), 8)
+
+
+def rows_per_program(rows: int) -> int:
+    """1 below 4096 rows (each row its own program); more above, so that the backward's per-program partial
+    sums of dweight (programs x d floats) stay small."""
+    return 1 if rows < 4096 else 4 if rows < 16384 else 16
 
 
 @triton.jit
@@ -119,11 +132,13 @@ def add_norm_fwd(x, residual, weight, bias, eps, is_rms_norm, res_dtype):
     r = torch.empty(rows, d, device=x.device, dtype=res_dtype)
     mean = torch.empty(rows, device=x.device, dtype=torch.float32)
     rstd = torch.empty(rows, device=x.device, dtype=torch.float32)
+    per, block = rows_per_program(rows), pow2(d)
     with on_device(x):
-        _add_norm_fwd_kernel[(triton.cdiv(rows, ROWS),)](
+        _add_norm_fwd_kernel[(triton.cdiv(rows, per),)](
             x, residual, weight, bias, y, r, mean, rstd,
             rows, d, eps,
-            HAS_RES=residual is not None, HAS_BIAS=bias is not None, IS_RMS=is_rms_norm, ROWS=ROWS, BLOCK=pow2(d),
+            HAS_RES=residual is not None, HAS_BIAS=bias is not None, IS_RMS=is_rms_norm, ROWS=per, BLOCK=block,
+            num_warps=num_warps(block),
         )  # fmt: skip
     return y, r, mean, rstd
 
@@ -131,7 +146,8 @@ def add_norm_fwd(x, residual, weight, bias, eps, is_rms_norm, res_dtype):
 def add_norm_bwd(r, weight, bias, mean, rstd, is_rms_norm, dy, dres_out):
     """Returns the gradient of the sum r (rows, d) float32, dweight (d,), dbias (d,) or None."""
     rows, d = r.shape
-    n_prog = triton.cdiv(rows, ROWS)
+    per, block = rows_per_program(rows), pow2(d)
+    n_prog = triton.cdiv(rows, per)
     dr = torch.empty(rows, d, device=r.device, dtype=torch.float32)
     dw = torch.empty(n_prog, d, device=r.device, dtype=torch.float32)
     db = torch.empty(n_prog, d, device=r.device, dtype=torch.float32) if bias is not None else None
@@ -139,6 +155,7 @@ def add_norm_bwd(r, weight, bias, mean, rstd, is_rms_norm, dy, dres_out):
         _add_norm_bwd_kernel[(n_prog,)](
             r, weight, mean, rstd, dy, dres_out, dr, dw, db,
             rows, d,
-            HAS_DRES=dres_out is not None, HAS_BIAS=bias is not None, IS_RMS=is_rms_norm, ROWS=ROWS, BLOCK=pow2(d),
+            HAS_DRES=dres_out is not None, HAS_BIAS=bias is not None, IS_RMS=is_rms_norm, ROWS=per, BLOCK=block,
+            num_warps=num_warps(block),
         )  # fmt: skip
     return dr, dw.sum(0), (db.sum(0) if db is not None else None)

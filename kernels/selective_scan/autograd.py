@@ -59,4 +59,5 @@ def selective_state_update_triton(state, x, dt, A, B, C, D, z, dt_bias, dt_softp
     """Same contract as `selective_state_update_ref` (no autograd: a decode step)."""
     if B.dim() == 2:
         B, C = B.unsqueeze(1), C.unsqueeze(1)
-    return tk.state_update(state, x, dt, A.contiguous(), B, C, D, z, dt_bias, dt_softplus)
+    # A keeps its strides (Mamba-2's is an expanded view, not copied every step); D and dt_bias are indexed by channel
+    return tk.state_update(state, x, dt, A, B, C, _contiguous_or_none(D), z, _contiguous_or_none(dt_bias), dt_softplus)

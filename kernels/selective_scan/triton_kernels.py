@@ -14,7 +14,16 @@ import torch
 import triton
 import triton.language as tl
 
-from longseq.kernels._triton import autotune_configs, on_device, pow2, sigmoid, softplus, strides
+from longseq.kernels._triton import (
+    autotune_configs,
+    keep_configs,
+    on_device,
+    pow2,
+    sigmoid,
+    size_class,
+    softplus,
+    strides,
+)
 
 # Steps per tile, and so between the states the forward keeps for the backward.
 BLOCK_L = 32
@@ -38,16 +47,36 @@ def _delta_tile(delta_ptr, bias, off, mask, HAS_BIAS: tl.constexpr, SOFTPLUS: tl
     return tl.where(mask, dl, 0.0), raw
 
 
-@triton.autotune(
-    configs=autotune_configs(
-        triton.Config({"BLOCK_D": 4}, num_warps=4),
-        triton.Config({"BLOCK_D": 8}, num_warps=4),
-        triton.Config({"BLOCK_D": 8}, num_warps=8),
-        triton.Config({"BLOCK_D": 16}, num_warps=8),
-    ),
-    key=["dg", "n", "HAS_Z"],
+def _per_thread(config, kwargs) -> int:
+    """Elements of a (BLOCK_D, BLOCK_N, BLOCK_L) tile per thread: what decides the registers of the scans."""
+    return config.kwargs["BLOCK_D"] * kwargs["BLOCK_N"] * kwargs["BLOCK_L"] // (32 * config.num_warps)
+
+
+# Configs that do not spill on sm_90a (compile report in benchmarks/RESULTS.md). Forward: up to 32 tile
+# elements per thread (at 64, n = 64 with float32 inputs spilled 48-192 B). Backward (twice the live tiles):
+# 4 to 16 (with 2, BLOCK_D = 1 at n = 16 spilled 8 B); its (4, 8 warps) spilled 16 B without the optional
+# inputs and is left out. BLOCK_D = 1 or 2 serve n >= 64.
+FWD_CONFIGS = (
+    triton.Config({"BLOCK_D": 4}, num_warps=4),
+    triton.Config({"BLOCK_D": 8}, num_warps=4),
+    triton.Config({"BLOCK_D": 8}, num_warps=8),
+    triton.Config({"BLOCK_D": 16}, num_warps=8),
+    triton.Config({"BLOCK_D": 2}, num_warps=4),
 )
-@triton.jit
+BWD_CONFIGS = (
+    triton.Config({"BLOCK_D": 4}, num_warps=4),
+    triton.Config({"BLOCK_D": 8}, num_warps=8),
+    triton.Config({"BLOCK_D": 2}, num_warps=8),
+    triton.Config({"BLOCK_D": 1}, num_warps=8),
+)
+
+
+@triton.autotune(
+    configs=autotune_configs(*FWD_CONFIGS),
+    key=["dg", "n", "HAS_Z", "b_class", "l_class"],
+    prune_configs_by=keep_configs(lambda config, kwargs: _per_thread(config, kwargs) <= 32),
+)
+@triton.jit(do_not_specialize=["b_class", "l_class"])
 def _scan_fwd_kernel(
     u_ptr,
     delta_ptr,
@@ -66,6 +95,8 @@ def _scan_fwd_kernel(
     dg,
     n,
     n_tiles,
+    b_class,  # size_class(b * g) and size_class(l): autotune keys only, unused by the kernel
+    l_class,
     s_ub,
     s_ud,
     s_ul,
@@ -148,15 +179,12 @@ def _scan_fwd_kernel(
 
 
 @triton.autotune(
-    configs=autotune_configs(
-        triton.Config({"BLOCK_D": 4}, num_warps=4),
-        triton.Config({"BLOCK_D": 4}, num_warps=8),
-        triton.Config({"BLOCK_D": 8}, num_warps=8),
-    ),
-    key=["dg", "n", "HAS_Z"],
+    configs=autotune_configs(*BWD_CONFIGS),
+    key=["dg", "n", "HAS_Z", "b_class", "l_class"],
+    prune_configs_by=keep_configs(lambda config, kwargs: 4 <= _per_thread(config, kwargs) <= 16),
     reset_to_zero=["dB_ptr", "dC_ptr"],
 )
-@triton.jit
+@triton.jit(do_not_specialize=["b_class", "l_class"])
 def _scan_bwd_kernel(
     u_ptr,
     delta_ptr,
@@ -182,6 +210,8 @@ def _scan_bwd_kernel(
     dg,
     n,
     n_tiles,
+    b_class,  # size_class(b * g) and size_class(l): autotune keys only, unused by the kernel
+    l_class,
     s_ub,
     s_ud,
     s_ul,
@@ -299,8 +329,9 @@ def _scan_bwd_kernel(
         tl.store(du_ptr + g_off, du, mask=m2)
         tl.store(ddelta_ptr + g_off, ddl, mask=m2)
         dB_off = ((bi * g + gi) * n + nn[:, None]) * l + t[None, :]
-        tl.atomic_add(dB_ptr + dB_off, tl.sum(G * (dl * u)[:, None, :], axis=0), mask=nt_mask)
-        tl.atomic_add(dC_ptr + dB_off, tl.sum(hs * dy[:, None, :], axis=0), mask=nt_mask)
+        # pure accumulation, read by a later launch: no ordering needed (relaxed, not the default acq_rel)
+        tl.atomic_add(dB_ptr + dB_off, tl.sum(G * (dl * u)[:, None, :], axis=0), mask=nt_mask, sem="relaxed")
+        tl.atomic_add(dC_ptr + dB_off, tl.sum(hs * dy[:, None, :], axis=0), mask=nt_mask, sem="relaxed")
 
     tl.store(dh0_ptr + state_off, carry, mask=dn_mask)
     tl.store(dA_ptr + state_off, dA_acc, mask=dn_mask)
@@ -322,7 +353,7 @@ def scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, h0):
     with on_device(u):
         _scan_fwd_kernel[grid](
             u, delta, A, B, C, D, z, delta_bias, h0, out, last, states,
-            l, g, d // g, n, n_tiles,
+            l, g, d // g, n, n_tiles, size_class(b * g), size_class(l),
             *u.stride(), *delta.stride(), *strides(z, 3), *out.stride(), *B.stride(), *C.stride(),
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
             HAS_H0=h0 is not None, BLOCK_N=pow2(n), BLOCK_L=BLOCK_L,
@@ -349,7 +380,7 @@ def scan_bwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, dout, 
         _scan_bwd_kernel[grid](
             u, delta, A, B, C, D, z, delta_bias, states, dout, dlast,
             du, ddelta, dA_b, dB, dC, dD_b, dz, dh0,
-            l, g, d // g, n, states.shape[1],
+            l, g, d // g, n, states.shape[1], size_class(b * g), size_class(l),
             *u.stride(), *delta.stride(), *strides(z, 3), *dout.stride(), *B.stride(), *C.stride(),
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
             BLOCK_N=pow2(n), BLOCK_L=BLOCK_L,
@@ -377,6 +408,8 @@ def _state_update_kernel(
     s_sb,
     s_sd,
     s_sn,
+    s_Ad,
+    s_An,
     s_xb,
     s_xd,
     s_tb,
@@ -410,7 +443,7 @@ def _state_update_kernel(
         dt += tl.load(bias_ptr + dd, mask=d_mask, other=0.0).to(tl.float32)
     if SOFTPLUS:
         dt = softplus(dt)
-    A = tl.load(A_ptr + dd[:, None] * n + nn[None, :], mask=m, other=0.0).to(tl.float32)
+    A = tl.load(A_ptr + dd[:, None] * s_Ad + nn[None, :] * s_An, mask=m, other=0.0).to(tl.float32)
     Bv = tl.load(B_ptr + bi * s_Bb + gi[:, None] * s_Bg + nn[None, :] * s_Bn, mask=m, other=0.0).to(tl.float32)
     Cv = tl.load(C_ptr + bi * s_Cb + gi[:, None] * s_Cg + nn[None, :] * s_Cn, mask=m, other=0.0).to(tl.float32)
     s_off = bi * s_sb + dd[:, None] * s_sd + nn[None, :] * s_sn
@@ -427,7 +460,8 @@ def _state_update_kernel(
 
 
 def state_update(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus):
-    """state (b, d, n) updated in place; x, dt, z (b, d); A (d, n) contiguous; B, C (b, g, n). Returns y (b, d)."""
+    """state (b, d, n) updated in place; x, dt, z (b, d); A (d, n) any strides; B, C (b, g, n); D, dt_bias (d,)
+    contiguous. Returns y (b, d)."""
     b, d, n = state.shape
     y = torch.empty(b, d, device=x.device, dtype=x.dtype)
     block_d = 16
@@ -435,7 +469,7 @@ def state_update(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus):
         _state_update_kernel[(b, triton.cdiv(d, block_d))](
             state, x, dt, A, B, C, D, z, dt_bias, y,
             d, d // B.shape[1], n,
-            *state.stride(), *x.stride(), *dt.stride(), *strides(z, 2),
+            *state.stride(), *A.stride(), *x.stride(), *dt.stride(), *strides(z, 2),
             *B.stride(), *C.stride(), *y.stride(),
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=dt_bias is not None, SOFTPLUS=dt_softplus,
             BLOCK_D=block_d, BLOCK_N=pow2(n),

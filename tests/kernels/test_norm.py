@@ -64,6 +64,19 @@ def test_triton_matches_reference(is_rms_norm, residual, residual_in_fp32, nan_p
     assert_same_function("triton add_norm", ref, out, ratio=RATIO[torch.float32])
 
 
+@needs_triton
+@pytest.mark.parametrize("per", [4, 16])
+def test_triton_with_several_rows_per_program(per, monkeypatch, nan_poison):
+    """Long inputs give each program several rows (the last program a partial set)."""
+    from longseq.kernels.norm import triton_kernels as tk
+
+    monkeypatch.setattr(tk, "rows_per_program", lambda rows: per)
+    inputs = norm_inputs((3, 13, 24), bias=True)
+    ref = outputs_and_grads(add_norm_ref, inputs, is_rms_norm=False)
+    out = outputs_and_grads(add_norm, inputs, is_rms_norm=False, backend="triton")
+    assert_same_function(f"triton add_norm {per} rows per program", ref, out, ratio=RATIO[torch.float32])
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("is_rms_norm", [True, False])

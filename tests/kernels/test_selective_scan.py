@@ -268,6 +268,22 @@ def test_triton_state_update_matches_reference(groups, nan_poison):
     assert_close("state", state_ref, state, ratio=RATIO[torch.float32])
 
 
+@needs_triton
+def test_triton_state_update_with_strided_parameters(nan_poison):
+    """Mamba-2's decode step: A an expanded view (one value per head, stride 0), D and dt_bias strided views."""
+    inp = selective_scan_inputs(2, 12, 1, 4, groups=2, initial_state=True)
+    heads = torch.rand(3) + 0.5
+    A = -heads.repeat_interleave(4)[:, None].expand(12, 4)
+    D, dt_bias = torch.randn(12, 2)[:, 0], torch.randn(12, 3)[:, 1]
+    args = [inp["u"][..., 0], inp["delta"][..., 0], A, inp["B"][..., 0], inp["C"][..., 0]]
+    opts = {"D": D, "z": inp["z"][..., 0], "dt_bias": dt_bias, "dt_softplus": True}
+    state_ref, state = inp["initial_state"].clone(), inp["initial_state"].clone()
+    y_ref = selective_state_update_ref(state_ref, *args, **opts)
+    y = selective_state_update(state, *args, **opts, backend="triton")
+    assert_close("y", y_ref, y, ratio=RATIO[torch.float32])
+    assert_close("state", state_ref, state, ratio=RATIO[torch.float32])
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize(("b", "d", "l", "groups"), [(2, 1536, 4096, None), (1, 768, 2049, 2)])
