@@ -58,6 +58,51 @@ def _keep_large_buffers_in_mmap() -> None:
         libc.mallopt(-3, 1 << 16)  # M_MMAP_THRESHOLD = 64 KiB (a fixed value also disables the dynamic one)
 
 
+def _check_output_file(output: Path, *inputs: Path | str | None) -> None:
+    """An output file that destroys no input, in a directory that exists (checked before any work)."""
+    from longseq.core.io import InputError, check_not_overwriting
+
+    check_not_overwriting(output, *inputs)
+    if output.is_dir():
+        raise InputError(f"{output} is a directory; give a file name")
+    if not output.parent.is_dir():
+        raise InputError(f"cannot write {output}: directory {output.parent} does not exist")
+
+
+def _check_scale(devices: int, num_nodes: int, num_workers: int, batch_size: int) -> None:
+    from longseq.core.io import InputError
+
+    if devices < 1 or num_nodes < 1:
+        raise InputError(f"--devices and --num_nodes must be positive, got {devices} and {num_nodes}")
+    if num_workers < 0:
+        raise InputError(f"--num_workers must be >= 0, got {num_workers}")
+    if batch_size < 1:
+        raise InputError(f"--batch_size must be positive, got {batch_size}")
+
+
+def _check_windows(net, model: str, window: int | None, stride: int | None) -> tuple[int, int]:
+    """The window and stride to cut records with (default: the model's context, no overlap)."""
+    from longseq.core.io import InputError
+
+    if (window is not None and window < 1) or (stride is not None and stride < 1):
+        raise InputError(f"--window and --stride must be positive, got {window} and {stride}")
+    context = net.context_length
+    if window is None:
+        if context is None:
+            raise InputError(f"{model} does not record the length it was trained at; pass --window")
+        window = context
+    if context is not None and window > context:
+        raise InputError(f"--window {window} is longer than the model's context ({context})")
+    return window, stride or window
+
+
+def _note_preset(model: str) -> None:
+    from longseq.core.registry import list_models
+
+    if model in list_models() and not Path(model).exists():
+        print(f"note: {model} is a preset with random weights", file=sys.stderr)
+
+
 def embed(
     input: Path,
     output: Path,
@@ -73,12 +118,18 @@ def embed(
     bed: Path | None = None,
     soft_masked: Literal["upper", "n"] = "upper",
     ambiguous: Literal["n", "error"] = "n",
+    num_workers: int = 0,
+    devices: int = 1,
+    num_nodes: int = 1,
+    strategy: Literal["ddp"] = "ddp",
 ) -> None:
     """Embed the sequences of a FASTA, FASTQ or GenBank file (gzipped or not) into an .npz.
 
     Records longer than the window are embedded in windows. The .npz holds ``ids`` and ``lengths``; pooled
     outputs add ``embeddings`` (one row per window), ``record``, ``start``, ``end`` and ``record_embeddings``
     (one row per record); ``--pooling none`` adds ``emb_<i>`` (length, d) per record. Written atomically.
+    With ``--devices`` / ``--num_nodes`` above 1 the batches are spread over processes by Lightning's predict loop
+    and gathered in input order: the same file as one process.
 
     Args:
         input: the sequence file (with --bed: the reference FASTA).
@@ -91,72 +142,142 @@ def embed(
             it was trained for; Caduceus-PS is RC-invariant by construction).
         layer: hidden states to take: -1 the final ones, 0 the token embeddings, k after block k.
         batch_size: windows per forward pass.
-        device: cpu, cuda, cuda:1, mps.
+        device: cpu, cuda, cuda:1, mps (with --devices above 1: the accelerator, cpu or cuda).
         bed: BED intervals over the input FASTA: embed those intervals (minus strand reverse-complemented).
         soft_masked: lowercase bases read as bases (upper) or as N (n).
         ambiguous: IUPAC ambiguity codes become N (n) or are refused (error).
+        num_workers: DataLoader processes that cut and tokenise windows beside the model (0: none).
+        devices: processes per node (CPU processes over gloo, or GPUs), Lightning's ``devices``.
+        num_nodes: machines (Lightning's; the output's directory must be on a file system all of them see).
+        strategy: Lightning's strategy for several processes.
     """
     import time
 
-    import torch
     from tqdm import tqdm
 
-    from longseq.core.io import InputError, atomic_output, check_not_overwriting, resolve_device
-    from longseq.core.registry import list_models
+    from longseq.core.io import InputError, atomic_output, resolve_device
     from longseq.genomics.data.bed import bed_records
     from longseq.genomics.data.fasta import read_records
     from longseq.genomics.data.tokenizer import DNATokenizer
-    from longseq.genomics.embed import embed_records, write_embeddings
+    from longseq.genomics.embed import assemble, embed_batch, encode_windows, window_batches, write_embeddings
     from longseq.genomics.models.caduceus import Caduceus
     from longseq.genomics.models.classifier import SequenceClassifier
+    from longseq.genomics.scale import BatchStream, batch_outputs
 
-    check_not_overwriting(output, input, bed, model)
-    if output.is_dir():
-        raise InputError(f"{output} is a directory; give a file name for the .npz")
-    if batch_size < 1:
-        raise InputError(f"--batch_size must be positive, got {batch_size}")
-    if (window is not None and window < 1) or (stride is not None and stride < 1):
-        raise InputError(f"--window and --stride must be positive, got {window} and {stride}")
+    _check_output_file(output, input, bed, model)
+    _check_scale(devices, num_nodes, num_workers, batch_size)
     dev = resolve_device(device)
     _keep_large_buffers_in_mmap()
-    with atomic_output(output) as tmp:
-        net = _dna_model(model)
-        if isinstance(net, SequenceClassifier):  # a fine-tuned backbone embeds like any other
-            net = net.backbone
-        net = net.to(dev)
-        if model in list_models() and not Path(model).exists():
-            print(f"note: {model} is a preset with random weights", file=sys.stderr)
-        blocks = net.config.n_layer
-        if not -1 <= layer <= blocks:
-            raise InputError(f"--layer {layer}: the model has {blocks} blocks (-1 final, 0 embeddings .. {blocks})")
-        context = net.context_length
-        if window is None:
-            if context is None:
-                raise InputError(f"{model} does not record the length it was trained at; pass --window")
-            window = context
-        if context is not None and window > context:
-            raise InputError(f"--window {window} is longer than the model's context ({context})")
-        use_rc = rc if rc is not None else isinstance(net, Caduceus) and not net.config.rcps
+    net = _dna_model(model)
+    if isinstance(net, SequenceClassifier):  # a fine-tuned backbone embeds like any other
+        net = net.backbone
+    net = net.to(dev)
+    _note_preset(model)
+    blocks = net.config.n_layer
+    if not -1 <= layer <= blocks:
+        raise InputError(f"--layer {layer}: the model has {blocks} blocks (-1 final, 0 embeddings .. {blocks})")
+    window, stride = _check_windows(net, model, window, stride)
+    use_rc = rc if rc is not None else isinstance(net, Caduceus) and not net.config.rcps
+    tokenizer = DNATokenizer(soft_masked=soft_masked, ambiguous=ambiguous)
+
+    def plans():
         records = bed_records(input, bed) if bed is not None else read_records(input)
-        tokenizer = DNATokenizer(soft_masked=soft_masked, ambiguous=ambiguous)
-        start = time.perf_counter()
-        with tqdm(unit="bp", unit_scale=True, desc="embedding", disable=None) as bar, torch.inference_mode():
-            results = embed_records(
-                net,
-                records,
-                window=window,
-                stride=stride or window,
-                pooling=pooling,
-                rc=use_rc,
-                layer=layer,
-                batch_size=batch_size,
-                tokenizer=tokenizer,
-                device=dev,
-                progress=bar,
-            )
-            n_records, bases = write_embeddings(tmp, results, pooling)
-        seconds = time.perf_counter() - start
+        return window_batches(records, window=window, stride=stride, batch_size=batch_size)
+
+    def compute(model, batch):
+        return embed_batch(model, batch, pooling=pooling, rc=use_rc, layer=layer)
+
+    stream = BatchStream(plans, lambda plan: encode_windows(plan, tokenizer))
+    start = time.perf_counter()
+    scale = {"devices": devices, "num_nodes": num_nodes, "strategy": strategy, "workers": num_workers}
+    with batch_outputs(net, stream, compute, device=dev, scratch=output.parent, **scale) as outputs:
+        if outputs is None:  # a rank other than 0: its shard is written
+            return
+        with atomic_output(output) as tmp, tqdm(unit="bp", unit_scale=True, desc="embedding", disable=None) as bar:
+            n_records, bases = write_embeddings(tmp, assemble(outputs, pooling, progress=bar), pooling)
+    seconds = time.perf_counter() - start
     print(f"embedded {n_records} record(s), {bases:,} bases in {seconds:.1f} s ({bases / seconds:,.0f} bases/s)")
+
+
+def predict(
+    input: Path,
+    output: Path,
+    *,
+    model: str,
+    reference: Path | None = None,
+    window: int | None = None,
+    stride: int | None = None,
+    batch_size: int = 16,
+    device: str = "cpu",
+    soft_masked: Literal["upper", "n"] = "upper",
+    ambiguous: Literal["n", "error"] = "n",
+    num_workers: int = 0,
+    devices: int = 1,
+    num_nodes: int = 1,
+    strategy: Literal["ddp"] = "ddp",
+) -> None:
+    """Apply a fine-tuned classifier (``dna finetune``'s output) to new sequences: one TSV row per sequence.
+
+    A row holds the sequence's id, length and number of windows, then one column per class (probabilities), label
+    (multi-label probabilities) or target (regression values), and for a classifier the predicted class. Records
+    longer than the window are cut into windows and the windows' outputs averaged, weighted by their lengths.
+    Written atomically.
+
+    Args:
+        input: a FASTA / FASTQ / GenBank file (gzipped or not), a table (.csv, .tsv, .parquet; its ``sequence``
+            column, named by ``name`` or ``id``), or with --reference a BED file of regions.
+        output: the .tsv to write (replaced if it exists; never one of the inputs).
+        model: a fine-tuned classifier directory.
+        reference: the FASTA the BED regions are on (minus-strand regions are reverse-complemented).
+        window: window length (default: the model's context length).
+        stride: step between windows (default: the window).
+        batch_size: windows per forward pass.
+        device: cpu, cuda, cuda:1, mps.
+        soft_masked: lowercase bases read as bases (upper) or as N (n).
+        ambiguous: IUPAC ambiguity codes become N (n) or are refused (error).
+        num_workers, devices, num_nodes, strategy: as for ``dna embed``.
+    """
+    import time
+
+    from tqdm import tqdm
+
+    from longseq.core.io import atomic_output, resolve_device
+    from longseq.core.registry import load_as
+    from longseq.genomics.data.bed import bed_records
+    from longseq.genomics.data.fasta import read_records
+    from longseq.genomics.data.tables import read_sequences
+    from longseq.genomics.data.tokenizer import DNATokenizer
+    from longseq.genomics.embed import encode_windows, window_batches
+    from longseq.genomics.models.classifier import SequenceClassifier
+    from longseq.genomics.predict import aggregate, predict_batch, write_predictions
+    from longseq.genomics.scale import BatchStream, batch_outputs
+
+    _check_output_file(output, input, reference, model)
+    _check_scale(devices, num_nodes, num_workers, batch_size)
+    dev = resolve_device(device)
+    net = load_as(model, SequenceClassifier, "fine-tuned classifier (dna finetune's output)").to(dev)
+    window, stride = _check_windows(net, model, window, stride)
+    tokenizer = DNATokenizer(soft_masked=soft_masked, ambiguous=ambiguous)
+
+    def plans():
+        if reference is not None:
+            records = bed_records(reference, input)
+        elif input.suffix.lower() in (".csv", ".tsv", ".parquet"):
+            records = read_sequences(input)
+        else:
+            records = read_records(input)
+        return window_batches(records, window=window, stride=stride, batch_size=batch_size)
+
+    stream = BatchStream(plans, lambda plan: encode_windows(plan, tokenizer))
+    start = time.perf_counter()
+    scale = {"devices": devices, "num_nodes": num_nodes, "strategy": strategy, "workers": num_workers}
+    with batch_outputs(net, stream, predict_batch, device=dev, scratch=output.parent, **scale) as outputs:
+        if outputs is None:
+            return
+        bar = tqdm(unit="bp", unit_scale=True, desc="predicting", disable=None)
+        with atomic_output(output) as tmp, bar, open(tmp, "w") as handle:
+            rows = write_predictions(handle, aggregate(outputs, progress=bar), net)
+    print(f"predicted {rows} sequence(s) in {time.perf_counter() - start:.1f} s -> {output}")
 
 
 def _check_run(output: Path, trainer: TrainerConfig, model: str, *inputs: Path | None) -> None:
@@ -343,7 +464,8 @@ def convert(model: str, output: Path, *, filter_shift: float | None = None) -> N
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run({"embed": embed, "pretrain": pretrain, "finetune": finetune, "convert": convert}, argv, prog="dna")
+    commands = {"embed": embed, "predict": predict, "pretrain": pretrain, "finetune": finetune, "convert": convert}
+    return run(commands, argv, prog="dna")
 
 
 if __name__ == "__main__":

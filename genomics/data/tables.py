@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from longseq.core.io import InputError
+from longseq.genomics.data.fasta import Record
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,83 @@ def _long_fields() -> Iterator[None]:
         yield
     finally:
         csv.field_size_limit(previous)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table's rows as text: ``header`` (lower-cased names, or None when the first row holds data) and ``rows``
+    of (line number, cells); a parquet file's rows count from 2, as if its column names were line 1."""
+
+    path: Path
+    header: list[str] | None
+    rows: list[tuple[int, list[str]]]
+
+    def column(self, *names: str) -> int | None:
+        """The index of the first of ``names`` in the header, or None."""
+        return next((self.header.index(n) for n in names if self.header and n in self.header), None)
+
+
+def read_table(path: str | os.PathLike, *, expect: tuple[str, ...] = ("sequence",)) -> Table:
+    """Read a CSV, TSV (by its .tsv name or a tab in its first line) or parquet file (by its .parquet name).
+
+    The first row is a header when it names all of ``expect`` (any case); parquet files always have one.
+
+    Raises:
+        InputError: a missing, empty or malformed file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    if path.suffix == ".parquet":
+        return _read_parquet(path)
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle, _long_fields():
+        first = handle.readline()
+        handle.seek(0)
+        delimiter = "\t" if path.suffix == ".tsv" or "\t" in first else ","
+        try:
+            rows = [(n, row) for n, row in enumerate(csv.reader(handle, delimiter=delimiter), 1) if any(row)]
+        except csv.Error as err:
+            raise InputError(f"{path}: not a CSV or TSV table: {err}") from None
+    if not rows:
+        raise InputError(f"{path}: the file is empty")
+    header = [cell.strip().lower() for cell in rows[0][1]]
+    if all(name in header for name in expect):
+        return Table(path, header, rows[1:])
+    return Table(path, None, rows)
+
+
+def _read_parquet(path: Path) -> Table:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as err:
+        raise InputError(f"{path}: not a parquet file: {err}") from None
+    columns = [[("" if v is None else str(v)) for v in table.column(i).to_pylist()] for i in range(table.num_columns)]
+    rows = [(n + 2, [col[n] for col in columns]) for n in range(table.num_rows)]
+    return Table(path, [name.strip().lower() for name in table.column_names], rows)
+
+
+def read_sequences(path: str | os.PathLike) -> Iterator[Record]:
+    """The sequences of a table (CSV, TSV, parquet) as records: the ``sequence`` column (else the first one),
+    named by a ``name`` or ``id`` column (else ``row<line>``); other columns (labels) are ignored.
+
+    Raises:
+        InputError: a malformed table, a short row, an empty sequence, no rows.
+    """
+    table = read_table(path)
+    seq_col = table.column("sequence") or 0
+    name_col = table.column("name", "id")
+    if not table.rows:
+        raise InputError(f"{table.path}: no sequences")
+    for n, row in table.rows:
+        if len(row) <= max(seq_col, name_col or 0):
+            raise InputError(f"{table.path}:{n}: expected a sequence column, got {len(row)} column(s)")
+        seq = row[seq_col].strip()
+        if not seq:
+            raise InputError(f"{table.path}:{n}: empty sequence")
+        yield Record(row[name_col].strip() if name_col is not None else f"row{n}", seq)
 
 
 def read_labelled(path: str | os.PathLike, *, classes: list[str] | None = None) -> LabelledSequences:
