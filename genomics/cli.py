@@ -280,6 +280,92 @@ def predict(
     print(f"predicted {rows} sequence(s) in {time.perf_counter() - start:.1f} s -> {output}")
 
 
+def score(
+    vcf: Path,
+    reference: Path,
+    output: Path,
+    *,
+    model: str,
+    window: int | None = None,
+    rc: bool | None = None,
+    batch_size: int = 8,
+    device: str = "cpu",
+    num_workers: int = 0,
+    devices: int = 1,
+    num_nodes: int = 1,
+    strategy: Literal["ddp"] = "ddp",
+) -> None:
+    """Score the variants of a VCF with a language model: one TSV row per variant (ALT allele), in VCF order.
+
+    Columns: chrom, pos, id, ref, alt, then ``llr`` (HyenaDNA: log-likelihood of the alternate window minus the
+    reference window's) or ``masked_llr`` (Caduceus: the masked marginal log-ratio over the REF positions; empty
+    for indels), ``cosine_distance`` and ``l2_distance`` (mean window embeddings). Windows are centred on the
+    variant. Symbolic alleles, records without ALT and variants too near a contig end for the window are skipped
+    and counted; a REF that disagrees with the reference or a contig it lacks is refused. Written atomically.
+
+    Args:
+        vcf: the variants (VCF, bgzipped VCF or BCF).
+        reference: the genome (FASTA with a .fai index, made if missing; or bgzipped with .fai and .gzi).
+        output: the .tsv to write (replaced if it exists; never one of the inputs).
+        model: a HyenaDNA or Caduceus language model (a checkpoint directory, a preset, a Hub id).
+        window: bases per window (default: the model's context length).
+        rc: average the scores with the reverse complement strand's (default: on for Caduceus-Ph, which is
+            conjoined post hoc; Caduceus-PS is RC-equivariant by construction).
+        batch_size: variants per forward pass (two windows each).
+        device: cpu, cuda, cuda:1, mps.
+        num_workers, devices, num_nodes, strategy: as for ``dna embed``.
+    """
+    import time
+
+    from longseq.core.io import InputError, atomic_output, resolve_device
+    from longseq.genomics.data.tokenizer import DNATokenizer
+    from longseq.genomics.models.hyenadna import HyenaDNA
+    from longseq.genomics.scale import BatchStream, batch_outputs
+    from longseq.genomics.variants import encode_variants, open_reference, read_variants, score_batch, write_scores
+
+    _check_output_file(output, vcf, reference, model)
+    _check_scale(devices, num_nodes, num_workers, batch_size)
+    dev = resolve_device(device)
+    open_reference(reference).close()  # refuse an unreadable reference before loading the model
+    net = _language_model(model).to(dev)
+    _note_preset(model)
+    window, _ = _check_windows(net, model, window, None)
+    if window < 2:
+        raise InputError(f"--window must be at least 2, got {window}")
+    causal = isinstance(net, HyenaDNA)
+    # Caduceus-PS is RC-equivariant by construction (averaging would change only rounding); Ph is conjoined post hoc.
+    use_rc = (not causal and not net.config.rcps) if rc is None else rc
+    tokenizer = DNATokenizer()
+
+    def plans():
+        genome = open_reference(reference)
+        batch = []
+        for variant in read_variants(vcf, genome, window=window):
+            batch.append(variant)
+            if len(batch) == batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def compute(model, batch):
+        return score_batch(model, batch, causal=causal, rc=use_rc)
+
+    stream = BatchStream(plans, lambda plan: encode_variants(plan, tokenizer))
+    start = time.perf_counter()
+    scale = {"devices": devices, "num_nodes": num_nodes, "strategy": strategy, "workers": num_workers}
+    with batch_outputs(net, stream, compute, device=dev, scratch=output.parent, **scale) as outputs:
+        if outputs is None:
+            return
+        with atomic_output(output) as tmp, open(tmp, "w") as handle:
+            counts = write_scores(handle, outputs, causal=causal)
+    skipped = ", ".join(f"{counts[k]} {k.replace('_', ' ')}" for k in ("symbolic", "no_alt", "near_end") if counts[k])
+    print(
+        f"scored {counts['scored']} variant(s) in {time.perf_counter() - start:.1f} s -> {output}"
+        + (f"; skipped {skipped}" if skipped else "")
+    )
+
+
 def _check_run(output: Path, trainer: TrainerConfig, model: str, *inputs: Path | None) -> None:
     """Before a training run: its output directory is new, destroys no input, and holds no checkpoints or logs
     (it is created for the trained model, and removed if the run fails)."""
@@ -464,7 +550,14 @@ def convert(model: str, output: Path, *, filter_shift: float | None = None) -> N
 
 
 def main(argv: list[str] | None = None) -> int:
-    commands = {"embed": embed, "predict": predict, "pretrain": pretrain, "finetune": finetune, "convert": convert}
+    commands = {
+        "embed": embed,
+        "predict": predict,
+        "score": score,
+        "pretrain": pretrain,
+        "finetune": finetune,
+        "convert": convert,
+    }
     return run(commands, argv, prog="dna")
 
 

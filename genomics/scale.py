@@ -39,7 +39,7 @@ Outputs = dict[str, np.ndarray]
 class BatchStream(IterableDataset):
     """Yields ``(k, prepare(plan_k))`` for the batches k that belong to this process and DataLoader worker.
 
-    A plan that ``prepare`` refuses (an `InputError`, e.g. a character that is not a base) is yielded as
+    An `InputError` from ``plans`` or ``prepare`` (a malformed file, a character that is not a base) is yielded as
     ``(k, {"error": message})`` so the main process can report it as one line, not as a worker's traceback.
     """
 
@@ -52,13 +52,21 @@ class BatchStream(IterableDataset):
             rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        for k, plan in enumerate(self.plans()):
-            if k % world != rank or k // world % workers != worker:
-                continue
+        plans, k = iter(self.plans()), 0
+        while True:
             try:
-                yield k, self.prepare(plan)
-            except InputError as err:
+                plan = next(plans)
+            except StopIteration:
+                return
+            except InputError as err:  # the input itself is refused (a malformed file): every stream says so
                 yield k, {"error": str(err)}
+                return
+            if k % world == rank and k // world % workers == worker:
+                try:
+                    yield k, self.prepare(plan)
+                except InputError as err:
+                    yield k, {"error": str(err)}
+            k += 1
 
 
 def _checked(batch: dict) -> dict:
@@ -67,9 +75,14 @@ def _checked(batch: dict) -> dict:
     return batch
 
 
+def _as_prepared(item: tuple[int, dict]) -> tuple[int, dict]:
+    return item
+
+
 def _loader(stream: BatchStream, workers: int) -> DataLoader:
-    # batch_size None: the stream yields whole batches; DataLoader only moves them from its workers, in order.
-    return DataLoader(stream, batch_size=None, num_workers=workers)
+    # batch_size None: the stream yields whole batches; DataLoader only moves them from its workers, in order, and
+    # leaves them as prepared (its default would turn the numpy coordinates into tensors).
+    return DataLoader(stream, batch_size=None, num_workers=workers, collate_fn=_as_prepared)
 
 
 def _to(batch: dict, device) -> dict:
