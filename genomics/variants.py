@@ -24,6 +24,8 @@ disagrees with the reference (usually another genome build), and a contig the re
 
 from __future__ import annotations
 
+import gzip
+import itertools
 import os
 import re
 from collections.abc import Iterator
@@ -48,7 +50,7 @@ class Variant:
     """One ALT allele of a VCF record, and the windows that score it (empty when it is skipped).
 
     Attributes:
-        line: the record's line in the (uncompressed) VCF, 1-based.
+        line: the record's line in the (uncompressed) VCF, 1-based (in a BCF: its record number).
         chrom, pos, id, ref, alt: as in the VCF (``pos`` 1-based).
         skip: why it is not scored ("symbolic", "no_alt", "near_end"), or "" when it is.
         ref_window, alt_window: the two windows' text (``window`` bases each).
@@ -104,12 +106,26 @@ def read_variants(vcf: str | os.PathLike, reference, *, window: int) -> Iterator
     lengths = dict(zip(reference.references, reference.lengths, strict=True))
     with _open_vcf(vcf) as handle:
         # Records follow the header one per line, so a record's line is the header's length plus its ordinal.
-        header_lines = len(str(handle.header).splitlines())
+        header_lines = _header_lines(vcf)
         try:
             for n, record in enumerate(handle, 1):
                 yield from _split(record, header_lines + n, vcf, reference, lengths, window)
+        except InputError:
+            raise
         except (ValueError, OSError) as err:
             raise InputError(f"{vcf}: malformed VCF: {err}") from None
+
+
+def _header_lines(path: Path) -> int:
+    """The number of header lines of a VCF (plain or bgzipped); 0 for a BCF, whose records are then numbered
+    from 1 (it has no lines)."""
+    with open(path, "rb") as raw:
+        gzipped = raw.read(2) == b"\x1f\x8b"
+    with gzip.open(path, "rb") if gzipped else open(path, "rb") as handle:
+        if handle.read(3) == b"BCF":
+            return 0
+        handle.seek(0)
+        return sum(1 for _ in itertools.takewhile(lambda line: line.startswith(b"#"), handle))
 
 
 def _split(record, line: int, vcf: Path, reference, lengths: dict[str, int], window: int) -> Iterator[Variant]:
