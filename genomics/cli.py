@@ -450,19 +450,41 @@ def pretrain(
             _report(lightning, output)
 
 
-def _classifier(loaded, classes: list[str], **options):
-    """A classifier for ``classes`` on a pretrained backbone, or a fine-tuned classifier (same classes) trained
-    further with its head."""
+def _classifier(loaded, classes: list[str], task: str, **options):
+    """A classifier for ``classes`` on a pretrained backbone, or a fine-tuned classifier (same task and outputs)
+    trained further with its head."""
     from longseq.core.io import InputError
     from longseq.genomics.models.classifier import SequenceClassifier
 
     if not isinstance(loaded, SequenceClassifier):
-        return SequenceClassifier.from_backbone(loaded, classes, **options)
+        return SequenceClassifier.from_backbone(loaded, classes, task=task, **options)
+    if loaded.config.task != task:
+        raise InputError(f"the model is a {loaded.config.task} head; --task {task} needs a new head (a backbone)")
     if loaded.config.classes != classes:
-        raise InputError(f"the model classifies {loaded.config.classes}, the training table has classes {classes}")
-    classifier = SequenceClassifier.from_backbone(loaded.backbone, classes, **options)
+        raise InputError(f"the model's outputs are {loaded.config.classes}, the training data's are {classes}")
+    classifier = SequenceClassifier.from_backbone(loaded.backbone, classes, task=task, **options)
     classifier.head.load_state_dict(loaded.head.state_dict())
     return classifier
+
+
+# What each task's validation logs (genomics.tasks.finetune.validation_metrics); the first is the default monitor.
+METRICS = {
+    "classification": ("mcc", "accuracy", "f1", "auroc", "auprc", "loss"),
+    "multilabel": ("auroc", "auprc", "loss"),
+    "regression": ("pearson", "spearman", "mse", "loss"),
+}
+
+
+def _best_checkpoint(trainer: TrainerConfig, monitor: str, scratch: Path):
+    """Lightning's ModelCheckpoint keeping the weights of the best validation ``monitor`` (under
+    ``--trainer.checkpoint_dir``/best when there is one, so a resumed run remembers its best; else in ``scratch``)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    directory = Path(trainer.checkpoint_dir) / "best" if trainer.checkpoint_dir is not None else scratch
+    mode = "min" if monitor.endswith(("loss", "mse")) else "max"
+    return ModelCheckpoint(
+        dirpath=directory, filename="best", monitor=monitor, mode=mode, save_top_k=1, save_weights_only=True
+    )
 
 
 def finetune(
@@ -472,58 +494,102 @@ def finetune(
     data: LabelledDataConfig,
     trainer: TrainerConfig = TrainerConfig(max_steps=1000, run_name="finetune"),  # noqa: B008 (jsonargparse groups)
     optimizer: OptimizerConfig = OptimizerConfig(lr=6e-4),  # noqa: B008
+    task: Literal["classification", "multilabel", "regression"] = "classification",
     pooling: Literal["mean", "max", "last"] = "mean",
     conjoin: bool | None = None,
     dropout: float = 0.0,
+    freeze_backbone: bool = False,
+    monitor: str | None = None,
+    patience: int | None = None,
 ) -> None:
-    """Fine-tune a pretrained model for sequence classification on labelled CSV / TSV files.
+    """Fine-tune a pretrained model on labelled sequences: classification, multi-label or regression.
 
-    Validation reports accuracy, Matthews correlation and AUROC. The classifier is written in our format to
+    Tables are CSV, TSV or parquet (the Nucleotide Transformer tasks' layout: sequence, label, name; multi-label
+    and regression tables: a sequence column and one column per target); a directory is a GenomicBenchmarks split
+    (one subdirectory per class, one sequence per file). Validation reports accuracy, MCC, F1, AUROC and AUPRC
+    (classification), per-label AUROC and AUPRC (multi-label), MSE, Pearson and Spearman (regression). With a
+    validation set the weights of the best ``--monitor`` value are the ones written (Lightning's ModelCheckpoint),
+    and ``--patience`` stops early (Lightning's EarlyStopping). The classifier is written in our format to
     ``output``. ``--trainer.resume last`` continues a run exactly where it stopped.
 
     Args:
         output: the directory for the fine-tuned classifier (must not exist, or be empty).
         model: the pretrained backbone (a checkpoint directory, a preset, a Hub id), or a fine-tuned classifier
-            to train further on the same classes.
-        data: the training and validation tables, batch size, augmentation.
+            to train further on the same task and outputs.
+        data: the training and validation tables or directories, batch size, augmentation.
         trainer: steps, devices, precision, checkpoints, resume, logging, seed.
         optimizer: AdamW and its schedule.
+        task: classification (softmax, cross-entropy), multilabel (a sigmoid per label, binary cross-entropy) or
+            regression (mean squared error).
         pooling: how positions are pooled before the linear head (mean, as in the HyenaDNA benchmarks).
         conjoin: average with the reverse complement's logits at inference (default: on for Caduceus-Ph).
         dropout: before the head, in [0, 1).
+        freeze_backbone: train the head only (a linear probe); the backbone's weights stay as loaded.
+        monitor: the validation metric that picks the weights written (default: val/mcc, val/auroc or
+            val/pearson by task; val/loss and val/mse are minimised, the others maximised).
+        patience: stop when ``monitor`` has not improved for this many validations (None: never).
     """
+    import tempfile
+
+    import torch
+
     from longseq.core.io import InputError, new_directory
     from longseq.core.train import build_trainer, fit
     from longseq.genomics.data.tables import read_labelled
     from longseq.genomics.data.tokenizer import DNATokenizer
     from longseq.genomics.models.caduceus import Caduceus
     from longseq.genomics.models.classifier import SequenceClassifier
-    from longseq.genomics.tasks.finetune import ClassificationTask, LabelledDataModule, LabelledDataset
+    from longseq.genomics.tasks.finetune import FinetuneTask, LabelledDataModule, LabelledDataset
 
     _check_run(output, trainer, model, data.train, data.val)
     if not 0 <= dropout < 1:
         raise InputError(f"--dropout must be in [0, 1), got {dropout}")
-    with new_directory(output):
-        lightning = build_trainer(trainer)  # seeds everything: the same model and data order on every run
-        train = read_labelled(data.train)
-        if len(train.classes) < 2:
-            raise InputError(f"{data.train}: every row has the label {train.classes[0]!r}; a classifier needs two")
+    if patience is not None and patience < 1:
+        raise InputError(f"--patience must be positive, got {patience}")
+    if (monitor is not None or patience is not None) and data.val is None:
+        raise InputError("--monitor and --patience need a validation set (--data.val)")
+    allowed = [f"val/{name}" for name in METRICS[task]]
+    monitor = monitor or allowed[0]
+    if monitor not in allowed:
+        raise InputError(f"--monitor {monitor}: a {task} run validates {', '.join(allowed)}")
+    with new_directory(output), tempfile.TemporaryDirectory(prefix=".best-", dir=output) as scratch:
+        callbacks = []
+        if data.val is not None:
+            callbacks.append(_best_checkpoint(trainer, monitor, Path(scratch)))
+        if patience is not None:
+            from lightning.pytorch.callbacks import EarlyStopping
+
+            callbacks.append(EarlyStopping(monitor=monitor, mode=callbacks[0].mode, patience=patience))
+        lightning = build_trainer(trainer, callbacks=callbacks)  # seeds everything: the same run every time
         loaded = _dna_model(model)
+        given = loaded.config.classes if isinstance(loaded, SequenceClassifier) and task != "classification" else None
+        train = read_labelled(data.train, classes=given, task=task)
+        if task == "classification" and len(train.classes) < 2:
+            raise InputError(f"{data.train}: every row has the label {train.classes[0]!r}; a classifier needs two")
         backbone = loaded.backbone if isinstance(loaded, SequenceClassifier) else loaded
         is_ph = isinstance(backbone, Caduceus) and not backbone.config.rcps
         conjoin = is_ph if conjoin is None else conjoin
-        classifier = _classifier(loaded, train.classes, pooling=pooling, conjoin=conjoin, dropout=dropout)
+        classifier = _classifier(loaded, train.classes, task, pooling=pooling, conjoin=conjoin, dropout=dropout)
+        if freeze_backbone:
+            classifier.backbone.requires_grad_(False)
         tokenizer, context = DNATokenizer(), backbone.context_length
         train_set = LabelledDataset(train, tokenizer=tokenizer, max_len=context, source=str(data.train))
         val_set = None
         if data.val is not None:
-            val = read_labelled(data.val, classes=train.classes)
+            val = read_labelled(data.val, classes=train.classes, task=task)
             val_set = LabelledDataset(val, tokenizer=tokenizer, max_len=context, source=str(data.val))
         batches = LabelledDataModule(train_set, val_set, batch_size=data.batch_size, seed=trainer.seed)
         rc_augment = is_ph if data.rc_augment is None else data.rc_augment
-        task = ClassificationTask(classifier, optimizer=optimizer, rc_augment=rc_augment)
-        fit(lightning, task, batches, resume=trainer.resume)
+        finetuning = FinetuneTask(classifier, optimizer=optimizer, rc_augment=rc_augment)
+        fit(lightning, finetuning, batches, resume=trainer.resume)
+        best = callbacks[0].best_model_path if callbacks else ""
         if lightning.is_global_zero:
+            if best:  # the weights of the best validation, not the last step's
+                saved = torch.load(best, map_location="cpu", weights_only=True)
+                finetuning.load_state_dict(saved["state_dict"])
+                print(f"best {monitor} {float(callbacks[0].best_model_score):.4f} at step {saved['global_step']}")
+            if patience is not None and callbacks[-1].stopped_epoch:
+                print(f"stopped early at step {lightning.global_step}: {monitor} did not improve in {patience} checks")
             classifier.eval().save_pretrained(output)
             _report(lightning, output)
 
