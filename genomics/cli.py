@@ -434,6 +434,7 @@ def pretrain(
         windows = TokenWindowDataModule(
             train_ids, val_ids, seq_len=seq_len, batch_size=data.batch_size, seed=trainer.seed
         )
+        net.gradient_checkpointing = trainer.gradient_checkpointing
         is_caduceus = isinstance(net, Caduceus)
         task = PretrainTask(
             net,
@@ -570,6 +571,7 @@ def finetune(
         is_ph = isinstance(backbone, Caduceus) and not backbone.config.rcps
         conjoin = is_ph if conjoin is None else conjoin
         classifier = _classifier(loaded, train.classes, task, pooling=pooling, conjoin=conjoin, dropout=dropout)
+        classifier.backbone.gradient_checkpointing = trainer.gradient_checkpointing
         if freeze_backbone:
             classifier.backbone.requires_grad_(False)
         tokenizer, context = DNATokenizer(), backbone.context_length
