@@ -137,16 +137,14 @@ def batch_outputs(
         enable_model_summary=False,
         use_distributed_sampler=False,  # the stream shards itself, by batch
     )
-    with warnings.catch_warnings():  # predict_step returns nothing on purpose: its outputs go to the shard
-        warnings.filterwarnings("ignore", message="predict returned None")
-        trainer.predict(predictor, dataloaders=_loader(stream, workers), return_predictions=False)
-    if not trainer.is_global_zero:
-        yield None
-        return
     try:
-        yield _read_shards(predictor.directory)
+        with warnings.catch_warnings():  # predict_step returns nothing on purpose: its outputs go to the shard
+            warnings.filterwarnings("ignore", message="predict returned None")
+            trainer.predict(predictor, dataloaders=_loader(stream, workers), return_predictions=False)
+        yield _read_shards(predictor.directory) if trainer.is_global_zero else None
     finally:
-        shutil.rmtree(predictor.directory, ignore_errors=True)
+        if trainer.is_global_zero and predictor.directory is not None:  # rank 0 made the shards' directory
+            shutil.rmtree(predictor.directory, ignore_errors=True)
 
 
 def _read_shards(directory: Path) -> Iterator[Outputs]:
