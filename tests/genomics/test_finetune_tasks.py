@@ -45,7 +45,7 @@ def test_multilabel_and_regression_heads(tmp_path, capsys):
     model = longseq.from_pretrained(tmp_path / "m")
     assert (model.config.task, model.config.classes) == ("multilabel", ["open", "bound"])
     out = run(tmp_path, capsys, "--task", "regression", "--data.train", tmp_path / "r.tsv", "--data.val",
-              tmp_path / "r.tsv", "--output", tmp_path / "r", "--monitor", "val/mse", steps=1)  # fmt: skip
+              tmp_path / "r.tsv", "--output", tmp_path / "r", "--monitor", "val/mse")  # fmt: skip
     assert all(name in out for name in ("val/pearson", "val/spearman", "val/mse", "best val/mse"))
     assert longseq.from_pretrained(tmp_path / "r").config.classes == ["label"]
     # continuing a multi-label model with a table of another label count is refused, in one line
@@ -67,7 +67,7 @@ def test_genomic_benchmarks_directories_and_nt_parquet(tmp_path, capsys):
     data = read_labelled(tmp_path / "gb" / "train")
     assert data.classes == ["negative", "positive"] and data.labels == [0] * 4 + [1] * 4
     out = run(tmp_path, capsys, "--data.train", tmp_path / "gb" / "train", "--data.val", tmp_path / "gb" / "test",
-              "--output", tmp_path / "g", steps=1)  # fmt: skip
+              "--output", tmp_path / "g")  # fmt: skip
     assert all(f"val/{name}" in out for name in ("accuracy", "mcc", "f1", "auroc", "auprc"))
     table = pa.table({"sequence": [random_dna(30) for _ in range(8)], "label": [0, 1] * 4, "name": list("abcdefgh")})
     pq.write_table(table, tmp_path / "nt.parquet")
