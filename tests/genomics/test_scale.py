@@ -69,3 +69,22 @@ def test_two_processes_write_the_same_files_as_one(tmp_path):
         (tmp_path / f"one{suffix}").unlink()
         (tmp_path / f"two{suffix}").unlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hyena", "in.fa", "ph"]  # no shards left behind
+
+
+def test_dataloader_workers_give_the_same_file_and_one_line_errors(tmp_path, capsys):
+    from longseq.genomics.cli import main
+
+    rng = np.random.default_rng(1)
+    (tmp_path / "in.fa").write_text("".join(f">r{i}\n{''.join(rng.choice(list('ACGT'), 150))}\n" for i in range(3)))
+    (tmp_path / "bad.fa").write_text(">ok\nACGT\n>bad\nACGTXACGT\n")
+    from_pretrained("hyenadna-test").save_pretrained(tmp_path / "m")  # a preset alone draws new weights each time
+    args = ["embed", "--input", tmp_path / "in.fa", "--model", tmp_path / "m", "--window", 40, "--batch_size", 2]
+    for workers in (0, 2):
+        assert main([str(a) for a in [*args, "--output", tmp_path / f"w{workers}.npz", "--num_workers", workers]]) == 0
+    assert (tmp_path / "w0.npz").read_bytes() == (tmp_path / "w2.npz").read_bytes()
+    capsys.readouterr()
+    args = ["embed", "--input", tmp_path / "bad.fa", "--model", tmp_path / "m", "--num_workers", 2]
+    assert main([str(a) for a in [*args, "--output", tmp_path / "bad.npz"]]) == 2
+    err = capsys.readouterr().err
+    assert err == "dna: error: bad: character 'X' at position 5 is not a base\n"
+    assert not (tmp_path / "bad.npz").exists()
