@@ -197,6 +197,8 @@ def test_score_caduceus_masked_marginals(tmp_path, models, capsys, name):
 
 
 def test_score_bad_input_one_line_exit_2_nothing_written(tmp_path, models, capsys):
+    import pysam
+
     shutil.copy(REFERENCE, tmp_path / "ref.fa")
     shutil.copy(f"{REFERENCE}.fai", tmp_path / "ref.fa.fai")
     lines = VCF.read_text().splitlines(keepends=True)
@@ -205,7 +207,9 @@ def test_score_bad_input_one_line_exit_2_nothing_written(tmp_path, models, capsy
     (tmp_path / "mismatch.vcf").write_text(header + first + first.replace("\tG\tA\t", "\tT\tA\t"))
     (tmp_path / "contig.vcf").write_text(header + first.replace("NC_001416.1", "chrZ", 1))
     (tmp_path / "broken.vcf").write_text("this is not a VCF\n")
+    pysam.tabix_compress(str(tmp_path / "mismatch.vcf"), str(tmp_path / "mismatch.vcf.gz"))  # bgzipped: same line
     cases = [
+        ("mismatch.vcf.gz", r"mismatch.vcf.gz:7: REF T at NC_001416.1:120 disagrees"),
         ("mismatch.vcf", r"mismatch.vcf:7: REF T at NC_001416.1:120 disagrees with the reference \(G\)"),
         ("contig.vcf", r"contig.vcf:6: contig 'chrZ' is not in the reference"),
         ("broken.vcf", "not a VCF or BCF file"),
