@@ -217,16 +217,18 @@ def score_batch(model: nn.Module, batch: dict, *, causal: bool, rc: bool) -> dic
     scores = {name: np.full(len(out["skip"]), np.nan, dtype=np.float64) for name in names}
     if "ref" in batch:
         ref, alt = batch["ref"], batch["alt"]
+        ref_rc, alt_rc = reverse_complement(ref), reverse_complement(alt)
         if causal:
             primary = _log_likelihood(model, alt) - _log_likelihood(model, ref)
+            if rc:
+                primary = (primary + _log_likelihood(model, alt_rc) - _log_likelihood(model, ref_rc)) / 2
         else:
             cols = torch.arange(ref.shape[1], device=ref.device)
             offset, width = batch["offset"][:, None], batch["width"][:, None]
             positions = (cols >= offset) & (cols < offset + width) & batch["substitution"][:, None]
             primary = _masked_llr(model, ref, alt, positions)
-            if rc:
-                primary = (primary + _masked_llr(model, reverse_complement(ref), reverse_complement(alt),
-                                                 positions.flip(1))) / 2  # fmt: skip
+            if rc:  # the same positions, counted from the other end
+                primary = (primary + _masked_llr(model, ref_rc, alt_rc, positions.flip(1))) / 2
             primary = primary.masked_fill(~batch["substitution"], float("nan"))
         e_ref, e_alt = _mean_embedding(model, ref, rc), _mean_embedding(model, alt, rc)
         scored = out["skip"] == ""
