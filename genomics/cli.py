@@ -310,7 +310,7 @@ def score(
         model: a HyenaDNA or Caduceus language model (a checkpoint directory, a preset, a Hub id).
         window: bases per window (default: the model's context length).
         rc: average the scores with the reverse complement strand's (default: on for Caduceus-Ph, which is
-            conjoined post hoc; Caduceus-PS is RC-equivariant by construction).
+            conjoined post hoc; Caduceus-PS is RC-equivariant by construction; HyenaDNA is not RC-aware).
         batch_size: variants per forward pass (two windows each).
         device: cpu, cuda, cuda:1, mps.
         num_workers, devices, num_nodes, strategy: as for ``dna embed``.
