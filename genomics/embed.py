@@ -1,13 +1,14 @@
-"""Embeddings of sequence files in windows, with flat memory: the engine behind ``dna embed``.
+"""Embeddings of sequence files in windows, with flat memory: the engine behind ``dna embed`` (and the windows
+``dna predict`` classifies).
 
 Records stream from the file; each is cut into windows (default: the model's context), windows from any records
-are batched (right-padded, with lengths, so padding never leaks), and every finished record is handed back at
-once. Memory is the model's activations for one batch plus the record being embedded, whatever the file size.
+are batched (right-padded, with lengths, so padding never leaks), the batches run through `genomics.scale` (one
+process, or many), and every finished record is handed back at once. Memory is the model's activations for one
+batch plus the record being embedded, whatever the file size.
 """
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +20,9 @@ from torch import nn
 
 from longseq.core.io import InputError
 from longseq.genomics.data.fasta import Record, window_starts
-from longseq.genomics.data.tokenizer import DNATokenizer, pad_batch, reverse, reverse_complement
+from longseq.genomics.data.tokenizer import PAD, DNATokenizer, reverse, reverse_complement
 from longseq.genomics.models.classifier import pool
+from longseq.genomics.scale import NpzWriter
 
 Pooling = Literal["mean", "max", "last", "none"]
 
@@ -49,7 +51,7 @@ class RecordEmbedding:
 
 @dataclass
 class _Pending:
-    """A record whose windows are still being embedded."""
+    """A record whose windows are still arriving."""
 
     id: str
     length: int
@@ -59,6 +61,59 @@ class _Pending:
     windows: list[np.ndarray] = field(default_factory=list)
     sums: np.ndarray | None = None
     counts: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Window:
+    """One window of a record: what a batch plan holds (the text is a slice; tokenising waits for `prepare`)."""
+
+    record: int
+    id: str
+    length: int
+    n_windows: int
+    start: int
+    text: str
+
+
+def window_batches(records: Iterable[Record], *, window: int, stride: int, batch_size: int) -> Iterator[list[Window]]:
+    """Batch plans: the windows of the records in file order, ``batch_size`` at a time (windows of several records
+    share a batch). Only the record being cut is held."""
+    batch: list[Window] = []
+    for index, record in enumerate(records):
+        starts = window_starts(len(record.seq), window, stride)
+        for start in starts:
+            text = record.seq[start : start + window]
+            batch.append(Window(index, record.id, len(record.seq), len(starts), start, text))
+            if len(batch) == batch_size:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+def encode_windows(windows: list[Window], tokenizer: DNATokenizer) -> dict:
+    """A batch plan -> ``ids`` (b, l) right-padded and ``lengths`` (b,) tensors, with each window's coordinates
+    (``record``, ``start``, ``end``, ``n_windows``, ``length`` (b,) int64 and ``id`` (b,) str arrays)."""
+    tokens = [tokenizer.encode(w.text, name=w.id, offset=w.start) for w in windows]
+    lengths = np.fromiter((len(t) for t in tokens), dtype=np.int64, count=len(tokens))
+    ids = np.full((len(tokens), int(lengths.max())), PAD, dtype=np.int64)
+    ids[np.arange(ids.shape[1])[None, :] < lengths[:, None]] = np.concatenate(tokens)
+    starts = np.array([w.start for w in windows], dtype=np.int64)
+    return {
+        "ids": torch.from_numpy(ids),
+        "lengths": torch.from_numpy(lengths),
+        "record": np.array([w.record for w in windows], dtype=np.int64),
+        "start": starts,
+        "end": starts + lengths,
+        "n_windows": np.array([w.n_windows for w in windows], dtype=np.int64),
+        "length": np.array([w.length for w in windows], dtype=np.int64),
+        "id": np.array([w.id for w in windows], dtype=str),
+    }
+
+
+def coordinates(batch: dict) -> dict[str, np.ndarray]:
+    """The window coordinates of a prepared batch, passed through to its outputs."""
+    return {name: batch[name] for name in ("record", "start", "end", "n_windows", "length", "id")}
 
 
 @torch.no_grad()
@@ -72,68 +127,40 @@ def embed_windows(model: nn.Module, ids: torch.Tensor, lengths: torch.Tensor, *,
     return h
 
 
-def embed_records(
-    model: nn.Module,
-    records: Iterable[Record],
-    *,
-    window: int,
-    stride: int,
-    pooling: Pooling = "mean",
-    rc: bool = False,
-    layer: int = -1,
-    batch_size: int = 16,
-    tokenizer: DNATokenizer | None = None,
-    device: torch.device | str = "cpu",
-    progress=None,
-) -> Iterator[RecordEmbedding]:
-    """Embed records in windows; yield each record's `RecordEmbedding` as soon as its last window is done.
+def embed_batch(model: nn.Module, batch: dict, *, pooling: Pooling, rc: bool, layer: int) -> dict[str, np.ndarray]:
+    """A prepared batch -> its coordinates and ``emb``: (b, d) pooled window embeddings, or (b, l, d) per position
+    (pooling "none"; rows past a window's length are padding)."""
+    ids, lengths = batch["ids"], batch["lengths"]
+    h = embed_windows(model, ids, lengths, rc=rc, layer=layer)
+    emb = pool(h, lengths, pooling) if pooling != "none" else h
+    return {**coordinates(batch), "emb": emb.cpu().numpy()}
 
-    Args:
-        model: a genomics model (`HyenaDNA` or `Caduceus`) in eval mode, on ``device``.
-        window, stride: window length and step (see `genomics.data.fasta.window_starts`).
-        pooling: "mean", "max", "last" (per window) or "none" (per nucleotide).
-        rc: average each position with the reverse complement strand.
-        layer: which hidden states (see the models' ``hidden_states``).
-        progress: an optional tqdm-like object, advanced by the bases of each finished window.
-    """
-    tokenizer = tokenizer or DNATokenizer()
+
+def assemble(outputs: Iterable[dict[str, np.ndarray]], pooling: Pooling, progress=None) -> Iterator[RecordEmbedding]:
+    """Window outputs in input order (`embed_batch`'s) -> each record's `RecordEmbedding`, as soon as its last window
+    has come. ``progress``: an optional tqdm-like object, advanced by the bases of each window."""
     pending: dict[int, _Pending] = {}
-    batch: list[tuple[int, int, np.ndarray]] = []
-
-    def run_batch() -> Iterator[RecordEmbedding]:
-        ids, lengths = pad_batch([tokens for _, _, tokens in batch])
-        ids, lengths = ids.to(device), lengths.to(device)
-        h = embed_windows(model, ids, lengths, rc=rc, layer=layer)
-        pooled = pool(h, lengths, pooling).cpu().numpy() if pooling != "none" else None
-        h = h.cpu().numpy() if pooling == "none" else None
-        for row, (index, start, tokens) in enumerate(batch):
-            rec = pending[index]
+    for out in outputs:
+        for row, index in enumerate(out["record"].tolist()):
+            start, end = int(out["start"][row]), int(out["end"][row])
+            rec = pending.get(index)
+            if rec is None:
+                rec = _Pending(str(out["id"][row]), int(out["length"][row]), int(out["n_windows"][row]))
+                pending[index] = rec
+                if pooling == "none":
+                    rec.sums = np.zeros((rec.length, out["emb"].shape[-1]), dtype=np.float32)
+                    rec.counts = np.zeros((rec.length, 1), dtype=np.float32)
             rec.starts.append(start)
-            rec.ends.append(start + len(tokens))
-            if pooled is not None:
-                rec.windows.append(pooled[row])
+            rec.ends.append(end)
+            if pooling == "none":
+                rec.sums[start:end] += out["emb"][row, : end - start]
+                rec.counts[start:end] += 1
             else:
-                rec.sums[start : start + len(tokens)] += h[row, : len(tokens)]
-                rec.counts[start : start + len(tokens)] += 1
+                rec.windows.append(out["emb"][row])
             if progress is not None:
-                progress.update(len(tokens))
+                progress.update(end - start)
             if len(rec.starts) == rec.n_windows:
                 yield _finish(pending.pop(index), pooling)
-        batch.clear()
-
-    for index, record in enumerate(records):
-        starts = window_starts(len(record.seq), window, stride)
-        pending[index] = rec = _Pending(record.id, len(record.seq), len(starts))
-        if pooling == "none":
-            rec.sums = np.zeros((len(record.seq), model.embedding_dim), dtype=np.float32)
-            rec.counts = np.zeros((len(record.seq), 1), dtype=np.float32)
-        for start in starts:
-            text = record.seq[start : start + window]
-            batch.append((index, start, tokenizer.encode(text, name=record.id, offset=start)))
-            if len(batch) == batch_size:
-                yield from run_batch()
-    if batch:
-        yield from run_batch()
 
 
 def _finish(rec: _Pending, pooling: Pooling) -> RecordEmbedding:
@@ -151,21 +178,6 @@ def _finish(rec: _Pending, pooling: Pooling) -> RecordEmbedding:
     else:
         pooled = windows[int(np.argmax(ends))]
     return RecordEmbedding(rec.id, rec.length, starts, ends, windows=windows, pooled=pooled.astype(np.float32))
-
-
-class NpzWriter:
-    """Write arrays into an ``.npz`` one at a time (``np.load`` reads it), so large outputs never sit in memory
-    together."""
-
-    def __init__(self, path: str | Path):
-        self._zip = zipfile.ZipFile(path, "w", allowZip64=True)
-
-    def add(self, name: str, array: np.ndarray) -> None:
-        with self._zip.open(f"{name}.npy", "w", force_zip64=True) as handle:
-            np.lib.format.write_array(handle, np.asanyarray(array), allow_pickle=False)
-
-    def close(self) -> None:
-        self._zip.close()
 
 
 def write_embeddings(path: Path, results: Iterable[RecordEmbedding], pooling: Pooling) -> tuple[int, int]:

@@ -3,8 +3,9 @@
 - Causal models (HyenaDNA): every position of ``[start, stop)`` is scored once, by a window that gives it at
   least ``context`` preceding bases (``-log2 P(x_t | x_<t)``).
 - Masked models (Caduceus): windows inside ``[start, stop)`` are masked (15 %, 80/10/10) with fixed seeds and
-  the selected positions scored (``-log2 P(x_t | the masked window)``); the positions are returned so that a
-  count-based baseline can be scored on exactly the same ones.
+  the positions replaced by ``[MASK]`` scored (``-log2 P(x_t | the masked window)``); the selected positions left
+  unchanged or randomised are not scored (the first show the model the answer). The positions are returned so
+  that a count-based baseline can be scored on exactly the same ones.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from longseq.genomics.data.tokenizer import PAD
+from longseq.genomics.data.tokenizer import MASK, PAD
 from longseq.genomics.tasks.pretrain import mask_tokens
 
 
@@ -84,7 +85,7 @@ def masked_scores(
     batch_size: int = 8,
     device: str | torch.device = "cpu",
 ) -> Scores:
-    """Score masked positions of ids[start:stop] with a masked LM: non-overlapping windows inside the range,
+    """Score the ``[MASK]`` positions of ids[start:stop] with a masked LM: non-overlapping windows inside the range,
     each masked ``seeds`` times with generators seeded 0 .. seeds - 1."""
     starts = list(range(start, stop - window + 1, window))
     if not starts:
@@ -96,7 +97,9 @@ def masked_scores(
         inputs, targets = mask_tokens(windows, mask_prob=mask_prob, generator=generator)
         for i in range(0, len(windows), batch_size):
             logp = model(inputs[i : i + batch_size].to(device)).float().log_softmax(-1).cpu()
-            target = targets[i : i + batch_size]
+            # Only the positions the model sees as [MASK]: the selected ones left as they were (10 %) show it the
+            # answer, and the randomised ones (10 %) a wrong base it learns to distrust; neither is a prediction.
+            target = torch.where(inputs[i : i + batch_size] == MASK, targets[i : i + batch_size], PAD)
             rows, cols = torch.nonzero(target != PAD, as_tuple=True)
             bits.append(-logp[rows, cols, target[rows, cols]].numpy() / math.log(2))
             positions.append(np.asarray(starts)[i + rows.numpy()] + cols.numpy())

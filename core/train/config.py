@@ -32,6 +32,9 @@ class TrainerConfig:
     gradient_clip_val: float | None = 1.0
     """Clip the gradient norm to this value (None: no clipping)."""
     accumulate_grad_batches: int = 1
+    gradient_checkpointing: bool = False
+    """Recompute each block's activations in the backward pass instead of keeping them (less memory at long
+    context, about one more forward's time); honoured by the models that support it (HyenaDNA, Caduceus)."""
     val_every_n_batches: int | None = None
     """Validate every n training batches (None: at the end of each epoch)."""
     limit_val_batches: int | float = 1.0

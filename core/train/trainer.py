@@ -94,7 +94,8 @@ def build_trainer(config: TrainerConfig, *, callbacks: list[L.Callback] | None =
             val_check_interval=config.val_every_n_batches,
             check_val_every_n_epoch=None if config.val_every_n_batches else 1,
             limit_val_batches=config.limit_val_batches,
-            enable_checkpointing=config.checkpoint_dir is not None,
+            # A command may add its own ModelCheckpoint (dna finetune keeps its best weights) without checkpoint_dir.
+            enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
             logger=logger if logger is not None else False,
             log_every_n_steps=config.log_every_n_steps,
             enable_progress_bar=progress_bar,

@@ -33,6 +33,7 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from longseq.core.norm import add_norm, make_norm
 from longseq.core.registry import Pretrained
@@ -208,6 +209,7 @@ class Caduceus(Pretrained, nn.Module):
     """
 
     model_type = MODEL_TYPE
+    gradient_checkpointing = False  # a training setting (`--trainer.gradient_checkpointing`), not saved
 
     def __init__(self, config: CaduceusConfig, *, device=None, dtype=None):
         super().__init__()
@@ -269,7 +271,10 @@ class Caduceus(Pretrained, nn.Module):
         blocks = n if layer == -1 else layer
         h, residual = self._embed_tokens(input_ids), None
         for block in self.layers[:blocks]:
-            h, residual = block(h, residual, lengths)
+            if self.gradient_checkpointing and torch.is_grad_enabled():  # keep block inputs only; recompute
+                h, residual = checkpoint(block, h, residual, lengths, use_reentrant=False)
+            else:
+                h, residual = block(h, residual, lengths)
         if blocks == 0:
             return h
         if blocks < n:

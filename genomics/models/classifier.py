@@ -20,6 +20,7 @@ from longseq.genomics.models.hyenadna import HyenaDNA, HyenaDNAConfig
 
 MODEL_TYPE = "dna_classifier"
 Pooling = Literal["mean", "max", "last"]
+Task = Literal["classification", "multilabel", "regression"]
 
 
 def pool(h: torch.Tensor, lengths: torch.Tensor | None, pooling: Pooling) -> torch.Tensor:
@@ -38,11 +39,16 @@ def pool(h: torch.Tensor, lengths: torch.Tensor | None, pooling: Pooling) -> tor
 
 @dataclass(kw_only=True)
 class ClassifierConfig:
-    """A backbone config, the classes, and how to pool and conjoin."""
+    """A backbone config, the head's outputs, and how to pool and conjoin.
+
+    ``classes`` names the head's outputs: the classes of a ``classification`` (softmax, at least two), the labels
+    of a ``multilabel`` one (a sigmoid each), or the targets of a ``regression``.
+    """
 
     backbone_type: Literal["hyenadna", "caduceus"]
     backbone: HyenaDNAConfig | CaduceusConfig | dict
     classes: list[str]
+    task: Task = "classification"
     pooling: Pooling = "mean"
     conjoin: bool = False  # average with the reverse complement's logits in eval mode
     dropout: float = 0.0
@@ -54,8 +60,10 @@ class ClassifierConfig:
         expected = HyenaDNAConfig if self.backbone_type == "hyenadna" else CaduceusConfig
         if not isinstance(self.backbone, expected):
             raise ValueError(f"backbone_type {self.backbone_type!r} does not match a {type(self.backbone).__name__}")
-        if len(self.classes) < 2:
-            raise ValueError(f"a classifier needs at least two classes; got {self.classes}")
+        if self.task not in ("classification", "multilabel", "regression"):
+            raise ValueError(f"task must be classification, multilabel or regression; got {self.task!r}")
+        if len(self.classes) < (2 if self.task == "classification" else 1):
+            raise ValueError(f"a {self.task} head needs more outputs; got {self.classes}")
         if self.pooling not in ("mean", "max", "last"):
             raise ValueError(f"pooling must be mean, max or last; got {self.pooling!r}")
         if not 0.0 <= self.dropout < 1.0:
@@ -64,6 +72,16 @@ class ClassifierConfig:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+
+def outputs_of(logits: torch.Tensor, task: Task) -> torch.Tensor:
+    """Head outputs (b, k) -> what a user reads: class probabilities (softmax), label probabilities (sigmoid), or
+    the regression values themselves."""
+    if task == "classification":
+        return logits.float().softmax(-1)
+    if task == "multilabel":
+        return logits.float().sigmoid()
+    return logits.float()
 
 
 class SequenceClassifier(Pretrained, nn.Module):

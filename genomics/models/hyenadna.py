@@ -17,6 +17,7 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from longseq.core.block import Block
 from longseq.core.hyena import HyenaOperator
@@ -97,6 +98,7 @@ class HyenaDNA(Pretrained, nn.Module):
     """
 
     model_type = MODEL_TYPE
+    gradient_checkpointing = False  # a training setting (`--trainer.gradient_checkpointing`), not saved
 
     def __init__(self, config: HyenaDNAConfig, *, device=None, dtype=None):
         super().__init__()
@@ -174,7 +176,10 @@ class HyenaDNA(Pretrained, nn.Module):
         x = self.embed_drop(self.embedding(input_ids))
         residual = None
         for block in self.layers[:blocks]:
-            x, residual = block(x, residual)
+            if self.gradient_checkpointing and torch.is_grad_enabled():  # keep block inputs only; recompute
+                x, residual = checkpoint(block, x, residual, use_reentrant=False)
+            else:
+                x, residual = block(x, residual)
         if blocks == 0:
             return x
         residual = x + residual

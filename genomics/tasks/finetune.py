@@ -1,4 +1,5 @@
-"""Fine-tuning for sequence classification: a LightningModule and a datamodule over labelled sequences."""
+"""Fine-tuning a sequence classifier (classification, multi-label or regression head): a LightningModule and a
+datamodule over labelled sequences."""
 
 from __future__ import annotations
 
@@ -14,11 +15,21 @@ from longseq.core.train.resume import ResumableDataLoader
 from longseq.genomics.data.tables import LabelledSequences
 from longseq.genomics.data.tokenizer import DNATokenizer, pad_batch, reverse_complement
 from longseq.genomics.models.classifier import SequenceClassifier
-from longseq.genomics.tasks.metrics import accuracy, auroc, matthews_corrcoef
+from longseq.genomics.tasks.metrics import (
+    accuracy,
+    auprc,
+    auroc,
+    f1_macro,
+    matthews_corrcoef,
+    pearson,
+    per_label,
+    spearman,
+)
 
 
 class LabelledDataset(Dataset):
-    """Tokenised sequences with labels; item i is (ids (l_i,) int64, label)."""
+    """Tokenised sequences with labels; item i is (ids (l_i,) int64, label): a class index (int64 ()) or float
+    targets (k,) for multi-label and regression tables."""
 
     def __init__(self, data: LabelledSequences, *, tokenizer: DNATokenizer, max_len: int | None, source: str):
         self.ids = []
@@ -26,19 +37,20 @@ class LabelledDataset(Dataset):
             if max_len is not None and len(seq) > max_len:
                 raise InputError(f"{source}: sequence {row + 1} has {len(seq)} bases, more than the context {max_len}")
             self.ids.append(torch.from_numpy(tokenizer.encode(seq, name=f"{source}: sequence {row + 1}")))
-        self.labels = torch.tensor(data.labels, dtype=torch.long)
+        is_classes = all(isinstance(label, int) for label in data.labels)
+        self.labels = torch.tensor(data.labels, dtype=torch.long if is_classes else torch.float32)
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.ids[index], int(self.labels[index])
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.ids[index], self.labels[index]
 
 
-def collate(items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """-> ids (b, l) right-padded, lengths (b,), labels (b,)."""
+def collate(items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """-> ids (b, l) right-padded, lengths (b,), labels (b,) class indices or (b, k) targets."""
     ids, lengths = pad_batch([ids for ids, _ in items])
-    return ids, lengths, torch.tensor([label for _, label in items], dtype=torch.long)
+    return ids, lengths, torch.stack([label for _, label in items])
 
 
 class LabelledDataModule(L.LightningDataModule):
@@ -69,8 +81,14 @@ class LabelledDataModule(L.LightningDataModule):
         return DataLoader(self.val, batch_size=self.batch_size, shuffle=False, collate_fn=collate)
 
 
-class ClassificationTask(L.LightningModule):
-    """Cross-entropy on a `SequenceClassifier`; validation logs accuracy, MCC and AUROC over the whole set.
+class FinetuneTask(L.LightningModule):
+    """A `SequenceClassifier` trained for its head's task, with the benchmarks' validation metrics over the whole
+    validation set:
+
+    - classification: cross-entropy; accuracy, MCC, macro F1, AUROC, AUPRC;
+    - multilabel: binary cross-entropy per label; the mean over labels of AUROC and AUPRC (DeepSEA's figures;
+      labels whose validation column holds one value are left out);
+    - regression: mean squared error; Pearson and Spearman correlations (mean over targets).
 
     Args:
         rc_augment: train on the reverse complement of each sequence with probability 1/2 (Caduceus-Ph's recipe).
@@ -81,48 +99,76 @@ class ClassificationTask(L.LightningModule):
     ):
         super().__init__()
         self.model = model
+        self.task = model.config.task
         self.optimizer_config = optimizer or OptimizerConfig()
         self.rc_augment = rc_augment
         self._val_logits: list[torch.Tensor] = []
         self._val_labels: list[torch.Tensor] = []
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.task == "classification":
+            return F.cross_entropy(logits, labels)
+        if self.task == "multilabel":
+            return F.binary_cross_entropy_with_logits(logits, labels)
+        return F.mse_loss(logits, labels)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         ids, lengths, labels = batch
         if self.rc_augment:
             flip = torch.rand(len(ids), device=ids.device) < 0.5
             ids = torch.where(flip[:, None], reverse_complement(ids, lengths), ids)
-        loss = F.cross_entropy(self.model(ids, lengths).float(), labels)
+        loss = self._loss(self.model(ids, lengths).float(), labels)
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
         ids, lengths, labels = batch
         logits = self.model(ids, lengths).float()
-        self.log("val/loss", F.cross_entropy(logits, labels), prog_bar=True, sync_dist=True)
+        self.log("val/loss", self._loss(logits, labels), prog_bar=True, sync_dist=True)
         self._val_logits.append(logits)
         self._val_labels.append(labels)
+
+    def _gathered(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        local = torch.cat(parts)
+        if self.trainer.world_size == 1:
+            return local.cpu()
+        return self.all_gather(local).flatten(0, 1).cpu()
 
     def on_validation_epoch_end(self) -> None:
         if not self._val_logits:
             return
-        logits = (
-            self.all_gather(torch.cat(self._val_logits)).flatten(0, -2)
-            if self.trainer.world_size > 1
-            else torch.cat(self._val_logits)
-        )
-        labels = (
-            self.all_gather(torch.cat(self._val_labels)).flatten()
-            if self.trainer.world_size > 1
-            else torch.cat(self._val_labels)
-        )
+        logits, labels = self._gathered(self._val_logits), self._gathered(self._val_labels)
         self._val_logits.clear()
         self._val_labels.clear()
-        logits, labels = logits.cpu(), labels.cpu()
-        self.log("val/accuracy", accuracy(logits, labels), prog_bar=True, rank_zero_only=True)
-        self.log("val/mcc", matthews_corrcoef(logits, labels), rank_zero_only=True)
-        value = auroc(logits, labels)
-        if not np.isnan(value):
-            self.log("val/auroc", value, rank_zero_only=True)
+        for name, value in validation_metrics(logits, labels, self.task).items():
+            if not np.isnan(value):
+                self.log(f"val/{name}", value, prog_bar=name in ("accuracy", "auroc", "pearson"), rank_zero_only=True)
 
     def configure_optimizers(self) -> dict:
         return configure_optimizers(self.model, self.optimizer_config, self.trainer.estimated_stepping_batches)
+
+
+def validation_metrics(logits: torch.Tensor, labels: torch.Tensor, task: str) -> dict[str, float]:
+    """The metrics of a task (see `FinetuneTask`) over a whole validation set; NaN where undefined."""
+    if task == "classification":
+        return {
+            "accuracy": accuracy(logits, labels),
+            "mcc": matthews_corrcoef(logits, labels),
+            "f1": f1_macro(logits, labels),
+            "auroc": auroc(logits, labels),
+            "auprc": auprc(logits, labels),
+        }
+    if task == "multilabel":
+        aurocs, auprcs = per_label(logits, labels)
+        return {"auroc": _nanmean(aurocs), "auprc": _nanmean(auprcs)}
+    columns = range(logits.shape[-1])
+    return {
+        "mse": float(F.mse_loss(logits, labels)),
+        "pearson": _nanmean([pearson(logits[:, j], labels[:, j]) for j in columns]),
+        "spearman": _nanmean([spearman(logits[:, j], labels[:, j]) for j in columns]),
+    }
+
+
+def _nanmean(values: list[float]) -> float:
+    kept = [v for v in values if v == v]
+    return sum(kept) / len(kept) if kept else float("nan")

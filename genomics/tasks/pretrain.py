@@ -105,8 +105,14 @@ class PretrainTask(L.LightningModule):
         logits = self.model(inputs)
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=PAD)
 
-    def _mlm_loss(self, ids: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def _mlm_loss(
+        self, ids: torch.Tensor, generator: torch.Generator | None = None, *, only_masked: bool = False
+    ) -> torch.Tensor:
+        """BERT's loss over every selected position; with ``only_masked`` over those shown as ``[MASK]`` (a
+        validation figure: the selected positions left unchanged show the model the answer)."""
         inputs, targets = mask_tokens(ids, mask_prob=self.mask_prob, generator=generator)
+        if only_masked:
+            targets = torch.where(inputs == MASK, targets, PAD)
         logits = self.model(inputs)
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=PAD)
 
@@ -140,7 +146,7 @@ class PretrainTask(L.LightningModule):
             loss = self._causal_loss(inputs, targets)
         else:
             generator = torch.Generator(device=inputs.device).manual_seed(batch_idx)
-            loss = self._mlm_loss(inputs, generator)
+            loss = self._mlm_loss(inputs, generator, only_masked=True)
         self.log("val/loss", loss, prog_bar=True, sync_dist=True)
         self.log("val/bits_per_base", loss / math.log(2), sync_dist=True)
 

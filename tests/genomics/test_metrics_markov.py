@@ -51,3 +51,33 @@ def test_select_prefers_the_order_that_generalises():
     assert model.k == 2
     assert [row[0] for row in table] == list(range(6))
     assert model.bits_per_base(x[5000 - 2 :]) < 1.0
+
+
+def test_f1_auprc_and_correlations_match_scikit_learn_and_scipy():
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import average_precision_score, f1_score
+
+    from longseq.genomics.tasks.metrics import auprc, f1_macro, pearson, per_label, spearman
+
+    rng = np.random.default_rng(3)
+    for c in (2, 3):
+        labels = torch.from_numpy(rng.integers(0, c, 60))
+        logits = torch.from_numpy(rng.normal(size=(60, c))).round(decimals=1)  # ties included
+        assert f1_macro(logits, labels) == pytest.approx(f1_score(labels, logits.argmax(-1), average="macro"))
+        probs = logits.double().softmax(-1).numpy()
+        expected = (
+            average_precision_score(labels == 1, probs[:, 1])
+            if c == 2
+            else np.mean([average_precision_score(labels == k, probs[:, k]) for k in range(c)])
+        )
+        assert auprc(logits, labels) == pytest.approx(expected)
+    targets = torch.from_numpy(rng.integers(0, 2, (50, 3))).float()
+    logits = torch.from_numpy(rng.normal(size=(50, 3))) + targets
+    aurocs, auprcs = per_label(logits, targets)
+    for j in range(3):
+        assert aurocs[j] == pytest.approx(roc_auc_score(targets[:, j], logits[:, j]))
+        assert auprcs[j] == pytest.approx(average_precision_score(targets[:, j], logits[:, j]))
+    x = torch.from_numpy(rng.normal(size=40)).round(decimals=1)
+    y = x + torch.from_numpy(rng.normal(size=40))
+    assert pearson(x, y) == pytest.approx(pearsonr(x, y)[0])
+    assert spearman(x, y) == pytest.approx(spearmanr(x, y)[0])
