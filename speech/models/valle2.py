@@ -28,6 +28,7 @@ from longseq.core.registry import Pretrained
 from longseq.speech.models.layers import Decoder, SinePosition, prefix_lm_mask
 from longseq.speech.models.sampling import SamplingConfig, sample_token
 from longseq.speech.text.tokenizer import PAD, SYMBOLS, TextTokenizer, TokenizerKind
+from longseq.speech.text.vallex import VALLEX_SYMBOLS, VallexTokenizer
 
 IGNORE = -100
 
@@ -58,10 +59,11 @@ class Valle2Config:
     nar_tie_heads: bool = True
     """Tie the head for codebook k to the embedding of codebook k + 1 (VALL-E X); the last head is its own."""
     # text front end and codec
-    tokenizer: TokenizerKind = "chars"
+    tokenizer: TokenizerKind | Literal["vallex"] = "chars"
+    """``vallex``: the released VALL-E X front end (G2P for en/zh/ja, per-token languages; `VallexTokenizer`)."""
     symbols: str | None = None
-    """The alphabet of a chars or phonemes tokenizer; None: the kind's default (so that a preset loaded with
-    another ``tokenizer`` gets that tokenizer's alphabet)."""
+    """The alphabet of a chars, phonemes or vallex tokenizer; None: the kind's default (so that a preset loaded
+    with another ``tokenizer`` gets that tokenizer's alphabet)."""
     voice: str = "en-us"
     codec: str = "encodec"
     """Codec spec: ``encodec``, ``encodec-<kbps>kbps`` or a codec directory (relative: inside the checkpoint)."""
@@ -87,13 +89,15 @@ class Valle2Config:
             raise ValueError("VALL-E needs at least two codebooks (AR for the first, NAR for the rest)")
         if self.nar_stage not in ("adaptive_norm", "token"):
             raise ValueError(f"nar_stage must be 'adaptive_norm' or 'token'; got {self.nar_stage!r}")
-        if self.tokenizer not in SYMBOLS:
-            raise ValueError(f"unknown tokenizer {self.tokenizer!r}: one of {', '.join(SYMBOLS)}")
+        if self.tokenizer not in (*SYMBOLS, "vallex"):
+            raise ValueError(f"unknown tokenizer {self.tokenizer!r}: one of {', '.join(SYMBOLS)}, vallex")
         vocab = self.text_tokenizer().vocab_size
         if 0 < self.text_vocab_size < vocab:
             raise ValueError(f"text_vocab_size ({self.text_vocab_size}) is below the tokenizer's ({vocab})")
 
-    def text_tokenizer(self) -> TextTokenizer:
+    def text_tokenizer(self) -> TextTokenizer | VallexTokenizer:
+        if self.tokenizer == "vallex":
+            return VallexTokenizer.from_symbols(VALLEX_SYMBOLS if self.symbols is None else self.symbols)
         symbols = SYMBOLS[self.tokenizer] if self.symbols is None else self.symbols
         return TextTokenizer(kind=self.tokenizer, symbols=symbols, voice=self.voice)
 
