@@ -384,19 +384,21 @@ class Valle2(Pretrained, nn.Module):
         code_lens: torch.Tensor,
         prompt_lens: torch.Tensor,
         stage: int,
+        languages: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The training pass: both decoders teacher-forced on whole items (`ValleAR.forward`, `ValleNAR.forward`).
 
         Args:
             text (b, L), text_lens (b,); codes (b, n_q, T), code_lens (b,) as `ValleAR.forward` needs them
-                (multiples of G); prompt_lens (b,) and stage as `ValleNAR.forward`.
+                (multiples of G); prompt_lens (b,) and stage as `ValleNAR.forward`; languages (b, L): each text
+                token's language row (models with language tables; None: row 0).
 
         Returns:
             AR logits (b, T / G + 1, G, codebook_size + 1), AR targets (b, T / G + 1, G), NAR logits for codebook
             ``stage`` (b, T, codebook_size).
         """
-        ar_logits, ar_targets = self.ar(text, text_lens, codes[:, 0], code_lens)
-        return ar_logits, ar_targets, self.nar(text, text_lens, codes, code_lens, prompt_lens, stage)
+        ar_logits, ar_targets = self.ar(text, text_lens, codes[:, 0], code_lens, languages)
+        return ar_logits, ar_targets, self.nar(text, text_lens, codes, code_lens, prompt_lens, stage, languages)
 
     @torch.no_grad()
     def generate(
