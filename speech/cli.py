@@ -184,7 +184,7 @@ def convert(vallex: str, tokenizer: str, output: str, n_heads: int = 16) -> None
     front_end = VallexTokenizer(tokenizer)
     source = Source(Path(vallex))
     if not source.path.is_file():
-        raise CheckpointError(f"VALL-E X checkpoint not found: {vallex}")
+        raise CheckpointError(f"{vallex}: no such file (the released vallex-checkpoint.pt)")
     if not VALLEX.matches(source):
         raise CheckpointError(f"{vallex} is not a VALL-E X checkpoint ({{'model': state dict}} of ar_/nar_decoder)")
     model = VALLEX.load(source, n_heads=n_heads)
@@ -321,8 +321,8 @@ def synth(
         raise InputError(f"--seed must lie in [0, 2^63); got {seed}")
     if sample_rate is not None and not 1000 <= sample_rate <= MAX_SAMPLE_RATE:
         raise InputError(f"--sample-rate must lie in [1000, {MAX_SAMPLE_RATE}] Hz; got {sample_rate}")
-    if vocoder_weights is not None and vocoder != "vocos":
-        raise InputError("--vocoder-weights are Vocos's; give --vocoder vocos")
+    if (vocoder_weights is not None) != (vocoder == "vocos"):
+        raise InputError("--vocoder vocos and --vocoder-weights (Vocos's pytorch_model.bin) go together")
 
     def sampling_for(official: bool) -> SamplingConfig:
         """The flags' sampling; unset top-p and RAS take the model's defaults (VALL-E X: its official ones)."""
