@@ -12,7 +12,9 @@ them); readings and accents come from the Open JTalk dictionary.
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 from longseq.core.io import InputError
 
@@ -65,6 +67,13 @@ def _pyopenjtalk():
         ) from None
     except ValueError as err:
         raise InputError(f"Japanese needs pyopenjtalk, whose binary does not load here ({err})") from None
+    # pyopenjtalk downloads its dictionary on first use; we never go to the network at run time.
+    dictionary = Path(os.fsdecode(pyopenjtalk.OPEN_JTALK_DICT_DIR))
+    if not dictionary.is_dir():
+        raise InputError(
+            f"Japanese needs the Open JTalk dictionary at {dictionary}: download open_jtalk_dic_utf_8-1.11.tar.gz "
+            "(r9y9/open_jtalk releases), unpack it there or set OPEN_JTALK_DICT_DIR to its folder"
+        )
     return pyopenjtalk
 
 
