@@ -25,13 +25,14 @@ CASES = {case["id"]: case for case in json.loads((FIXTURE / "cases.json").read_t
 
 
 def _japanese_unavailable() -> str | None:
-    """Why pyopenjtalk cannot run here (None: it can)."""
-    try:
-        import pyopenjtalk
+    """Why Japanese cannot run here (None: it can): pyopenjtalk or its dictionary missing (checked without
+    touching the network)."""
+    from longseq.speech.text.japanese import _pyopenjtalk
 
-        pyopenjtalk.extract_fullcontext("テスト")
-    except Exception as err:  # noqa: BLE001  (an ABI mismatch is a ValueError, a missing dictionary anything)
-        return f"pyopenjtalk does not run here: {type(err).__name__}: {str(err)[:120]}"
+    try:
+        _pyopenjtalk()
+    except InputError as err:
+        return str(err)[:200]
     return None
 
 
