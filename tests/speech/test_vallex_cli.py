@@ -78,21 +78,33 @@ def test_synth_with_a_prompt_recording_writes_24khz(files, tmp_path):
     assert info.samplerate == 24_000 and info.frames > 0
 
 
-def test_saved_prompt_in_the_official_layout_then_vocos(files, tmp_path):
-    npz = tmp_path / "voice.npz"
+@pytest.fixture(scope="module")
+def saved_prompt(files, tmp_path_factory):
+    npz = tmp_path_factory.mktemp("prompt") / "voice.npz"
     assert main(["prompt", "--model", str(files["model"]), "--codec-weights", str(files["codec"]),
                  "--audio", str(files["voice"]), "--text", "This is my voice.", "--output", str(npz)]) == 0  # fmt: skip
-    with np.load(npz, allow_pickle=False) as saved:
+    return npz
+
+
+def test_saved_prompt_in_the_official_layout(files, saved_prompt, tmp_path):
+    with np.load(saved_prompt, allow_pickle=False) as saved:
         assert saved["audio_tokens"].shape == (1, 90, 8) and int(saved["lang_code"]) == 2
         expected = VallexTokenizer(BPE).encode_prompt("This is my voice.").ids
         assert saved["text_tokens"].tolist() == [expected]
+    out = tmp_path / "out.wav"
+    assert main(synth_args(files, out, "--text", "Hello there.", "--prompt", str(saved_prompt))) == 0
+    assert sf.info(out).samplerate == 24_000
+
+
+@pytest.mark.slow
+def test_vocos_decoding_and_the_sliding_window(files, saved_prompt, tmp_path):
     from longseq.speech.codecs.vocos import VocosDecoder
 
     weights = tmp_path / "pytorch_model.bin"
     state = VocosDecoder().vocos.state_dict()
     torch.save({k: v for k, v in state.items() if not k.startswith("feature_extractor.encodec.")}, weights)
     out = tmp_path / "out.wav"
-    text = ["--text", "你好。Hello there.", "--long-text", "sliding-window", "--prompt", str(npz)]
+    text = ["--text", "你好。Hello there.", "--long-text", "sliding-window", "--prompt", str(saved_prompt)]
     assert main(synth_args(files, out, *text, "--vocoder", "vocos", "--vocoder-weights", str(weights))) == 0
     assert sf.info(out).samplerate == 24_000 and sf.info(out).frames > 0.3 * 24_000  # a pause between sentences
 
