@@ -71,8 +71,8 @@ def _pyopenjtalk():
     dictionary = Path(os.fsdecode(pyopenjtalk.OPEN_JTALK_DICT_DIR))
     if not dictionary.is_dir():
         raise InputError(
-            f"Japanese needs the Open JTalk dictionary at {dictionary}: download open_jtalk_dic_utf_8-1.11.tar.gz "
-            "(r9y9/open_jtalk releases), unpack it there or set OPEN_JTALK_DICT_DIR to its folder"
+            f"Japanese needs the Open JTalk dictionary at {dictionary}: set OPEN_JTALK_DICT_DIR to one (Debian: "
+            "apt install open-jtalk-mecab-naist-jdic, then /var/lib/mecab/dic/open-jtalk/naist-jdic)"
         )
     return pyopenjtalk
 
