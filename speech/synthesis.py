@@ -208,7 +208,8 @@ def synthesize(
     pause = torch.zeros(1, round(SENTENCE_PAUSE_SECONDS * codec.sample_rate), device=device)
     wavs, codes = [], []
     current = first
-    sentences = split_sentences(text)
+    # Tagged (mix) text is spoken whole: a cut inside a [EN]..[EN] pair would leave both halves untagged.
+    sentences = [" ".join(text.split())] if language == "mix" else split_sentences(text)
     for sentence in tqdm(sentences, desc="synthesizing", unit="sentence", disable=len(sentences) < 3):
         ids, languages, n_target = _text_ids(tokenizer, sentence, current, language)
         spoken = _speak(
