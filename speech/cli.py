@@ -159,9 +159,9 @@ def train(
 
 
 def convert(vallex: str, tokenizer: str, output: str, n_heads: int = 16) -> None:
-    """Convert the released VALL-E X (Plachtaa's ``vallex-checkpoint.pt``) into our checkpoint directory, which
-    ``tts synth --model``, ``tts train --model`` and ``longseq.from_pretrained`` open.
+    """Convert the released VALL-E X (Plachtaa's vallex-checkpoint.pt and bpe_69.json) into our checkpoint directory.
 
+    ``tts synth --model``, ``tts prompt --model``, ``tts train --model`` and ``longseq.from_pretrained`` open it.
     The directory holds the weights, the text front end (the alphabet of ``bpe_69.json``, checked to be VALL-E
     X's) and the codec settings (EnCodec 24 kHz at 6 kbps).
 
@@ -205,8 +205,10 @@ def prompt(
     codec_weights: str | None = None,
     device: str = "cpu",
 ) -> None:
-    """Save a voice prompt for a VALL-E X model: the recording's EnCodec codes, its transcript's ids and language
-    (the ``.npz`` layout of VALL-E X's presets); ``tts synth --prompt`` reuses it.
+    """Save a voice prompt (.npz) for a VALL-E X model, which tts synth --prompt reuses.
+
+    It holds the recording's EnCodec codes, its transcript's ids and language, in the ``.npz`` layout of VALL-E X's
+    presets.
 
     Args:
         audio: 1-15 s of the voice (any rate; stereo is downmixed).
