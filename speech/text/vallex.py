@@ -17,6 +17,7 @@ the code saved in a prompt ``.npz`` (`PROMPT_LANGUAGE_CODES`: zh 0, ja 1, en 2).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -171,7 +172,7 @@ class VallexTokenizer:
         return {s: i + len(SPECIAL_TOKENS) for i, s in enumerate(self.symbols)}
 
     def ids(self, tagged: str) -> Encoded:
-        """Tagged text (``[EN]...[EN]``) -> ids and languages (`clean`, then the BPE)."""
+        """Tagged text (``[EN]...[EN]``) -> ids and languages (`clean`, then the BPE); ``language`` left empty."""
         phonemes, languages = clean(tagged)
         phonemes = phonemes.replace(" ", "_")
         ids = self._tokenizer.encode(phonemes).ids
@@ -192,16 +193,14 @@ class VallexTokenizer:
             language = detect_language(text)
         tag = TAGS.get(language, "")
         # The leading "_" of the official call lies outside every tag: the cleaner drops it.
-        encoded = self.ids(f"_{tag}{text}{tag}".strip())
-        return Encoded(ids=encoded.ids, languages=encoded.languages, phonemes=encoded.phonemes, language=language)
+        return dataclasses.replace(self.ids(f"_{tag}{text}{tag}".strip()), language=language)
 
     def encode_prompt(self, transcript: str) -> Encoded:
         """A voice prompt's transcript (``make_prompt``): always langid's language, wrapped in its tag."""
         check_speakable(transcript)
         language = detect_language(transcript)
         tag = TAGS[language]
-        encoded = self.ids(f"{tag}{transcript}{tag}".strip())
-        return Encoded(ids=encoded.ids, languages=encoded.languages, phonemes=encoded.phonemes, language=language)
+        return dataclasses.replace(self.ids(f"{tag}{transcript}{tag}".strip()), language=language)
 
 
 def symbols_of(spec: dict, source: str) -> str:
