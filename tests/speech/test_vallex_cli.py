@@ -20,9 +20,11 @@ import torch
 import longseq
 from longseq.speech.cli import main
 from longseq.speech.codecs.encodec import EncodecCodec
+from longseq.speech.data.codes import EncodedCorpus
 from longseq.speech.models.valle2 import Valle2
 from longseq.speech.prompts import VoicePrompt
 from longseq.speech.synthesis import _Prompt, _text_ids
+from longseq.speech.tasks.data import CodeUtterances, collate_utterances
 from longseq.speech.text.vallex import VallexTokenizer
 from tests.resume_harness import check_resume
 
@@ -117,6 +119,31 @@ def test_prompt_ids_in_the_prompt_language_then_each_target_token_in_its_own():
     target = tokenizer.encode("[EN]Hi[EN][ZH]你好[ZH]", "mix")
     assert ids == [5, 6, 7] + target.ids and n == len(target.ids)
     assert languages == [1, 1, 1] + target.language_ids and set(target.language_ids) == {0, 1}
+
+
+def test_training_items_carry_each_token_language():
+    """A Mandarin utterance after an English one (a pair): the English prompt's rows 0, the Mandarin text's 1;
+    the batch pads them with 0, and the model's output depends on them."""
+    corpus = EncodedCorpus(
+        codes=[torch.randint(0, 1024, (8, 6)), torch.randint(0, 1024, (8, 5))],
+        texts=["Hello there.", "你好。"],
+        speakers=["a", "a"],
+        splits=["train", "train"],
+        codec="encodec",
+        frame_rate=75.0,
+    )
+    tokenizer = VallexTokenizer(BPE)
+    data = CodeUtterances(corpus, [0, 1], tokenizer, n_codebooks=8, pair_probability=1.0, seed=0)
+    text, codes, languages = data[1]  # the pair (utterance 0, utterance 1)
+    n_prompt = len(tokenizer.encode_prompt("Hello there.").ids)
+    assert languages.tolist() == [0] * n_prompt + [1] * (len(text) - n_prompt) and codes.shape == (8, 11)
+    single_text, single_languages = data.texts[0]  # utterance 0 alone: English
+    batch = collate_utterances([data[1], (single_text, data.codes[0], single_languages)])
+    assert batch["languages"].shape == batch["text"].shape and not batch["languages"][1].any()
+    model = longseq.from_pretrained(VALLEX, n_heads=4)
+    args = (batch["text"], batch["text_lens"], batch["codes"], batch["code_lens"], torch.tensor([2, 2]), 1)
+    with torch.no_grad():
+        assert not torch.allclose(model(*args, batch["languages"])[0], model(*args)[0])
 
 
 @pytest.fixture(scope="module")
