@@ -184,7 +184,8 @@ def convert(vallex: str, tokenizer: str, output: str, n_heads: int = 16) -> None
     front_end = VallexTokenizer(tokenizer)
     source = Source(Path(vallex))
     if not source.path.is_file():
-        raise CheckpointError(f"{vallex}: no such file (the released vallex-checkpoint.pt)")
+        what = "a directory" if source.path.is_dir() else "no such file"
+        raise CheckpointError(f"{vallex} is {what}: give the released vallex-checkpoint.pt")
     if not VALLEX.matches(source):
         raise CheckpointError(f"{vallex} is not a VALL-E X checkpoint ({{'model': state dict}} of ar_/nar_decoder)")
     model = VALLEX.load(source, n_heads=n_heads)
