@@ -23,11 +23,11 @@ from tqdm import tqdm
 
 from longseq.core.checkpoint import CheckpointError
 from longseq.core.io import InputError
-from longseq.speech.audio import check_prompt, load_audio
 from longseq.speech.codecs import Codec, load_codec
 from longseq.speech.models.sampling import SamplingConfig
+from longseq.speech.prompts import VoicePrompt, make_prompt, prompt_codes
+from longseq.speech.text.vallex import VallexTokenizer, detect_language
 
-MIN_PROMPT_SECONDS = 1.0
 MAX_PROMPT_SECONDS = 10.0
 # The AR stops after this many seconds per text token at most (lifeiteng/vall-e: 16 frames per phoneme
 # at 75 Hz, 0.21 s), whatever --max-seconds allows: a loop cannot run on for long.
@@ -86,17 +86,9 @@ def load_model_and_codec(model: str | os.PathLike | None, *, codec_weights=None,
     return lm.to(device), codec.to(device)
 
 
-def encode_prompt(codec: Codec, path: str | os.PathLike, n_codebooks: int, device="cpu") -> torch.Tensor:
+def encode_prompt(codec: Codec, path: str | os.PathLike, n_codebooks: int) -> torch.Tensor:
     """A voice prompt file -> codes (1, n_codebooks, t); refuses non-audio, too short, silent or too long."""
-    wav = check_prompt(
-        load_audio(path, codec.sample_rate), codec.sample_rate, min_seconds=MIN_PROMPT_SECONDS, source=str(path)
-    )
-    seconds = wav.shape[-1] / codec.sample_rate
-    if seconds > MAX_PROMPT_SECONDS:
-        raise InputError(
-            f"prompt {path} is {seconds:.1f} s long; use at most {MAX_PROMPT_SECONDS:g} s (about 3 s works best)"
-        )
-    return codec.encode(wav.to(device))[:, :n_codebooks]
+    return prompt_codes(codec, path, n_codebooks, max_seconds=MAX_PROMPT_SECONDS)
 
 
 def split_sentences(text: str, max_chars: int = MAX_SENTENCE_CHARS) -> list[str]:
@@ -134,6 +126,16 @@ def _pack(parts: list[str], max_chars: int) -> list[str]:
     return [*runs, run]
 
 
+@dataclass(kw_only=True)
+class _Prompt:
+    """The voice a sentence continues: codes (1, n_q, t) and what they say, as text (re-tokenized with each
+    sentence: chars, phonemes) or as ids with their languages (VALL-E X: `VoicePrompt`)."""
+
+    codes: torch.Tensor
+    text: str | None = None
+    voice: VoicePrompt | None = None
+
+
 @torch.no_grad()
 def synthesize(
     model,
@@ -142,22 +144,37 @@ def synthesize(
     *,
     prompt_audio: str | os.PathLike | None = None,
     prompt_text: str | None = None,
+    prompt: VoicePrompt | None = None,
+    language: str | None = None,
+    long_text: str = "fixed-prompt",
+    vocoder=None,
     sampling: SamplingConfig | None = None,
     max_seconds: float = 20.0,
     min_seconds_per_token: float = SECONDS_PER_TOKEN_MIN,
     seed: int | None = None,
 ) -> Synthesis:
-    """Speak ``text``, sentence by sentence; with ``prompt_audio`` (and its transcript ``prompt_text``) in the
-    prompt's voice.
+    """Speak ``text``, sentence by sentence; with ``prompt_audio`` (and its transcript ``prompt_text``) or a
+    saved ``prompt`` in that voice.
 
-    Each sentence lasts at least ``min_seconds_per_token`` per token (0: no floor; EOS may end it at once) and
-    at most `SECONDS_PER_TOKEN_LIMIT` per token or ``max_seconds``. Sentences are joined by short pauses.
+    ``language`` (VALL-E X front end only): auto, en, zh, ja or mix; auto detects it once for the whole text.
+    ``long_text``: ``fixed-prompt`` gives every sentence the same prompt (without one, the first sentence's
+    speech); ``sliding-window`` (VALL-E X's) prompts each next sentence, with probability 1/2, by the one before
+    it, else by the original prompt. ``vocoder`` (an object with ``decode(codes)``, e.g. `VocosDecoder`)
+    replaces the codec's decoder. Each sentence lasts at least ``min_seconds_per_token`` per token (0: no
+    floor; EOS may end it at once) and at most `SECONDS_PER_TOKEN_LIMIT` per token or ``max_seconds``.
+    Sentences are joined by short pauses.
     """
     if not hasattr(model.config, "text_tokenizer"):
         raise InputError(f"a {type(model).__name__} model continues speech without text: give --minutes")
     device = next(model.parameters()).device
     tokenizer = model.config.text_tokenizer()
-    tokenizer.encode(text)  # every character checked before anything is generated
+    vallex = isinstance(tokenizer, VallexTokenizer)
+    if language is not None and not vallex:
+        raise InputError(f"--language is for VALL-E X's text front end; this model's tokenizer is {tokenizer.kind}")
+    if prompt is not None and (prompt_audio is not None or prompt_text):
+        raise InputError("give a saved --prompt or --prompt-audio with --prompt-text, not both")
+    if prompt is not None and not vallex:
+        raise InputError("saved prompts hold VALL-E X text ids; this model speaks through another tokenizer")
     if prompt_audio is not None and not (prompt_text and prompt_text.strip()):
         raise InputError("a voice prompt needs its transcript (--prompt-text): the model continues it")
     if prompt_audio is None and prompt_text:
@@ -166,24 +183,50 @@ def synthesize(
         raise InputError(f"max seconds must lie in (0, {MAX_SECONDS:g}] (one sentence); got {max_seconds}")
     if min_seconds_per_token < 0:
         raise InputError(f"the duration floor must not be negative; got {min_seconds_per_token}")
+    if long_text not in ("fixed-prompt", "sliding-window"):
+        raise InputError(f"the long-text mode must be fixed-prompt or sliding-window; got {long_text!r}")
+    if vallex:
+        language = language or "auto"
+        tokenizer.encode(text, language)  # every check before anything is generated
+        if language == "auto":
+            language = detect_language(text.replace("\n", "").strip(" "))
+    else:
+        tokenizer.encode(text)
     start = time.perf_counter()
-    prompt = None
-    if prompt_audio is not None:
-        prompt = encode_prompt(codec, prompt_audio, model.config.n_codebooks, device)
+    first = None
+    if prompt is not None:
+        first = _Prompt(codes=prompt.codes.to(device), voice=prompt)
+    elif prompt_audio is not None and vallex:
+        voice = make_prompt(codec, tokenizer, prompt_audio, prompt_text, n_codebooks=model.config.n_codebooks)
+        first = _Prompt(codes=voice.codes, voice=voice)
+    elif prompt_audio is not None:
+        first = _Prompt(codes=encode_prompt(codec, prompt_audio, model.config.n_codebooks), text=prompt_text)
     sampling = sampling or SamplingConfig()
     generator = torch.Generator(device=device)
     generator.manual_seed(seed if seed is not None else int(torch.randint(2**31, ())))
+    decoder = vocoder or codec
     pause = torch.zeros(1, round(SENTENCE_PAUSE_SECONDS * codec.sample_rate), device=device)
     wavs, codes = [], []
-    sentences = split_sentences(text)
+    current = first
+    # Tagged (mix) text is spoken whole: a cut inside a [EN]..[EN] pair would leave both halves untagged.
+    sentences = [" ".join(text.split())] if language == "mix" else split_sentences(text)
     for sentence in tqdm(sentences, desc="synthesizing", unit="sentence", disable=len(sentences) < 3):
+        ids, languages, n_target = _text_ids(tokenizer, sentence, current, language)
         spoken = _speak(
-            model, tokenizer, sentence, prompt, prompt_text, sampling, generator,
+            model, ids, languages, n_target, current, sampling, generator,
             max_seconds=max_seconds, min_seconds_per_token=min_seconds_per_token, frame_rate=codec.frame_rate,
         )  # fmt: skip
-        if prompt is None:  # the first sentence sets the voice of the rest
-            prompt, prompt_text = spoken, sentence
-        wavs += [pause, codec.decode(spoken)[0]] if wavs else [codec.decode(spoken)[0]]
+        said = _Prompt(codes=spoken, text=sentence)
+        if vallex:  # VALL-E X keeps the prompt language of the first prompt (none: the text's, mix: en)
+            tag = first.voice.language if first is not None else ("en" if language == "mix" else language)
+            said.voice = VoicePrompt(codes=spoken, text_ids=ids[len(ids) - n_target :], language=tag)
+        if long_text == "sliding-window":
+            slide = torch.rand((), generator=generator, device=device) < 0.5
+            current = said if slide else first
+        elif current is None:  # the first sentence sets the voice of the rest
+            current = first = said
+        wav = decoder.decode(spoken)[0]
+        wavs += [pause, wav] if wavs else [wav]
         codes.append(spoken[0])
     return Synthesis(
         wav=torch.cat(wavs, dim=-1).cpu(),
@@ -193,22 +236,42 @@ def synthesize(
     )
 
 
-def _speak(
-    model, tokenizer, text, prompt, prompt_text, sampling, generator, *, max_seconds, min_seconds_per_token, frame_rate
-) -> torch.Tensor:
-    """Codes (1, n_q, t) of one sentence, continuing ``prompt`` (1, n_q, t') spoken as ``prompt_text`` if given."""
+def _text_ids(tokenizer, text: str, prompt: _Prompt | None, language: str | None):
+    """The ids (L,) the model reads (the prompt's transcript, then ``text``), their languages (L,) or None, and
+    how many of them are ``text``'s.
+
+    VALL-E X (``generate_audio``): the saved prompt ids, all in the prompt's language, then the target's ids,
+    each in its own language. Other tokenizers: the prompt's transcript and the text joined by a space.
+    """
+    if isinstance(tokenizer, VallexTokenizer):
+        target = tokenizer.encode(text, language)
+        if prompt is None:
+            return target.ids, target.language_ids, len(target.ids)
+        voice = prompt.voice
+        return voice.text_ids + target.ids, voice.language_ids + target.language_ids, len(target.ids)
     target = tokenizer.encode(text)
-    ids = target if prompt is None else tokenizer.encode(prompt_text + " " + text)
-    limit = min(max_seconds, SECONDS_PER_TOKEN_LIMIT * len(target))
+    ids = target if prompt is None else tokenizer.encode(prompt.text + " " + text)
+    return ids, None, len(target)
+
+
+def _speak(
+    model, ids, languages, n_target, prompt, sampling, generator, *, max_seconds, min_seconds_per_token, frame_rate
+) -> torch.Tensor:
+    """Codes (1, n_q, t) of one sentence (``n_target`` of the text ids), continuing ``prompt`` if given."""
+    device = generator.device
+    limit = min(max_seconds, SECONDS_PER_TOKEN_LIMIT * n_target)
     max_frames = max(1, int(limit * frame_rate))
-    min_frames = min(max_frames, int(min_seconds_per_token * len(target) * frame_rate))
+    min_frames = min(max_frames, int(min_seconds_per_token * n_target * frame_rate))
+    # Only VALL-E X's front end gives languages (models without language tables take no such argument).
+    extra = {} if languages is None else {"languages": torch.tensor([languages], device=device)}
     codes = model.generate(
-        torch.tensor([ids], device=generator.device),
-        prompt,
+        torch.tensor([ids], device=device),
+        None if prompt is None else prompt.codes,
         max_frames=max_frames,
         min_frames=min_frames,
         sampling=sampling,
         generator=generator,
+        **extra,
     )
     if codes.shape[-1] == 0:
         raise InputError("the model ended the speech before it began (EOS first); try another --seed or prompt")

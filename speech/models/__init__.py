@@ -34,6 +34,7 @@ VALLE2_PRESETS = {
         nar_layers=12,
         text_vocab_size=2048,
         n_languages=3,
+        tokenizer="vallex",
         codebook_size=1024,
         n_codebooks=8,
     ),

@@ -28,6 +28,7 @@ from longseq.core.registry import Pretrained
 from longseq.speech.models.layers import Decoder, SinePosition, prefix_lm_mask
 from longseq.speech.models.sampling import SamplingConfig, sample_token
 from longseq.speech.text.tokenizer import PAD, SYMBOLS, TextTokenizer, TokenizerKind
+from longseq.speech.text.vallex import VALLEX_SYMBOLS, VallexTokenizer
 
 IGNORE = -100
 
@@ -58,10 +59,11 @@ class Valle2Config:
     nar_tie_heads: bool = True
     """Tie the head for codebook k to the embedding of codebook k + 1 (VALL-E X); the last head is its own."""
     # text front end and codec
-    tokenizer: TokenizerKind = "chars"
+    tokenizer: TokenizerKind | Literal["vallex"] = "chars"
+    """``vallex``: the released VALL-E X front end (G2P for en/zh/ja, per-token languages; `VallexTokenizer`)."""
     symbols: str | None = None
-    """The alphabet of a chars or phonemes tokenizer; None: the kind's default (so that a preset loaded with
-    another ``tokenizer`` gets that tokenizer's alphabet)."""
+    """The alphabet of a chars, phonemes or vallex tokenizer; None: the kind's default (so that a preset loaded
+    with another ``tokenizer`` gets that tokenizer's alphabet)."""
     voice: str = "en-us"
     codec: str = "encodec"
     """Codec spec: ``encodec``, ``encodec-<kbps>kbps`` or a codec directory (relative: inside the checkpoint)."""
@@ -87,13 +89,15 @@ class Valle2Config:
             raise ValueError("VALL-E needs at least two codebooks (AR for the first, NAR for the rest)")
         if self.nar_stage not in ("adaptive_norm", "token"):
             raise ValueError(f"nar_stage must be 'adaptive_norm' or 'token'; got {self.nar_stage!r}")
-        if self.tokenizer not in SYMBOLS:
-            raise ValueError(f"unknown tokenizer {self.tokenizer!r}: one of {', '.join(SYMBOLS)}")
+        if self.tokenizer not in (*SYMBOLS, "vallex"):
+            raise ValueError(f"unknown tokenizer {self.tokenizer!r}: one of {', '.join(SYMBOLS)}, vallex")
         vocab = self.text_tokenizer().vocab_size
         if 0 < self.text_vocab_size < vocab:
             raise ValueError(f"text_vocab_size ({self.text_vocab_size}) is below the tokenizer's ({vocab})")
 
-    def text_tokenizer(self) -> TextTokenizer:
+    def text_tokenizer(self) -> TextTokenizer | VallexTokenizer:
+        if self.tokenizer == "vallex":
+            return VallexTokenizer.from_symbols(VALLEX_SYMBOLS if self.symbols is None else self.symbols)
         symbols = SYMBOLS[self.tokenizer] if self.symbols is None else self.symbols
         return TextTokenizer(kind=self.tokenizer, symbols=symbols, voice=self.voice)
 
@@ -380,19 +384,21 @@ class Valle2(Pretrained, nn.Module):
         code_lens: torch.Tensor,
         prompt_lens: torch.Tensor,
         stage: int,
+        languages: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The training pass: both decoders teacher-forced on whole items (`ValleAR.forward`, `ValleNAR.forward`).
 
         Args:
             text (b, L), text_lens (b,); codes (b, n_q, T), code_lens (b,) as `ValleAR.forward` needs them
-                (multiples of G); prompt_lens (b,) and stage as `ValleNAR.forward`.
+                (multiples of G); prompt_lens (b,) and stage as `ValleNAR.forward`; languages (b, L): each text
+                token's language row (models with language tables; None: row 0).
 
         Returns:
             AR logits (b, T / G + 1, G, codebook_size + 1), AR targets (b, T / G + 1, G), NAR logits for codebook
             ``stage`` (b, T, codebook_size).
         """
-        ar_logits, ar_targets = self.ar(text, text_lens, codes[:, 0], code_lens)
-        return ar_logits, ar_targets, self.nar(text, text_lens, codes, code_lens, prompt_lens, stage)
+        ar_logits, ar_targets = self.ar(text, text_lens, codes[:, 0], code_lens, languages)
+        return ar_logits, ar_targets, self.nar(text, text_lens, codes, code_lens, prompt_lens, stage, languages)
 
     @torch.no_grad()
     def generate(

@@ -6,9 +6,9 @@ The file is ``torch.save({"model": state_dict})`` of one ``VALLE`` module holdin
 attention heads is not stored and is an override (16 in the release). The keys are renamed by `KEYS`; an
 unmapped file key or an unfilled model key is a one-line `CheckpointError`.
 
-Not converted: the release's text front end (a 69-symbol BPE G2P). Its ids are what the text embedding was
-trained on; with our tokenizers the text side has to be fine-tuned (``tokenizer=...`` rebuilds the text
-tables, as for any VALL-E 2 checkpoint: `longseq.speech.models.valle2.adapt`).
+The model speaks through the release's text front end (``tokenizer="vallex"``: `longseq.speech.text.vallex`,
+the alphabet of the official ``bpe_69.json``); ``tokenizer=...`` moves it to another one for fine-tuning
+(the text tables are rebuilt: `longseq.speech.models.valle2.adapt`).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def infer_config(state: dict[str, torch.Tensor], *, n_heads: int, source: str) -
             ar_tie_head=False,
             nar_stage="adaptive_norm",
             nar_tie_heads=tied,
-            tokenizer="bytes",
+            tokenizer="vallex",
             codec="encodec",
         )
     except ValueError as err:

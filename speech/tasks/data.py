@@ -21,6 +21,7 @@ from longseq.speech.audio import load_audio
 from longseq.speech.data.codes import EncodedCorpus
 from longseq.speech.data.manifest import Utterance
 from longseq.speech.text.tokenizer import PAD, TextTokenizer
+from longseq.speech.text.vallex import LANGUAGE_IDS, VallexTokenizer
 
 
 class AudioCrops(Dataset):
@@ -93,9 +94,29 @@ class ResumableDataModule(L.LightningDataModule):
         return DataLoader(self.val, batch_size=self.batch_size, collate_fn=self.collate_fn)
 
 
+def encode_text(
+    tokenizer: TextTokenizer | VallexTokenizer, text: str, before: str | None = None, *, language: str = "auto"
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The ids (L,) a model reads for ``text`` preceded by the transcript ``before`` (a pair), as synthesis forms
+    them, and for VALL-E X's front end their language rows (L,) (else None).
+
+    VALL-E X: ``before`` is a voice prompt's transcript (`VallexTokenizer.encode_prompt`, all of it in its
+    language), ``text`` a target in ``language``. Other tokenizers: the two texts joined by a space.
+    """
+    if not isinstance(tokenizer, VallexTokenizer):
+        return torch.tensor(tokenizer.encode(text if before is None else before + " " + text)), None
+    target = tokenizer.encode(text, language)
+    ids, languages = target.ids, target.language_ids
+    if before is not None:
+        prompt = tokenizer.encode_prompt(before)
+        ids, languages = prompt.ids + ids, [LANGUAGE_IDS[prompt.language]] * len(prompt.ids) + languages
+    return torch.tensor(ids), torch.tensor(languages)
+
+
 class CodeUtterances(Dataset):
     """Item i: (text ids (L,), codes (n_q, T)) of utterance i mod n, with T a multiple of ``group_size``
-    (leading frames clipped) and at most ``max_frames``.
+    (leading frames clipped) and at most ``max_frames``; with VALL-E X's front end, also the text's language
+    rows (L,) (``language``: the transcripts', auto: detected per transcript).
 
     Prompted synthesis makes the model continue a whole utterance of the voice (the prompt) while speaking the
     prompt's transcript followed by the new text. A model trained on single utterances only learns "the end
@@ -111,9 +132,10 @@ class CodeUtterances(Dataset):
         self,
         corpus: EncodedCorpus,
         indices: list[int],
-        tokenizer: TextTokenizer,
+        tokenizer: TextTokenizer | VallexTokenizer,
         *,
         n_codebooks: int,
+        language: str = "auto",
         group_size: int = 1,
         max_frames: int | None = None,
         pair_probability: float = 0.0,
@@ -129,7 +151,8 @@ class CodeUtterances(Dataset):
             raise InputError(f"the corpus has {have} codebooks; the model needs {n_codebooks}")
         self.codes = [corpus.codes[i][:n_codebooks] for i in indices]
         self.transcripts = [corpus.texts[i] for i in indices]
-        self.texts = [torch.tensor(tokenizer.encode(t)) for t in self.transcripts]
+        self.language = language
+        self.texts = [encode_text(tokenizer, t, language=language) for t in self.transcripts]
         self.tokenizer = tokenizer
         self.group_size = group_size
         self.max_frames = max_frames
@@ -154,27 +177,35 @@ class CodeUtterances(Dataset):
         fits = [j for j in self.same_speaker[i] if room is None or self.codes[j].shape[1] <= room]
         return fits[rng.integers(len(fits))] if fits else None
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         i = index % len(self.codes)
         j = self.partner(index)
         if j is None:
-            text, codes = self.texts[i], self.codes[i]
+            (text, languages), codes = self.texts[i], self.codes[i]
         else:
-            text = torch.tensor(self.tokenizer.encode(self.transcripts[j] + " " + self.transcripts[i]))
+            before = self.transcripts[j]
+            text, languages = encode_text(self.tokenizer, self.transcripts[i], before, language=self.language)
             codes = torch.cat([self.codes[j], self.codes[i]], dim=1)
         if self.max_frames is not None:
             codes = codes[:, : self.max_frames]
-        return text, codes[:, codes.shape[1] % self.group_size :]
+        codes = codes[:, codes.shape[1] % self.group_size :]
+        return (text, codes) if languages is None else (text, codes, languages)
 
 
-def collate_utterances(items: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Pad texts with PAD and codes with 0: text (b, L), text_lens (b,), codes (b, n_q, T), code_lens (b,)."""
-    texts, codes = zip(*items)
+def collate_utterances(items: list[tuple[torch.Tensor, ...]]) -> dict[str, torch.Tensor]:
+    """Pad texts with PAD and codes with 0: text (b, L), text_lens (b,), codes (b, n_q, T), code_lens (b,);
+    items with language rows (VALL-E X) also give languages (b, L), padded with 0."""
+    texts, codes, *languages = zip(*items)
     text_lens = torch.tensor([len(t) for t in texts])
     code_lens = torch.tensor([c.shape[1] for c in codes])
     text = torch.full((len(items), int(text_lens.max())), PAD, dtype=torch.long)
     padded = torch.zeros(len(items), codes[0].shape[0], int(code_lens.max()), dtype=torch.long)
-    for i, (t, c) in enumerate(items):
+    for i, (t, c) in enumerate(zip(texts, codes)):
         text[i, : len(t)] = t
         padded[i, :, : c.shape[1]] = c
-    return {"text": text, "text_lens": text_lens, "codes": padded, "code_lens": code_lens}
+    batch = {"text": text, "text_lens": text_lens, "codes": padded, "code_lens": code_lens}
+    if languages:
+        batch["languages"] = torch.zeros_like(text)
+        for i, rows in enumerate(languages[0]):
+            batch["languages"][i, : len(rows)] = rows
+    return batch

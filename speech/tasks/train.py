@@ -29,6 +29,7 @@ from longseq.speech.tasks.codec import MelCodecTask
 from longseq.speech.tasks.data import AudioCrops, CodeUtterances, ResumableDataModule, collate_utterances
 from longseq.speech.tasks.speechssm import CodeSegments, SpeechSSMTask
 from longseq.speech.tasks.valle import Valle2Task
+from longseq.speech.text.vallex import VallexTokenizer
 
 # Models trained on codec codes, saved with their codec beside them.
 LANGUAGE_MODELS = (Valle2, ClamTTS, SpeechSSM)
@@ -161,8 +162,15 @@ def _utterance_data(
     max_frames = int(data.max_seconds * encoded.frame_rate)
     if max_frames < max(2, group_size):
         raise InputError(f"--data.max_seconds {data.max_seconds:g} holds fewer than {max(2, group_size)} codec frames")
-    size = {"n_codebooks": model.config.n_codebooks, "group_size": group_size, "max_frames": max_frames}
+    size = {
+        "n_codebooks": model.config.n_codebooks,
+        "group_size": group_size,
+        "max_frames": max_frames,
+        "language": data.language,
+    }
     tokenizer = model.config.text_tokenizer()
+    if data.language != "auto" and not isinstance(tokenizer, VallexTokenizer):
+        raise InputError(f"--data.language is for VALL-E X models; this model reads {tokenizer.kind} tokens")
     train_ids = encoded.indices("train") or list(range(len(encoded)))
     heldout = encoded.indices("test_speaker")
     # With pairs, one epoch spans the whole run (every utterance once per pass), so that each visit of an

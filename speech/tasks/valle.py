@@ -36,7 +36,8 @@ class Valle2Task(UtteranceTask):
         uniform = torch.rand(len(code_lens), device=code_lens.device)
         prompt_lens = (low + (uniform * (high - low + 1)).long()).clamp(1, self.max_prompt)
         prompt_lens = torch.minimum(prompt_lens, code_lens - 1)
-        logits, targets, nar_logits = self.model(text, text_lens, codes, code_lens, prompt_lens, stage)
+        languages = batch.get("languages")  # VALL-E X's front end: each text token's language
+        logits, targets, nar_logits = self.model(text, text_lens, codes, code_lens, prompt_lens, stage, languages)
         ar_loss = F.cross_entropy(logits.flatten(0, 2).float(), targets.flatten(), ignore_index=IGNORE)
         valid = targets != IGNORE
         ar_acc = (logits.argmax(-1) == targets)[valid].float().mean()
