@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from longseq.core.cli import run
-from longseq.vision.btb3d.cli import convert3d, decode3d, tokenize3d, train3d
-from longseq.vision.local_mamba.cli import convert, extract_directions, train_classifier
-from longseq.vision.vl_mamba.cli import make_vqa_data, train_vlm, vqa
+from longseq.vision.commands.btb3d import convert3d, decode3d, tokenize3d, train3d
+from longseq.vision.commands.local_mamba import convert, extract_directions, train_classifier
+from longseq.vision.commands.vl_mamba import make_vqa_data, train_vlm, vqa
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from longseq.core.train import OptimizerConfig, TrainerConfig
-from longseq.vision.vl_mamba.data import VQADataConfig
+from longseq.vision.vl_mamba.data_config import VQADataConfig
 
 
 def make_vqa_data(
