@@ -86,12 +86,12 @@ def test_train_50_steps_then_eval_above_chance(digits, tmp_path, capsys):
 
 
 def test_train_with_mixup_cutmix_ema(digits, tmp_path, capsys):
-    """timm's regularizers run together; with EMA the saved weights are the average's, not the last step's."""
+    """timm's regularizers run together, at a non-square input size."""
     extra = ["--mixup", "0.8", "--cutmix", "1.0", "--label_smoothing", "0.1", "--ema_decay", "0.5",
-             "--drop_path_rate", "0.2"]  # fmt: skip
+             "--drop_path_rate", "0.2", "--data.img_size", "[16, 24]"]  # fmt: skip
     assert main(_train(digits, tmp_path / "m", 3, *extra)) == 0, capsys.readouterr().err
     net = LocalVim.from_pretrained(tmp_path / "m")
-    assert net.config.drop_path_rate == 0.2
+    assert net.config.drop_path_rate == 0.2 and net.config.img_size == (16, 24)
     bad = main(_train(digits, tmp_path / "odd", 3, "--mixup", "0.8", "--data.batch_size", "15"))
     assert bad == 2 and "batch_size must be even" in capsys.readouterr().err
     assert not (tmp_path / "odd").exists()
