@@ -71,8 +71,16 @@ def test_a_csv_list_with_ct_rate_metadata(dataset, tmp_path, capsys):
         'b_1.nii.gz,1,0,"[2.0, 2.0]",2.0\n'
     )
     out = tmp_path / "tokens"
-    argv = ["tokenize3d", "--scans", str(dataset / "list.csv"), "--output", str(out),
-            "--metadata", str(tmp_path / "meta.csv"), *ARGS]  # fmt: skip
+    argv = [
+        "tokenize3d",
+        "--scans",
+        str(dataset / "list.csv"),
+        "--output",
+        str(out),
+        "--metadata",
+        str(tmp_path / "meta.csv"),
+        *ARGS,
+    ]
     code, stdout, err = _run(argv, capsys)
     assert code == 2 and "1 of 3 volumes failed" in err and "gone (no such file or directory" in err, err
     assert sorted(p.name for p in out.iterdir()) == ["b_1.npz", "first.npz"]
@@ -153,8 +161,9 @@ def test_two_processes_write_what_one_does(dataset, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for devices in ("1", "2"):
         argv = ["tokenize3d", "--scans", str(dataset), "--output", str(tmp_path / devices), *ARGS, "--devices", devices]
-        done = subprocess.run([sys.executable, "-m", "longseq.vision.cli", *argv], cwd=tmp_path, env=env,
-                              capture_output=True, text=True)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "longseq.vision.cli", *argv], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         assert done.stdout.count("3 volumes tokenized") == 1, done.stdout
     assert "MEMBER: 2/2" in done.stderr

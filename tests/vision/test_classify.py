@@ -30,8 +30,20 @@ def test_idx_reader_and_fashion_mnist_layout(tmp_path):
     images, labels = load_fashion_mnist("test", tmp_path)
     assert images.shape == (6, 28, 28) and images.dtype == torch.uint8
     assert labels.tolist() == [0, 1, 2, 3, 4, 5]
-    assert main(["make-image-folder", "--source", "fashion-mnist", "--data_dir", str(tmp_path), "--output",
-                 str(tmp_path / "folder")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "make-image-folder",
+                "--source",
+                "fashion-mnist",
+                "--data_dir",
+                str(tmp_path),
+                "--output",
+                str(tmp_path / "folder"),
+            ]
+        )
+        == 0
+    )
     names = sorted(p.name for p in (tmp_path / "folder" / "val").iterdir())
     assert len(names) == 10 and "T-shirt-top" in names and "Ankle-boot" in names
     assert len(list((tmp_path / "folder" / "train").rglob("*.png"))) == 6
@@ -59,11 +71,38 @@ def digits(tmp_path_factory):
 
 
 def _train(digits, output, steps, *extra):
-    return ["train-classifier", "--output", str(output), "--model", "localvim_test", "--data.root", str(digits),
-            "--data.img_size", "16", "--data.batch_size", "16", "--data.hflip", "0", "--data.scale", "[0.7, 1]",
-            "--data.color_jitter", "0", "--trainer.max_steps", str(steps), "--trainer.logger", "none",
-            "--trainer.progress_bar", "false", "--trainer.val_every_n_batches", "null",
-            "--optimizer.lr", "3e-3", "--optimizer.warmup_steps", "5", *extra]  # fmt: skip
+    return [
+        "train-classifier",
+        "--output",
+        str(output),
+        "--model",
+        "localvim_test",
+        "--data.root",
+        str(digits),
+        "--data.img_size",
+        "16",
+        "--data.batch_size",
+        "16",
+        "--data.hflip",
+        "0",
+        "--data.scale",
+        "[0.7, 1]",
+        "--data.color_jitter",
+        "0",
+        "--trainer.max_steps",
+        str(steps),
+        "--trainer.logger",
+        "none",
+        "--trainer.progress_bar",
+        "false",
+        "--trainer.val_every_n_batches",
+        "null",
+        "--optimizer.lr",
+        "3e-3",
+        "--optimizer.warmup_steps",
+        "5",
+        *extra,
+    ]
 
 
 def test_train_50_steps_then_eval_above_chance(digits, tmp_path, capsys):
@@ -87,8 +126,20 @@ def test_train_50_steps_then_eval_above_chance(digits, tmp_path, capsys):
 
 def test_train_with_mixup_cutmix_ema(digits, tmp_path, capsys):
     """timm's regularizers run together, at a non-square input size."""
-    extra = ["--mixup", "0.8", "--cutmix", "1.0", "--label_smoothing", "0.1", "--ema_decay", "0.5",
-             "--drop_path_rate", "0.2", "--data.img_size", "[16, 24]"]  # fmt: skip
+    extra = [
+        "--mixup",
+        "0.8",
+        "--cutmix",
+        "1.0",
+        "--label_smoothing",
+        "0.1",
+        "--ema_decay",
+        "0.5",
+        "--drop_path_rate",
+        "0.2",
+        "--data.img_size",
+        "[16, 24]",
+    ]
     assert main(_train(digits, tmp_path / "m", 3, *extra)) == 0, capsys.readouterr().err
     net = LocalVim.from_pretrained(tmp_path / "m")
     assert net.config.drop_path_rate == 0.2 and net.config.img_size == (16, 24)

@@ -31,16 +31,27 @@ def test_every_preset_takes_a_non_square_img_size(name):
 
 def test_a_checkpoint_trained_at_64x48_loads_through_timm(tmp_path):
     torch.manual_seed(0)
-    model = timm.create_model("localvim_tiny_middle_cls_token", img_size=(64, 48), num_classes=5, depth=2,
-                              directions=PRESETS["localvim_tiny_middle_cls_token"].directions[:2]).eval()  # fmt: skip
+    model = timm.create_model(
+        "localvim_tiny_middle_cls_token",
+        img_size=(64, 48),
+        num_classes=5,
+        depth=2,
+        directions=PRESETS["localvim_tiny_middle_cls_token"].directions[:2],
+    ).eval()
     torch.nn.init.normal_(model.pos_embed, std=0.5)  # position tables that matter
     model.save_pretrained(tmp_path / "ck")
     assert json.loads((tmp_path / "ck" / "config.json").read_text())["img_size"] == [64, 48]
     images = torch.randn(2, 3, 64, 48)
     overlay = {"file": str(tmp_path / "ck" / "model.safetensors")}
-    again = timm.create_model("localvim_tiny_middle_cls_token", img_size=(64, 48), num_classes=5, depth=2,
-                              directions=model.config.directions, pretrained=True,
-                              pretrained_cfg_overlay=overlay).eval()  # fmt: skip
+    again = timm.create_model(
+        "localvim_tiny_middle_cls_token",
+        img_size=(64, 48),
+        num_classes=5,
+        depth=2,
+        directions=model.config.directions,
+        pretrained=True,
+        pretrained_cfg_overlay=overlay,
+    ).eval()
     with torch.no_grad():
         torch.testing.assert_close(again(images), model(images), rtol=0, atol=0)
     ours = longseq.from_pretrained(tmp_path / "ck")
@@ -50,8 +61,15 @@ def test_a_checkpoint_trained_at_64x48_loads_through_timm(tmp_path):
 
     # to another non-square size: the tables are resized from the 4 x 3 grid the file records
     wide = longseq.from_pretrained(tmp_path / "ck", img_size=(32, 80))
-    via_timm = timm.create_model("localvim_tiny_middle_cls_token", img_size=(32, 80), num_classes=5, depth=2,
-                                 directions=model.config.directions, pretrained=True, pretrained_cfg_overlay=overlay)  # fmt: skip
+    via_timm = timm.create_model(
+        "localvim_tiny_middle_cls_token",
+        img_size=(32, 80),
+        num_classes=5,
+        depth=2,
+        directions=model.config.directions,
+        pretrained=True,
+        pretrained_cfg_overlay=overlay,
+    )
     assert wide.grid == (2, 5) and wide.pos_embed.shape == (1, 11, 192)
     torch.testing.assert_close(wide.pos_embed, via_timm.pos_embed, rtol=0, atol=0)
     assert torch.equal(wide.pos_embed[:, 5], model.pos_embed[:, 6])  # the middle class token moves, unchanged
@@ -63,10 +81,20 @@ def test_a_bare_non_square_file_needs_its_size(tmp_path):
     model = timm.create_model("localvim_test", img_size=(32, 16), num_classes=3)
     torch.save({"state_dict": model.state_dict()}, tmp_path / "bare.pth")
     with pytest.raises(CheckpointError, match="not a square patch grid .*img_size=\\(h, w\\)"):
-        timm.create_model("localvim_test", img_size=(32, 32), num_classes=3, pretrained=True,
-                          pretrained_cfg_overlay={"file": str(tmp_path / "bare.pth")})  # fmt: skip
-    same = timm.create_model("localvim_test", img_size=(32, 16), num_classes=3, pretrained=True,
-                             pretrained_cfg_overlay={"file": str(tmp_path / "bare.pth")})  # fmt: skip
+        timm.create_model(
+            "localvim_test",
+            img_size=(32, 32),
+            num_classes=3,
+            pretrained=True,
+            pretrained_cfg_overlay={"file": str(tmp_path / "bare.pth")},
+        )
+    same = timm.create_model(
+        "localvim_test",
+        img_size=(32, 16),
+        num_classes=3,
+        pretrained=True,
+        pretrained_cfg_overlay={"file": str(tmp_path / "bare.pth")},
+    )
     assert torch.equal(same.pos_embed, model.pos_embed)
 
 
