@@ -11,7 +11,7 @@ from longseq.vision.commands.local_mamba import (
     make_image_folder,
     train_classifier,
 )
-from longseq.vision.commands.vl_mamba import make_vqa_data, train_vlm, vqa
+from longseq.vision.commands.vl_mamba import eval_vqa, make_vqa_data, train_vlm, vqa
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
             "make-vqa-data": make_vqa_data,
             "train-vlm": train_vlm,
             "vqa": vqa,
+            "eval-vqa": eval_vqa,
         },
         argv,
         prog="vision",

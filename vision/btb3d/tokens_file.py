@@ -102,12 +102,16 @@ def _checked(fields: dict[str, np.ndarray], path: Path) -> TokensFile:
     bits, shape = fields["token_bits"], fields["shape"]
     if bits.shape != () or not np.issubdtype(bits.dtype, np.integer) or not 1 <= int(bits) <= 30:
         raise InputError(f"{path}: token_bits must be one integer in [1, 30], got {bits.tolist()}")
+    if "ids" in fields:  # checked before the embeddings are compared with them
+        ids = fields["ids"]
+        if ids.ndim != 3 or ids.size == 0 or not np.issubdtype(ids.dtype, np.integer):
+            raise InputError(
+                f"{path}: ids must be a non-empty (t, h, w) array of integers, got {ids.dtype} {ids.shape}"
+            )
+        if ids.min() < 0 or ids.max() >= 2 ** int(bits):
+            raise InputError(f"{path}: token ids must lie in [0, 2**{int(bits)}), got {ids.min()} to {ids.max()}")
     embeddings = _embeddings(fields, int(bits), path)
     ids = fields["ids"]
-    if ids.ndim != 3 or ids.size == 0 or not np.issubdtype(ids.dtype, np.integer):
-        raise InputError(f"{path}: ids must be a non-empty (t, h, w) array of integers, got {ids.dtype} {ids.shape}")
-    if ids.min() < 0 or ids.max() >= 2 ** int(bits):
-        raise InputError(f"{path}: token ids must lie in [0, 2**{int(bits)}), got {ids.min()} to {ids.max()}")
     if shape.shape != (3,) or not np.issubdtype(shape.dtype, np.integer) or (shape < 1).any():
         raise InputError(f"{path}: shape must be three positive integers (d, h, w), got {shape.tolist()}")
     check_size(tuple(shape), f"{path}: shape")
