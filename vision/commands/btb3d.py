@@ -116,6 +116,7 @@ def _tokenize_dataset(scans, output, model, metadata, spacing, hu_window, tiled,
     table = read_metadata(metadata) if metadata is not None else None
     todo = [e for e in entries if not (output / f"{e.id}.npz").is_file()]
     kind = resolve_device(device).type
+    L.seed_everything(0, verbose=False)  # a preset's random weights: the same in every process and every run
     tokenizer = BTB3D.from_pretrained(model)
     output.mkdir(parents=True, exist_ok=True)
     if not todo:
@@ -124,8 +125,9 @@ def _tokenize_dataset(scans, output, model, metadata, spacing, hu_window, tiled,
     volumes = ScanVolumes(todo, compression=tokenizer.config.compression, spacing=spacing, hu_window=hu_window,
                           metadata=table)  # fmt: skip
     task = TokenizeVolumes(tokenizer, output, model_name=str(model), hu_window=hu_window, tiled=tiled)
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    if devices * num_nodes == 1:  # Lightning's hardware lines say nothing then; with DDP they name each process
+        for name in ("lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     trainer = L.Trainer(
         accelerator={"cpu": "cpu", "cuda": "gpu", "mps": "mps"}[kind],
         devices=devices,

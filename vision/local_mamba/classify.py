@@ -130,7 +130,9 @@ def open_split(config: ImageDataConfig, root: Path | None, split: str, *, class_
         except Exception as err:  # timm and the libraries behind it raise many kinds for a missing local dataset
             raise InputError(f"timm cannot open dataset {config.dataset!r} split {split!r} at {root}: {err}") from None
         classes = getattr(dataset, "classes", None) or [str(i) for i in range(_max_label(dataset) + 1)]
-        return dataset, list(classes), bool(grey), 0
+        if grey is None:  # as the first image comes (torchvision's MNIST gives grey PIL images)
+            grey = getattr(dataset[0][0], "mode", "RGB") in GREY_MODES
+        return dataset, list(classes), grey, 0
     folder = search_split(root, split)
     if folder is None:
         return None
@@ -178,7 +180,10 @@ class ImageFolderData(L.LightningDataModule):
         self.train_raw, self.classes, self.grey, _ = opened
         class_map = {c: i for i, c in enumerate(self.classes)}
         val = open_split(config, root, config.val_split, class_map=class_map, grey=self.grey)
-        if val is None or search_split(root, config.val_split) == search_split(root, config.train_split):
+        same_folder = not config.dataset and search_split(root, config.val_split) == search_split(
+            root, config.train_split
+        )
+        if val is None or same_folder:
             n = len(self.train_raw)
             held = max(1, round(config.val_fraction * n))
             if held >= n:
