@@ -22,11 +22,15 @@ def _write_idx(path, array: np.ndarray) -> None:
         f.write(header + array.astype(np.uint8).tobytes())
 
 
-def test_idx_reader_and_fashion_mnist_layout(tmp_path):
+def _fake_fashion_mnist(root, n=6):
     rng = np.random.default_rng(0)
     for prefix in ("train", "t10k"):
-        _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (6, 28, 28)))
-        _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.arange(6) % 10)
+        _write_idx(root / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+
+
+def test_idx_reader_and_fashion_mnist_layout(tmp_path):
+    _fake_fashion_mnist(tmp_path)
     images, labels = load_fashion_mnist("test", tmp_path)
     assert images.shape == (6, 28, 28) and images.dtype == torch.uint8
     assert labels.tolist() == [0, 1, 2, 3, 4, 5]
