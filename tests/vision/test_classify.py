@@ -216,3 +216,9 @@ def test_eval_classifier_bad_inputs(digits, tmp_path, capsys):
         assert main(["eval-classifier", *argv]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, err
+
+
+def test_train_classifier_prints_its_config(capsys):
+    assert main(["train-classifier", "--trainer.max_steps", "7", "--data.img_size", "[32, 24]", "--print_config"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert "  max_steps: 7" in printed and "  corrupt: skip" in printed  # under trainer: and data:
