@@ -93,6 +93,8 @@ def _embeddings(fields: dict[str, np.ndarray], bits: int, path: Path) -> np.ndar
     ids = ((codes > 0).astype(np.int64) * weights[:, None, None, None]).sum(0)
     if "ids" not in fields:
         fields["ids"] = ids
+    elif fields["ids"].shape != ids.shape:
+        raise InputError(f"{path}: the ids' token grid {fields['ids'].shape} and the embeddings' {ids.shape} differ")
     elif not np.array_equal(fields["ids"], ids):
         raise InputError(f"{path}: the ids and the embeddings' signs disagree")
     return codes.astype(np.float32)
