@@ -109,7 +109,10 @@ def _train(digits, output, steps, *extra):
     ]
 
 
+@pytest.mark.slow
 def test_train_50_steps_then_eval_above_chance(digits, tmp_path, capsys):
+    """The issue's check (about 2 min of CPU on the shared machine: slow); `test_train_then_eval` runs the same
+    path for a few steps by default."""
     model, report = tmp_path / "model", tmp_path / "report"
     assert main(_train(digits, model, 50)) == 0, capsys.readouterr().err
     net = LocalVim.from_pretrained(model)
@@ -125,6 +128,18 @@ def test_train_50_steps_then_eval_above_chance(digits, tmp_path, capsys):
     assert metrics["top1"] > 0.3, metrics["top1"]  # chance: 0.1
     assert metrics["top5"] >= metrics["top1"]
     assert f"top-1 {metrics['top1']:.4f}" in out
+    assert (report / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_then_eval(digits, tmp_path, capsys):
+    """A few steps, then eval-classifier: every image of val/ counted once, metrics consistent, the plot written."""
+    model, report = tmp_path / "model", tmp_path / "report"
+    assert main(_train(digits, model, 4)) == 0, capsys.readouterr().err
+    assert main(["eval-classifier", "--model", str(model), "--data.root", str(digits), "--output", str(report)]) == 0
+    metrics = json.loads((report / "metrics.json").read_text())
+    confusion = np.array(metrics["confusion"])
+    assert metrics["images"] == 150 and confusion.sum(1).tolist() == [15, 14, 16, 14, 15, 15, 13, 14, 18, 16]
+    assert metrics["top1"] == pytest.approx(np.trace(confusion) / 150) and metrics["top5"] >= metrics["top1"]
     assert (report / "confusion.png").read_bytes()[:4] == b"\x89PNG"
 
 
