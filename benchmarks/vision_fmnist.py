@@ -1,14 +1,16 @@
 """Fashion-MNIST on a CPU: a small LocalVim against a timm ViT of the same size and against the same LocalVim
 with other scans (Vim's bidirectional row scan; VMamba's 4-direction cross scan; directions searched here).
 
-Every variant gets the same data (55k training images, 5k held out, the official 10k test set), batch size,
-optimizer, schedule and number of steps. Fashion-MNIST is not bundled: DIR holds its four IDX files
-(`longseq.vision.images.FASHION_MNIST_FILES`). Run each variant as its own long job, then the report (the short
-runs recorded in benchmarks/RESULTS.md used --steps 200 --batch_size 32 --val_every 100):
+Every variant gets the same data (the 60k training images; the official 10k test set is the validation split),
+batch size, optimizer, schedule and number of steps, through `vision train-classifier`'s timm pipeline without
+augmentation. Fashion-MNIST is not bundled: write it as an ImageFolder first (its four IDX files in IDX):
+``vision make-image-folder --source fashion-mnist --data_dir IDX --output DIR``. Run each variant as its own long
+job, then the report (the short runs recorded in benchmarks/RESULTS.md used --steps 200 --batch_size 32
+--val_every 100, with the in-memory pipeline this file used before the ImageFolder one):
 
-    python -m benchmarks.vision_fmnist train --variant local --data_dir DIR     # also vim, cross, vit
-    python -m benchmarks.vision_fmnist search --data_dir DIR          # supernet -> searched directions
-    python -m benchmarks.vision_fmnist train --variant searched --data_dir DIR
+    python -m benchmarks.vision_fmnist train --variant local --root DIR     # also vim, cross, vit
+    python -m benchmarks.vision_fmnist search --root DIR          # supernet -> searched directions
+    python -m benchmarks.vision_fmnist train --variant searched --root DIR
     python -m benchmarks.vision_fmnist report                            # table + benchmarks/plots/
 
 Results go to benchmarks/results/vision_fmnist_<variant>.json (with the training curve from the CSV log); the
@@ -85,7 +87,7 @@ def save_model(model, variant: str) -> Path:
 
 def train(
     variant: Literal["local", "vim", "cross", "searched", "vit"],
-    data_dir: str,
+    root: str,
     steps: int = 1700,
     batch_size: int = 64,
     val_every: int = 250,
@@ -95,7 +97,7 @@ def train(
 
     Args:
         variant: which model (see the module docstring).
-        data_dir: the directory holding Fashion-MNIST's four IDX files.
+        root: the Fashion-MNIST ImageFolder (train/ and val/, `vision make-image-folder`).
         steps: optimizer steps (1,700 x 64 images is about two epochs).
         batch_size: images per step.
         val_every: validate on 2,048 held-out images every this many steps (the learning curve).
@@ -104,8 +106,7 @@ def train(
     import torch
 
     from longseq.core.train import OptimizerConfig, TrainerConfig, build_trainer
-    from longseq.vision.images import ImageDataConfig
-    from longseq.vision.local_mamba.classify import ImageClassificationData, train_classifier
+    from longseq.vision.local_mamba.classify import Regularization, train_classifier
 
     torch.manual_seed(seed)
     model = _model(variant)
@@ -115,8 +116,9 @@ def train(
         run_name=variant, log_every_n_steps=50, seed=seed, accelerator="cpu", devices=1,
     )  # fmt: skip
     optimizer = OptimizerConfig(lr=1e-3, weight_decay=0.05, warmup_steps=100)
-    data = ImageClassificationData(ImageDataConfig(batch_size=batch_size, data_dir=data_dir), seed=seed)
-    metrics = train_classifier(build_trainer(trainer), model, data, optimizer=optimizer)
+    data = _data(root, batch_size, seed, model)
+    _, metrics = train_classifier(build_trainer(trainer), model, data, optimizer=optimizer, reg=Regularization())
+    metrics["test_acc"] = metrics["val_acc"]  # the validation split is the official test set
     result = {
         "variant": variant,
         "label": LABELS[variant],
@@ -134,17 +136,28 @@ def train(
     print(json.dumps({k: v for k, v in result.items() if k != "curve"}))
 
 
-def search(data_dir: str, steps: int = 400, batch_size: int = 64, seed: int = 0) -> None:
+def _data(root: str, batch_size: int, seed: int, model):
+    """The ImageFolder at ``root`` through timm, unaugmented (every variant sees the same images)."""
+    from longseq.vision.images import ImageDataConfig
+    from longseq.vision.local_mamba.classify import ImageFolderData
+
+    config = ImageDataConfig(root=root, batch_size=batch_size, scale=(1.0, 1.0), hflip=0.0, color_jitter=0.0,
+                             crop_pct=1.0)  # fmt: skip
+    data = ImageFolderData(config, Path(root), seed=seed)
+    data.prepare(model)
+    return data
+
+
+def search(root: str, steps: int = 400, batch_size: int = 64, seed: int = 0) -> None:
     """Train the `localvim_fmnist_search` supernet (all eight directions, softmax weights, single-level as
-    upstream) for a few hundred steps on Fashion-MNIST (its IDX files in ``data_dir``) and keep each layer's top 4
+    upstream) for a few hundred steps on Fashion-MNIST (its ImageFolder at ``root``) and keep each layer's top 4
     directions (`vision extract-directions`)."""
     import torch
 
     import longseq
     from longseq.core.train import OptimizerConfig, TrainerConfig, build_trainer
     from longseq.vision.cli import main
-    from longseq.vision.images import ImageDataConfig
-    from longseq.vision.local_mamba.classify import ImageClassificationData, train_classifier
+    from longseq.vision.local_mamba.classify import Regularization, train_classifier
 
     torch.manual_seed(seed)
     supernet = longseq.from_pretrained("localvim_fmnist_search")
@@ -153,8 +166,8 @@ def search(data_dir: str, steps: int = 400, batch_size: int = 64, seed: int = 0)
         run_name="vision_fmnist_supernet", log_every_n_steps=50, seed=seed, accelerator="cpu", devices=1,
     )  # fmt: skip
     optimizer = OptimizerConfig(lr=1e-3, weight_decay=0.05, warmup_steps=50)
-    data = ImageClassificationData(ImageDataConfig(batch_size=batch_size, data_dir=data_dir), seed=seed)
-    metrics = train_classifier(build_trainer(trainer), supernet, data, optimizer=optimizer)
+    data = _data(root, batch_size, seed, supernet)
+    _, metrics = train_classifier(build_trainer(trainer), supernet, data, optimizer=optimizer, reg=Regularization())
     supernet_dir = RESULTS / "logs" / "vision_fmnist_supernet_model"
     supernet.save_pretrained(supernet_dir)
     probs = [layer.mixer.multi_scan.probabilities().tolist() for layer in supernet.layers]
@@ -162,7 +175,7 @@ def search(data_dir: str, steps: int = 400, batch_size: int = 64, seed: int = 0)
                  "--model", "localvim_fmnist"])  # fmt: skip
     if code:
         raise SystemExit(code)
-    summary = {"steps": steps, "supernet_test_acc": metrics["test_acc"], "probabilities": probs}
+    summary = {"steps": steps, "supernet_test_acc": metrics["val_acc"], "probabilities": probs}
     (RESULTS / "vision_fmnist_search.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary))
 

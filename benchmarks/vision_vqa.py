@@ -207,7 +207,8 @@ def train(
     import torch
 
     from longseq.core.train import OptimizerConfig, build_trainer
-    from longseq.vision.vl_mamba.data import VQADataConfig, read_jsonl
+    from longseq.vision.vl_mamba.data import read_jsonl
+    from longseq.vision.vl_mamba.data_config import VQADataConfig
     from longseq.vision.vl_mamba.model import PRESETS, VLMamba
     from longseq.vision.vl_mamba.task import answer_records, train_vl_mamba
     from longseq.vision.vl_mamba.tokenizer import load_tokenizer

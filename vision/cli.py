@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from longseq.core.cli import run
-from longseq.vision.btb3d.cli import convert3d, decode3d, tokenize3d, train3d
-from longseq.vision.local_mamba.cli import convert, extract_directions, train_classifier
-from longseq.vision.vl_mamba.cli import make_vqa_data, train_vlm, vqa
+from longseq.vision.commands.btb3d import convert3d, decode3d, tokenize3d, train3d
+from longseq.vision.commands.local_mamba import (
+    convert,
+    eval_classifier,
+    extract_directions,
+    make_image_folder,
+    train_classifier,
+)
+from longseq.vision.commands.vl_mamba import eval_vqa, make_vqa_data, train_vlm, vqa
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,10 +23,13 @@ def main(argv: list[str] | None = None) -> int:
             "train3d": train3d,
             "convert": convert,
             "extract-directions": extract_directions,
+            "make-image-folder": make_image_folder,
             "train-classifier": train_classifier,
+            "eval-classifier": eval_classifier,
             "make-vqa-data": make_vqa_data,
             "train-vlm": train_vlm,
             "vqa": vqa,
+            "eval-vqa": eval_vqa,
         },
         argv,
         prog="vision",

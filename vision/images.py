@@ -1,10 +1,11 @@
-"""Labelled image sets that exist offline, for training and tests.
+"""Labelled images on disk: ImageFolders (what `vision train-classifier` reads through timm) and the offline sets
+they can be made from.
 
 - Fashion-MNIST (Zalando, MIT): 60k + 10k 28x28 grey images, 10 classes, from a directory the user gives that holds
   its four IDX files (`FASHION_MNIST_FILES`, from github.com/zalandoresearch/fashion-mnist, folder data/fashion).
-- scikit-learn's digits: 1,797 8x8 grey images of handwritten digits (values 0..16), for tiny tests.
+- scikit-learn's digits: 1,797 8x8 grey images of handwritten digits (values 0..16), bundled with scikit-learn.
 
-Images come out as uint8 tensors (n, h, w) with int64 labels; `ImageClassificationDataset` normalises them.
+Images come out as uint8 tensors (n, h, w) with int64 labels; `write_image_folder` stores them as PNG files.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.utils.data import Dataset
 
 from longseq.core.io import InputError
 
@@ -110,71 +109,130 @@ def split_indices(n: int, holdout: int, *, seed: int = 0) -> tuple[torch.Tensor,
     return order[holdout:], order[:holdout]
 
 
-class ImageClassificationDataset(Dataset):
-    """Images (n, h, w) or (n, c, h, w) uint8 + labels -> normalised float (c, size, size) and the label.
+def write_image_folder(root: Path, images: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...]) -> None:
+    """Grey images (n, h, w) uint8 as ``root/<class>/<i>.png``; ``classes[label]`` names each folder."""
+    from PIL import Image
 
-    Each item is resized (bilinear) when it is read, so a large ``size`` costs no memory up front; the statistics
-    are the ones given (the training set's), so train and test images are normalised alike.
+    for name in classes:
+        (root / folder_name(name)).mkdir(parents=True, exist_ok=True)
+    for i, (image, label) in enumerate(zip(images.numpy(), labels.tolist())):
+        Image.fromarray(image, mode="L").save(root / folder_name(classes[label]) / f"{i:05d}.png")
+
+
+def folder_name(name: str) -> str:
+    """A class name as a folder name (``T-shirt/top`` -> ``T-shirt-top``)."""
+    return name.replace("/", "-").replace(" ", "-")
+
+
+def make_image_folder(
+    root: Path, source: Literal["digits", "fashion-mnist"], *, data_dir=None, val_size: int = 360, seed: int = 0
+) -> dict[str, int]:
+    """Write an offline image set as an ImageFolder with ``train/`` and ``val/`` splits; returns the image counts.
+
+    digits: ``val_size`` images held out at random (``seed``); Fashion-MNIST: its own test split is ``val/``.
     """
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, mean: float, std: float, size: int | None = None):
-        if images.dim() == 3:
-            images = images[:, None]
-        if images.dim() != 4 or len(images) != len(labels):
-            raise InputError(f"expected images (n, [c,] h, w) and n labels; got {tuple(images.shape)}, {len(labels)}")
-        self.images = images
-        self.labels = labels.long()
-        self.mean, self.std = mean, std
-        self.size = tuple(images.shape[-2:]) if size is None else (size, size)
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        """(c, h, w) of an item."""
-        return (self.images.shape[1], *self.size)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.images[index].float() / 255.0
-        if tuple(x.shape[-2:]) != self.size:
-            x = F.interpolate(x[None], size=self.size, mode="bilinear", align_corners=False)[0]
-        return (x - self.mean) / self.std, self.labels[index]
+    if source == "digits":
+        images, labels = load_digits()
+        train, val = split_indices(len(labels), val_size, seed=seed)
+        splits = {"train": (images[train], labels[train]), "val": (images[val], labels[val])}
+        classes = DIGITS_CLASSES
+    else:
+        splits = {
+            "train": load_fashion_mnist("train", data_dir, flag="--data_dir"),
+            "val": load_fashion_mnist("test", data_dir, flag="--data_dir"),
+        }
+        classes = FASHION_MNIST_CLASSES
+    for split, (images, labels) in splits.items():
+        write_image_folder(Path(root) / split, images, labels, classes)
+    return {split: len(labels) for split, (_, labels) in splits.items()}
 
 
-def pixel_stats(images: torch.Tensor) -> tuple[float, float]:
-    """Mean and standard deviation of uint8 images scaled to [0, 1]."""
-    x = images.float() / 255.0
-    return float(x.mean()), float(x.std())
+TRAIN_SPLITS = ("train", "training")
+VAL_SPLITS = ("val", "validation", "valid", "eval", "evaluation", "test")
+
+
+def search_split(root: Path, split: str) -> Path | None:
+    """The folder of ``split`` under an ImageFolder ``root``: ``root/<split>`` or a synonym (train/training,
+    val/validation/valid/eval/evaluation/test, as timm looks for them); ``root`` itself for ``""``; None if absent."""
+    if not split:
+        return Path(root)
+    synonyms = TRAIN_SPLITS if split in TRAIN_SPLITS else VAL_SPLITS if split in VAL_SPLITS else ()
+    for name in (split, *synonyms):
+        if (Path(root) / name).is_dir():
+            return Path(root) / name
+    return None
+
+
+def check_images(paths: list[str]) -> list[str]:
+    """The paths among ``paths`` that PIL cannot decode (truncated or corrupt files)."""
+    from PIL import Image
+
+    bad = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.load()
+        except (OSError, SyntaxError, ValueError):
+            bad.append(path)
+    return bad
 
 
 MAX_IMAGE_SIZE = 1024
+"""The largest ``--data.img_size``: LocalVim-T at 1024 pixels already takes seconds per image on a CPU."""
 
 
 @dataclass(kw_only=True)
 class ImageDataConfig:
-    """Which images, how many, at what size."""
+    """Which images (an ImageFolder, or a dataset timm's ``create_dataset`` names), and timm's augmentation and
+    batching of them (``--data.*``)."""
 
-    dataset: Literal["fashion-mnist", "digits"] = "fashion-mnist"
-    data_dir: str | None = None
-    """The directory holding Fashion-MNIST's four IDX files (`vision.images.FASHION_MNIST_FILES`); not bundled."""
-    image_size: int = 0
-    """Resize the images to this square size (0: as stored, 28 for Fashion-MNIST and 8 for digits)."""
-    val_size: int = 5000
-    """Training images held out for validation (fixed split)."""
-    test_size: int = 360
-    """digits only (no official test split): images held out for the test."""
-    train_limit: int = 0
-    """Use only the first n training images (quick runs; 0: all)."""
+    root: str | None = None
+    """An ImageFolder: one folder of images per class, either directly or under train/ and val/ (validation/,
+    test/) split folders; a named dataset reads its files from here. None: scikit-learn's digits (offline), written
+    as an ImageFolder for the run (`vision make-image-folder` writes one to keep)."""
+    dataset: str = ""
+    """A timm dataset name instead of an ImageFolder ("torch/cifar10", "hfds/beans", ...), read from root and
+    never downloaded; "": the ImageFolder at root."""
+    train_split: str = "train"
+    val_split: str = "val"
+    """Validation images; an ImageFolder without this folder holds out val_fraction of its training images."""
+    val_fraction: float = 0.1
+    img_size: int | tuple[int, int] | None = None
+    """Input size, a side or (h, w); None: the model's img_size."""
+    mean: tuple[float, ...] | None = None
+    """Normalisation (one value or one per channel); None: the model's (0.5 for grey images)."""
+    std: tuple[float, ...] | None = None
+    interpolation: str = ""
+    """Resize interpolation (bilinear, bicubic, ...); "": the model's."""
+    crop_pct: float | None = None
+    """Evaluation centre crop fraction; None: the model's."""
+    scale: tuple[float, float] = (0.08, 1.0)
+    """RandomResizedCrop area range for training."""
+    hflip: float = 0.5
+    color_jitter: float = 0.4
+    auto_augment: str | None = None
+    """timm's AutoAugment / RandAugment policy string, e.g. rand-m9-mstd0.5 (None: none)."""
+    re_prob: float = 0.0
+    """Random erasing probability."""
+    corrupt: Literal["skip", "refuse"] = "skip"
+    """An image that does not decode: skipped (counted on stderr) or the whole run refused. Every image is decoded
+    once up front to find them."""
     batch_size: int = 64
+    num_workers: int = 0
 
     def __post_init__(self):
-        if self.dataset not in ("fashion-mnist", "digits"):
-            raise ValueError(f"dataset must be fashion-mnist or digits, got {self.dataset!r}")
-        if not 0 <= self.image_size <= MAX_IMAGE_SIZE:
-            raise ValueError(f"image_size must lie in [0, {MAX_IMAGE_SIZE}] (0: as stored), got {self.image_size}")
-        for name in ("val_size", "test_size", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.train_limit < 0:
-            raise ValueError(f"train_limit must be >= 0 (0: all), got {self.train_limit}")
+        if self.img_size is not None:
+            sizes = (self.img_size,) * 2 if isinstance(self.img_size, int) else tuple(self.img_size)
+            if len(sizes) != 2 or not all(1 <= s <= MAX_IMAGE_SIZE for s in sizes):
+                raise ValueError(f"img_size must be a side or (h, w) in [1, {MAX_IMAGE_SIZE}], got {self.img_size}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
+        if not 0.0 < self.scale[0] <= self.scale[1] <= 1.0:
+            raise ValueError(f"scale must be (low, high) with 0 < low <= high <= 1, got {self.scale}")
+        for name in ("hflip", "re_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if self.crop_pct is not None and not 0.0 < self.crop_pct <= 1.0:
+            raise ValueError(f"crop_pct must lie in (0, 1], got {self.crop_pct}")
+        if self.batch_size < 1 or self.num_workers < 0:
+            raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {self.batch_size}, {self.num_workers}")

@@ -1,6 +1,6 @@
-"""Offline image sets and `vision train-classifier` end to end (scikit-learn digits): exact resume, bad inputs."""
+"""`vision make-image-folder`, `train-classifier` (timm's data pipeline in our Lightning loop) and `eval-classifier`
+on scikit-learn's digits: learning above chance, exact resume, bad inputs."""
 
-import dataclasses
 import gzip
 import json
 import struct
@@ -11,9 +11,8 @@ import torch
 
 from longseq.core.io import InputError
 from longseq.vision.cli import main
-from longseq.vision.images import ImageClassificationDataset, load_digits, load_fashion_mnist, read_idx
+from longseq.vision.images import load_digits, load_fashion_mnist, read_idx, write_image_folder
 from longseq.vision.local_mamba.local_vim import LocalVim
-from longseq.vision.local_mamba.presets import PRESETS
 from tests.resume_harness import check_resume
 
 
@@ -35,6 +34,23 @@ def test_idx_reader_and_fashion_mnist_layout(tmp_path):
     images, labels = load_fashion_mnist("test", tmp_path)
     assert images.shape == (6, 28, 28) and images.dtype == torch.uint8
     assert labels.tolist() == [0, 1, 2, 3, 4, 5]
+    assert (
+        main(
+            [
+                "make-image-folder",
+                "--source",
+                "fashion-mnist",
+                "--data_dir",
+                str(tmp_path),
+                "--output",
+                str(tmp_path / "folder"),
+            ]
+        )
+        == 0
+    )
+    names = sorted(p.name for p in (tmp_path / "folder" / "val").iterdir())
+    assert len(names) == 10 and "T-shirt-top" in names and "Ankle-boot" in names
+    assert len(list((tmp_path / "folder" / "train").rglob("*.png"))) == 6
 
 
 def test_idx_reader_rejects_bad_files(tmp_path):
@@ -44,125 +60,180 @@ def test_idx_reader_rejects_bad_files(tmp_path):
     bad.write_bytes(b"\x01\x02\x03")
     with pytest.raises(InputError, match="not an unsigned-byte IDX file"):
         read_idx(bad)
-    truncated = tmp_path / "short.gz"
-    with gzip.open(truncated, "wb") as f:
-        f.write(struct.pack(">BBBB3I", 0, 0, 8, 3, 10, 28, 28) + b"\x00" * 100)
-    with pytest.raises(InputError, match="truncated"):
-        read_idx(truncated)
-    with pytest.raises(InputError, match="not found in .*nowhere: download its four IDX files .* with --data.data_dir"):
-        load_fashion_mnist("train", tmp_path / "nowhere")
     with pytest.raises(InputError, match=r"not bundled: .*t10k-labels.*/fashion-mnist .* with --data_dir"):
         load_fashion_mnist("test", None, flag="--data_dir")
 
 
-def test_digits_dataset_normalises_and_resizes():
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """An ImageFolder of 500 training and 150 validation digits (8x8 grey PNGs)."""
+    root = tmp_path_factory.mktemp("digits")
     images, labels = load_digits()
-    assert images.shape == (1797, 8, 8) and images.max() == 255 and set(labels.tolist()) == set(range(10))
-    data = ImageClassificationDataset(images[:10], labels[:10], mean=0.5, std=0.25, size=16)
-    x, y = data[3]
-    assert x.shape == (1, 16, 16) and y == labels[3]
+    write_image_folder(root / "train", images[:500], labels[:500], tuple(str(i) for i in range(10)))
+    write_image_folder(root / "val", images[500:650], labels[500:650], tuple(str(i) for i in range(10)))
+    return root
 
 
-DIGITS = ["--model", "localvim_test", "--data.dataset", "digits", "--data.image_size", "16", "--data.val_size", "32",
-          "--data.test_size", "32", "--data.batch_size", "8"]  # fmt: skip
+def _train(digits, output, steps, *extra):
+    return [
+        "train-classifier",
+        "--output",
+        str(output),
+        "--model",
+        "localvim_test",
+        "--data.root",
+        str(digits),
+        "--data.img_size",
+        "16",
+        "--data.batch_size",
+        "16",
+        "--data.hflip",
+        "0",
+        "--data.scale",
+        "[0.7, 1]",
+        "--data.color_jitter",
+        "0",
+        "--trainer.max_steps",
+        str(steps),
+        "--trainer.logger",
+        "none",
+        "--trainer.progress_bar",
+        "false",
+        "--trainer.val_every_n_batches",
+        "null",
+        "--optimizer.lr",
+        "3e-3",
+        "--optimizer.warmup_steps",
+        "5",
+        *extra,
+    ]
 
 
-def test_train_classifier_on_digits(tmp_path, capsys):
-    out = tmp_path / "model"
-    argv = ["train-classifier", "--output", str(out), *DIGITS, "--trainer.max_steps", "3", "--trainer.logger", "none",
-            "--trainer.log_dir", str(tmp_path)]  # fmt: skip
-    assert main(argv) == 0, capsys.readouterr().err
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["dataset"] == "digits" and 0.0 <= metrics["test_acc"] <= 1.0
-    model = LocalVim.from_pretrained(out)
-    assert model.config.in_chans == 1 and model.config.img_size == 16 and model.num_classes == 10
+@pytest.mark.slow
+def test_train_50_steps_then_eval_above_chance(digits, tmp_path, capsys):
+    """The issue's check (about 2 min of CPU on the shared machine: slow); `test_train_then_eval` runs the same
+    path for a few steps by default."""
+    model, report = tmp_path / "model", tmp_path / "report"
+    assert main(_train(digits, model, 50)) == 0, capsys.readouterr().err
+    net = LocalVim.from_pretrained(model)
+    assert net.config.in_chans == 1 and net.config.img_size == 16 and net.num_classes == 10
+    preprocess = json.loads((model / "preprocess.json").read_text())
+    assert preprocess["classes"] == [str(i) for i in range(10)] and preprocess["grey"]
+    assert preprocess["data_config"]["input_size"] == [1, 16, 16]
+    capsys.readouterr()
+    assert main(["eval-classifier", "--model", str(model), "--data.root", str(digits), "--output", str(report)]) == 0
+    out = capsys.readouterr().out
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["images"] == 150 and sum(map(sum, metrics["confusion"])) == 150
+    assert metrics["top1"] > 0.3, metrics["top1"]  # chance: 0.1
+    assert metrics["top5"] >= metrics["top1"]
+    assert f"top-1 {metrics['top1']:.4f}" in out
+    assert (report / "confusion.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_train_classifier_resumes_exactly(tmp_path, monkeypatch):
+def test_train_then_eval(digits, tmp_path, capsys):
+    """A few steps, then eval-classifier: every image of val/ counted once, metrics consistent, the plot written."""
+    model, report = tmp_path / "model", tmp_path / "report"
+    assert main(_train(digits, model, 4)) == 0, capsys.readouterr().err
+    assert main(["eval-classifier", "--model", str(model), "--data.root", str(digits), "--output", str(report)]) == 0
+    metrics = json.loads((report / "metrics.json").read_text())
+    confusion = np.array(metrics["confusion"])
+    assert metrics["images"] == 150 and confusion.sum(1).tolist() == [15, 14, 16, 14, 15, 15, 13, 14, 18, 16]
+    assert metrics["top1"] == pytest.approx(np.trace(confusion) / 150) and metrics["top5"] >= metrics["top1"]
+    assert (report / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_with_mixup_cutmix_ema(digits, tmp_path, capsys):
+    """timm's regularizers run together, at a non-square input size."""
+    extra = [
+        "--mixup",
+        "0.8",
+        "--cutmix",
+        "1.0",
+        "--label_smoothing",
+        "0.1",
+        "--ema_decay",
+        "0.5",
+        "--drop_path_rate",
+        "0.2",
+        "--data.img_size",
+        "[16, 24]",
+    ]
+    assert main(_train(digits, tmp_path / "m", 3, *extra)) == 0, capsys.readouterr().err
+    net = LocalVim.from_pretrained(tmp_path / "m")
+    assert net.config.drop_path_rate == 0.2 and net.config.img_size == (16, 24)
+    bad = main(_train(digits, tmp_path / "odd", 3, "--mixup", "0.8", "--data.batch_size", "15"))
+    assert bad == 2 and "batch_size must be even" in capsys.readouterr().err
+    assert not (tmp_path / "odd").exists()
+
+
+def test_train_classifier_resumes_exactly(digits, tmp_path, monkeypatch):
+    """Random crops included: augmentation draws from (seed, epoch, index), not from the step before."""
+
     def command(output, steps):
-        return ["train-classifier", "--output", output, *DIGITS, "--trainer.max_steps", steps,
-                "--trainer.progress_bar", "false"]  # fmt: skip
+        return _train(digits, output, steps, "--data.scale", "[0.3, 1]")
 
     check_resume(main, command, lambda output: ["--model", output], tmp_path, monkeypatch)
 
 
-def test_train_classifier_prints_its_config(capsys):
-    assert main(["train-classifier", "--trainer.max_steps", "7", "--print_config"]) == 0
-    assert "  max_steps: 7" in capsys.readouterr().out.splitlines()  # under trainer:
+def _folder(root, classes: dict[str, int], corrupt: int = 0):
+    from PIL import Image
 
-
-def test_train_classifier_bad_inputs(tmp_path, capsys):
-    def bad(extra, message):
-        code = main(["train-classifier", "--output", str(tmp_path / "m"), *extra])
-        err = capsys.readouterr().err
-        assert code == 2 and err.count("\n") == 1 and message in err, err
-
-    bad(["--data.data_dir", str(tmp_path / "none")], "Fashion-MNIST not found")
-    bad([], "Fashion-MNIST is not bundled")  # the default data set needs its files
-    bad(["--model", "resnet50", "--data.dataset", "digits", "--data.val_size", "64"], "neither a LocalMamba preset")
-    assert not (tmp_path / "m").exists()
-
-
-def _one_class_fashion_mnist(root):
-    _fake_fashion_mnist(root, n=40)
-    _write_idx(root / "train-labels-idx1-ubyte.gz", np.zeros(40))
+    images, _ = load_digits()
+    root.mkdir(parents=True)
+    for c, n in classes.items():
+        (root / c).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(images[i].numpy()).save(root / c / f"{i}.png")
+    for i in range(corrupt):
+        (root / next(iter(classes)) / f"bad{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return root
 
 
 @pytest.mark.parametrize(
-    ("extra", "message"),
+    ("make", "extra", "message"),
     [
-        (["--data.batch_size", "0"], "batch_size must be >= 1, got 0"),
-        (["--data.val_size", "0"], "val_size must be >= 1, got 0"),
-        (["--data.val_size", "1765"], "--data.val_size 1765 leaves none of the 1765 training images"),
-        (["--data.image_size", "-1"], "image_size must lie in [0, 1024]"),
-        (["--data.image_size", "100000"], "image_size must lie in [0, 1024]"),
-        (["--data.train_limit", "4"], "4 training images are fewer than one batch of 8"),
-        (["--trainer.max_steps", "0"], "max_steps must be positive"),
-        (["--optimizer.lr", "-1"], "lr must be positive"),
-        (["--label_smoothing", "1.5"], "--label_smoothing must lie in [0, 1)"),
-        (["--label_smoothing", "nan"], "label_smoothing"),
-        (["--model", "{dropout}"], "drop_path_rate must lie in [0, 1], got 2.0"),
-        (["--model", "{garbage}"], "is not a JSON config"),
-        (["--model", "{other_family}"], "holds a CausalLM, not a LocalVim or LocalVMamba"),
-        (["--model", "{misfit}"], "does not fit the data: num_classes 3 (the data: 10)"),
-        (["--model", "{output}"], "would overwrite the input"),
-        (["--output", "{existing_file}"], "already exists"),
-        (["--trainer.checkpoint_dir", "{output}/ckpt"], "--trainer.checkpoint_dir {output}/ckpt lies inside --output"),
-        (["--data.dataset", "fashion-mnist", "--data.data_dir", "{one_class}"], "the training labels hold one class"),
+        (lambda p: _folder(p, {"a": 20}), [], "holds 1 class folder(s) (a); a classifier needs two"),
+        (lambda p: _folder(p, {}), [], "holds no images"),
+        (lambda p: _folder(p, {"a": 10, "b": 10}, corrupt=2), ["--data.corrupt", "refuse"], "2 unreadable image(s)"),
+        (lambda p: _folder(p, {"a": 4, "b": 4}), [], "7 training images are fewer than one batch of 16"),
+        (lambda p: p / "missing", [], "is not a directory"),
+        (lambda p: _folder(p, {"a": 20, "b": 20}), ["--data.img_size", "[16, 0]"], "img_size must be a side"),
+        (lambda p: _folder(p, {"a": 20, "b": 20}), ["--label_smoothing", "1.5"], "label_smoothing must lie in"),
+        (lambda p: _folder(p, {"a": 20, "b": 20}), ["--model", "resnet50"], "neither a LocalMamba preset"),
     ],
 )
-def test_train_classifier_refuses_bad_input_before_work(tmp_path, capsys, extra, message):
+def test_train_classifier_refuses_bad_input_before_work(tmp_path, capsys, make, extra, message):
     """One line, exit 2, nothing written: the output directory never appears."""
+    root = make(tmp_path / "images")
+    code = main(_train(root, tmp_path / "out", 3, *extra))
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_corrupt_images_skipped_with_a_count(tmp_path, capsys):
+    root = _folder(tmp_path / "images", {"a": 20, "b": 20}, corrupt=3)
+    assert main(_train(root, tmp_path / "out", 2)) == 0
+    assert "skipped 3 unreadable image(s)" in capsys.readouterr().err
+
+
+def test_eval_classifier_bad_inputs(digits, tmp_path, capsys):
     import longseq
 
-    paths = {
-        "output": tmp_path / "out",
-        "dropout": tmp_path / "dropout.json",
-        "garbage": tmp_path / "garbage.json",
-        "other_family": tmp_path / "lm",
-        "misfit": tmp_path / "misfit",
-        "existing_file": tmp_path / "file",
-        "one_class": tmp_path / "fmnist",
-    }
-    config = json.loads(json.dumps({"model_type": "local_vim", **dataclasses.asdict(PRESETS["localvim_test"])}))
-    paths["dropout"].write_text(json.dumps({**config, "drop_path_rate": 2.0}))
-    paths["garbage"].write_bytes(b"\x00\xff binary")
-    paths["existing_file"].write_text("keep me")
-    if "{other_family}" in extra:
-        longseq.from_pretrained("mamba-tiny").save_pretrained(paths["other_family"])
-    if "{misfit}" in extra:
-        longseq.from_pretrained("localvim_test", in_chans=1, img_size=16, num_classes=3).save_pretrained(
-            paths["misfit"]
-        )
-    if "{output}" in extra:
-        longseq.from_pretrained("localvim_test", in_chans=1, img_size=16).save_pretrained(paths["output"])
-    if "{one_class}" in extra:
-        paths["one_class"].mkdir()
-        _one_class_fashion_mnist(paths["one_class"])
-    before = sorted(tmp_path.rglob("*"))
-    argv = ["train-classifier", "--output", paths["output"], *DIGITS, "--trainer.logger", "none", *extra]
-    code = main([str(arg).format(**paths) for arg in argv])
-    err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and message.format(**paths) in err, err
-    assert sorted(tmp_path.rglob("*")) == before
-    assert paths["existing_file"].read_text() == "keep me"
+    longseq.from_pretrained("localvim_test", in_chans=1, img_size=16, num_classes=3).save_pretrained(tmp_path / "m3")
+    other = _folder(tmp_path / "other", {"x": 3, "y": 3})
+    for argv, message in [
+        (["--model", str(tmp_path / "m3"), "--data.root", str(digits)], "has 3 classes; "),
+        (["--model", str(tmp_path / "none"), "--data.root", str(digits)], "is not a checkpoint directory"),
+        (["--model", str(tmp_path / "m3"), "--data.root", str(other), "--split", "val"], "has no 'val' split"),
+    ]:
+        assert main(["eval-classifier", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+
+
+def test_train_classifier_prints_its_config(capsys):
+    assert main(["train-classifier", "--trainer.max_steps", "7", "--data.img_size", "[32, 24]", "--print_config"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert "  max_steps: 7" in printed and "  corrupt: skip" in printed  # under trainer: and data:

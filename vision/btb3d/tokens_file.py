@@ -1,5 +1,8 @@
 """The tokens file of `vision tokenize3d` / `decode3d`: an ``.npz`` archive (no pickles) holding the token ids
-(t, h, w) and the geometry needed to turn them back into a volume. Reading checks every field."""
+(t, h, w), optionally their continuous embeddings (the LFQ codes in {-1, +1}, (bits, t, h, w), what the official
+whole-dataset script saves for report generation), and the geometry needed to turn them back into a volume.
+A file may hold either form or both; reading checks every field and derives the ids from the embeddings' signs when
+only those are there."""
 
 from __future__ import annotations
 
@@ -30,6 +33,8 @@ class TokensFile:
     affine: np.ndarray
     hu_window: tuple[float, float]
     model: str
+    embeddings: np.ndarray | None = None
+    """(bits, t, h, w) float32 codes in {-1, +1} (`lfq.indices_to_codes`); None: not stored."""
 
     def write(self, path: str | os.PathLike) -> None:
         """Write atomically (a temporary file renamed when complete)."""
@@ -44,6 +49,7 @@ class TokensFile:
                 affine=self.affine,
                 hu_window=np.array(self.hu_window),
                 model=np.array(self.model),
+                **({} if self.embeddings is None else {"embeddings": self.embeddings.astype(np.float32)}),
             )
 
 
@@ -65,21 +71,49 @@ def read_tokens(path: str | os.PathLike) -> TokensFile:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise InputError(f"{path}: cannot read as a tokens .npz file: {err}") from None
-    needed = ("format", "ids", "token_bits", "shape", "spacing", "affine", "hu_window", "model")
+    needed = ("format", "token_bits", "shape", "spacing", "affine", "hu_window", "model")
     if str(fields.get("format", "")) != FORMAT or not set(needed) <= fields.keys():
         missing = ", ".join(sorted(set(needed) - fields.keys())) or "format"
         raise InputError(f"{path}: not a tokens file written by tokenize3d (missing or wrong: {missing})")
+    if "ids" not in fields and "embeddings" not in fields:
+        raise InputError(f"{path}: holds neither token ids nor embeddings")
     return _checked(fields, path)
 
 
+def _embeddings(fields: dict[str, np.ndarray], bits: int, path: Path) -> np.ndarray | None:
+    """The checked embeddings (bits, t, h, w), or None; ids derived from them when the file has none."""
+    codes = fields.get("embeddings")
+    if codes is None:
+        return None
+    if codes.ndim != 4 or codes.shape[0] != bits or codes.size == 0 or codes.dtype.kind != "f":
+        raise InputError(f"{path}: embeddings must be a (token_bits={bits}, t, h, w) float array, got {codes.shape}")
+    if not np.isfinite(codes).all() or (codes == 0).any():
+        raise InputError(f"{path}: embeddings must be finite and non-zero (their signs are the token bits)")
+    weights = 1 << np.arange(bits - 1, -1, -1, dtype=np.int64)  # channel 0 the most significant bit (lfq)
+    ids = ((codes > 0).astype(np.int64) * weights[:, None, None, None]).sum(0)
+    if "ids" not in fields:
+        fields["ids"] = ids
+    elif fields["ids"].shape != ids.shape:
+        raise InputError(f"{path}: the ids' token grid {fields['ids'].shape} and the embeddings' {ids.shape} differ")
+    elif not np.array_equal(fields["ids"], ids):
+        raise InputError(f"{path}: the ids and the embeddings' signs disagree")
+    return codes.astype(np.float32)
+
+
 def _checked(fields: dict[str, np.ndarray], path: Path) -> TokensFile:
-    ids, bits, shape = fields["ids"], fields["token_bits"], fields["shape"]
+    bits, shape = fields["token_bits"], fields["shape"]
     if bits.shape != () or not np.issubdtype(bits.dtype, np.integer) or not 1 <= int(bits) <= 30:
         raise InputError(f"{path}: token_bits must be one integer in [1, 30], got {bits.tolist()}")
-    if ids.ndim != 3 or ids.size == 0 or not np.issubdtype(ids.dtype, np.integer):
-        raise InputError(f"{path}: ids must be a non-empty (t, h, w) array of integers, got {ids.dtype} {ids.shape}")
-    if ids.min() < 0 or ids.max() >= 2 ** int(bits):
-        raise InputError(f"{path}: token ids must lie in [0, 2**{int(bits)}), got {ids.min()} to {ids.max()}")
+    if "ids" in fields:  # checked before the embeddings are compared with them
+        ids = fields["ids"]
+        if ids.ndim != 3 or ids.size == 0 or not np.issubdtype(ids.dtype, np.integer):
+            raise InputError(
+                f"{path}: ids must be a non-empty (t, h, w) array of integers, got {ids.dtype} {ids.shape}"
+            )
+        if ids.min() < 0 or ids.max() >= 2 ** int(bits):
+            raise InputError(f"{path}: token ids must lie in [0, 2**{int(bits)}), got {ids.min()} to {ids.max()}")
+    embeddings = _embeddings(fields, int(bits), path)
+    ids = fields["ids"]
     if shape.shape != (3,) or not np.issubdtype(shape.dtype, np.integer) or (shape < 1).any():
         raise InputError(f"{path}: shape must be three positive integers (d, h, w), got {shape.tolist()}")
     check_size(tuple(shape), f"{path}: shape")
@@ -100,4 +134,5 @@ def _checked(fields: dict[str, np.ndarray], path: Path) -> TokensFile:
         affine=check_affine(fields["affine"], path),
         hu_window=window,
         model=str(fields["model"]),
+        embeddings=embeddings,
     )

@@ -44,6 +44,7 @@ from longseq.core.keymap import KeyMap
 from longseq.core.registry import Family, Layout, Source
 from longseq.vision.local_mamba.local_vim import LocalVim, LocalVimConfig, resize_grid
 from longseq.vision.local_mamba.local_vmamba import LocalVMamba, LocalVMambaConfig
+from longseq.vision.local_mamba.mixers import img_pair
 from longseq.vision.local_mamba.presets import PRESETS
 
 LOCAL_VIM_KEYS = KeyMap(
@@ -98,28 +99,58 @@ def unwrap(checkpoint, source: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def resize_position_tables(state: dict[str, torch.Tensor], model: LocalVim, source: str) -> None:
-    """Bicubically resize ``pos_embed`` / ``rope.freqs_*`` trained on a square grid to the model's grid."""
+def resize_position_tables(
+    state: dict[str, torch.Tensor], model: LocalVim, source: str, *, grid: tuple[int, int] | None = None
+) -> None:
+    """Bicubically resize ``pos_embed`` / ``rope.freqs_*`` from the patch ``grid`` they were trained on (rows,
+    columns) to the model's; ``grid`` None: a square one (the released files were trained at 224 x 224)."""
     prefix = model.num_prefix_tokens
     if "pos_embed" in state and hasattr(model, "pos_embed") and state["pos_embed"].shape != model.pos_embed.shape:
         pos = state["pos_embed"]
-        side = math.isqrt(pos.shape[1] - prefix)
-        if side * side != pos.shape[1] - prefix:
-            raise CheckpointError(
-                f"{source}: pos_embed {tuple(pos.shape)} is not a square patch grid plus {prefix} class token(s) "
-                "(does the model's cls_token setting match the checkpoint?)"
-            )
+        old = grid or _square(pos.shape[1] - prefix, f"{source}: pos_embed {tuple(pos.shape)}", prefix)
+        if old[0] * old[1] != pos.shape[1] - prefix:
+            raise CheckpointError(f"{source}: pos_embed {tuple(pos.shape)} is not a {old[0]} x {old[1]} patch grid")
         if prefix:
-            c = side * side // 2
-            patches = resize_grid(torch.cat([pos[:, :c], pos[:, c + 1 :]], 1), (side, side), model.grid)
+            c = old[0] * old[1] // 2  # the middle class token sits after half the patches
+            patches = resize_grid(torch.cat([pos[:, :c], pos[:, c + 1 :]], 1), old, model.grid)
             c_new = model.grid[0] * model.grid[1] // 2
             state["pos_embed"] = torch.cat([patches[:, :c_new], pos[:, c : c + 1], patches[:, c_new:]], 1)
         else:
-            state["pos_embed"] = resize_grid(pos, (side, side), model.grid)
+            state["pos_embed"] = resize_grid(pos, old, model.grid)
     for name in ("rope.freqs_cos", "rope.freqs_sin"):
         if name in state and model.rope is not None and state[name].shape != model.rope.freqs_cos.shape:
-            side = math.isqrt(state[name].shape[0])
-            state[name] = resize_grid(state[name], (side, side), model.grid)
+            old = grid or _square(state[name].shape[0], f"{source}: {name} {tuple(state[name].shape)}", 0)
+            state[name] = resize_grid(state[name], old, model.grid)
+
+
+def _square(patches: int, what: str, prefix: int) -> tuple[int, int]:
+    side = math.isqrt(patches)
+    if side * side != patches:
+        raise CheckpointError(
+            f"{what} is not a square patch grid plus {prefix} class token(s): load it at the size it was trained "
+            "at (img_size=(h, w)), or from its checkpoint directory (config.json records the size); "
+            "does the model's cls_token setting match the checkpoint?"
+        )
+    return (side, side)
+
+
+def adapt_checkpoint(model: nn.Module, overrides: dict) -> nn.Module:
+    """A loaded model rebuilt with ``overrides`` (any config field), its weights carried over: position tables
+    resized from its own grid (non-square included), a fresh head for another ``num_classes``, the stem adapted
+    for another ``in_chans``; everything else must fit exactly (`Family.adapt`)."""
+    source = f"{type(model).__name__} with {', '.join(overrides)} changed"
+    try:
+        config = dataclasses.replace(model.config, **overrides)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"invalid {type(model.config).__name__}: {err}") from None
+    new = type(model).from_config(config)
+    state = dict(model.state_dict())
+    if isinstance(model, LocalVim):
+        resize_position_tables(state, new, source, grid=model.grid)
+    fresh_head(state, new)
+    adapt_in_chans(state, new)
+    load_strict(new, state, source)
+    return new.eval()
 
 
 def fresh_head(state: dict[str, torch.Tensor], model: nn.Module) -> None:
@@ -149,16 +180,17 @@ def keys_of(model: nn.Module) -> KeyMap:
 
 
 def convert_state_dict(
-    checkpoint, model: nn.Module, source: str, *, adapt: tuple[str, ...] = ADAPTABLE
+    checkpoint, model: nn.Module, source: str, *, adapt: tuple[str, ...] = ADAPTABLE, grid=None
 ) -> dict[str, torch.Tensor]:
     """An official LocalVim / LocalVMamba checkpoint -> the model's state dict, shapes checked.
 
     Args:
         adapt: which of `ADAPTABLE` may differ between the file and the model (the weights are adapted).
+        grid: the patch grid (rows, columns) the file was trained at; None: square.
     """
     state = keys_of(model).rename(unwrap(checkpoint, source), source)
     if "img_size" in adapt and isinstance(model, LocalVim):
-        resize_position_tables(state, model, source)
+        resize_position_tables(state, model, source, grid=grid)
     if "num_classes" in adapt:
         fresh_head(state, model)
     if "in_chans" in adapt:
@@ -166,9 +198,11 @@ def convert_state_dict(
     return state
 
 
-def load_converted(model: nn.Module, checkpoint, source: str, *, adapt: tuple[str, ...] = ADAPTABLE) -> nn.Module:
+def load_converted(
+    model: nn.Module, checkpoint, source: str, *, adapt: tuple[str, ...] = ADAPTABLE, grid=None
+) -> nn.Module:
     """Convert, load strictly, then check every tensor of the model against the converted file (aliased A_log_k)."""
-    state = convert_state_dict(checkpoint, model, source, adapt=adapt)
+    state = convert_state_dict(checkpoint, model, source, adapt=adapt, grid=grid)
     load_strict(model, state, source)
     for key, value in model.state_dict().items():
         if not torch.equal(value, state[key].to(value.dtype)):
@@ -190,7 +224,17 @@ def load_release_file(model: nn.Module, path: str | os.PathLike) -> nn.Module:
             "or pass pretrained_cfg_overlay=dict(file=...))"
         )
     raw = load_tensors(path) if path.suffix == ".safetensors" else load_pickle(path)
-    return load_converted(model, raw, str(path))
+    return load_converted(model, raw, str(path), grid=_trained_grid(path))
+
+
+def _trained_grid(path: Path) -> tuple[int, int] | None:
+    """The patch grid a LocalVim file was trained at, when a config.json beside it (our format) records it."""
+    try:
+        config = json.loads((path.parent / "config.json").read_text())
+        height, width = img_pair(config["img_size"])
+        return (height // config["patch_size"], width // config["patch_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _state_keys(contents) -> list[str]:
@@ -281,6 +325,7 @@ def _family(model_class: type, config_class: type, layout: str, signature: str) 
         presets={name: config for name, config in PRESETS.items() if isinstance(config, config_class)},
         layouts=(Layout(layout, _signature(signature), load, files=True, overrides=("architecture", *fields)),),
         build=model_class.from_config,
+        adapt=adapt_checkpoint,
         example=_example,
     )
 

@@ -25,7 +25,13 @@ from torch import nn
 
 from longseq.core.io import InputError
 from longseq.core.norm import RMSNorm, add_norm
-from longseq.vision.local_mamba.mixers import LocalMambaCheckpoints, MultiScanMamba, check_directions, check_dropout
+from longseq.vision.local_mamba.mixers import (
+    LocalMambaCheckpoints,
+    MultiScanMamba,
+    check_directions,
+    check_dropout,
+    img_pair,
+)
 
 
 @dataclass(kw_only=True)
@@ -33,7 +39,8 @@ class LocalVimConfig:
     """LocalVim hyper-parameters (the constructor arguments of `LocalVim`)."""
 
     # input and head
-    img_size: int = 224
+    img_size: int | tuple[int, int] = 224
+    """The training size: a side, or (h, w); other sizes run too (position tables resized to the patch grid)."""
     patch_size: int = 16
     in_chans: int = 3
     num_classes: int = 1000
@@ -57,7 +64,12 @@ class LocalVimConfig:
     drop_path_rate: float = 0.1
 
     def __post_init__(self):
-        for name in ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "d_state", "d_conv", "expand"):
+        if not isinstance(self.img_size, int):
+            self.img_size = img_pair(self.img_size)  # a JSON list back to (h, w)
+        height, width = img_pair(self.img_size)
+        if min(height, width) < 1:
+            raise ValueError(f"img_size must be >= 1, got {self.img_size}")
+        for name in ("patch_size", "in_chans", "embed_dim", "depth", "d_state", "d_conv", "expand"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.num_classes <= 2**20:  # a head for more classes would not fit in memory anyway
@@ -69,9 +81,9 @@ class LocalVimConfig:
                 f"norm_eps must be > 0 and rope_pt_seq_len >= 1, got {self.norm_eps}, {self.rope_pt_seq_len}"
             )
         check_dropout(self.drop_rate, self.drop_path_rate)
-        if self.img_size < self.patch_size:
+        if min(height, width) < self.patch_size:
             raise ValueError(f"img_size {self.img_size} is smaller than patch_size {self.patch_size}")
-        if (self.img_size // self.patch_size) ** 2 > 2**20:  # the position table holds one row per patch
+        if (height // self.patch_size) * (width // self.patch_size) > 2**20:  # the position table: a row per patch
             raise ValueError(f"img_size {self.img_size} makes over {2**20} patches of {self.patch_size} pixels")
         if self.directions is not None:
             if len(self.directions) != self.depth:
@@ -163,7 +175,7 @@ class LocalVim(LocalMambaCheckpoints, nn.Module):
     def __init__(
         self,
         *,
-        img_size: int = 224,
+        img_size: int | tuple[int, int] = 224,
         patch_size: int = 16,
         in_chans: int = 3,
         num_classes: int = 1000,
@@ -215,7 +227,7 @@ class LocalVim(LocalMambaCheckpoints, nn.Module):
         self.num_features = self.head_hidden_size = self.embed_dim = embed_dim
         self.num_prefix_tokens = 1 if cls_token != "none" else 0
         self.patch_embed = PatchEmbed(
-            img_size, patch_size, in_chans, embed_dim, strict_img_size=False, dynamic_img_pad=True, **dd
+            img_pair(cfg.img_size), patch_size, in_chans, embed_dim, strict_img_size=False, dynamic_img_pad=True, **dd
         )
         self.grid = tuple(self.patch_embed.grid_size)
         num_patches = self.grid[0] * self.grid[1]

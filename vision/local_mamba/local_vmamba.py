@@ -23,7 +23,13 @@ from torch import nn
 
 from longseq.core.io import InputError
 from longseq.core.norm import LayerNorm
-from longseq.vision.local_mamba.mixers import LocalMambaCheckpoints, MultiScanSS2D, check_directions, check_dropout
+from longseq.vision.local_mamba.mixers import (
+    LocalMambaCheckpoints,
+    MultiScanSS2D,
+    check_directions,
+    check_dropout,
+    img_pair,
+)
 
 
 @dataclass(kw_only=True)
@@ -31,6 +37,8 @@ class LocalVMambaConfig:
     """LocalVMamba hyper-parameters (the constructor arguments of `LocalVMamba`)."""
 
     # input and head
+    img_size: int | tuple[int, int] = 224
+    """The training size (a side, or (h, w)): timm's input_size; the weights take any size (no position table)."""
     patch_size: int = 4
     in_chans: int = 3
     num_classes: int = 1000
@@ -49,6 +57,10 @@ class LocalVMambaConfig:
     drop_path_rate: float = 0.2
 
     def __post_init__(self):
+        if not isinstance(self.img_size, int):
+            self.img_size = img_pair(self.img_size)  # a JSON list back to (h, w)
+        if min(img_pair(self.img_size)) < self.patch_size:
+            raise ValueError(f"img_size {self.img_size} is smaller than patch_size {self.patch_size}")
         if len(self.dims) != len(self.depths) or not self.dims:
             raise ValueError(f"dims {self.dims} and depths {self.depths} must be non-empty and of equal length")
         if min(self.dims) < 1 or min(self.depths) < 1:
@@ -145,6 +157,7 @@ class LocalVMamba(LocalMambaCheckpoints, nn.Module):
     def __init__(
         self,
         *,
+        img_size: int | tuple[int, int] = 224,
         patch_size: int = 4,
         in_chans: int = 3,
         num_classes: int = 1000,
@@ -164,6 +177,7 @@ class LocalVMamba(LocalMambaCheckpoints, nn.Module):
     ):
         super().__init__()
         cfg = self.config = LocalVMambaConfig(
+            img_size=img_size,
             patch_size=patch_size,
             in_chans=in_chans,
             num_classes=num_classes,

@@ -48,6 +48,15 @@ def check_directions(directions: Sequence[str] | None) -> tuple[str, ...] | None
     return directions
 
 
+def img_pair(img_size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """An ``img_size`` (a side, or (h, w) as timm's ViT takes it) as (h, w); ValueError for anything else."""
+    if isinstance(img_size, int) and not isinstance(img_size, bool):
+        return (img_size, img_size)
+    if isinstance(img_size, (tuple, list)) and len(img_size) == 2 and all(isinstance(s, int) for s in img_size):
+        return (int(img_size[0]), int(img_size[1]))
+    raise ValueError(f"img_size must be an int or (h, w), got {img_size!r}")
+
+
 def check_dropout(drop_rate: float, drop_path_rate: float) -> None:
     """Dropout and stochastic-depth rates are probabilities (NaN fails the comparison too)."""
     for name, rate in (("drop_rate", drop_rate), ("drop_path_rate", drop_path_rate)):

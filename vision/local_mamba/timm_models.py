@@ -19,16 +19,16 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from longseq.vision.local_mamba.convert import checkpoint_filter_fn
 from longseq.vision.local_mamba.local_vim import LocalVim, LocalVimConfig
 from longseq.vision.local_mamba.local_vmamba import LocalVMamba
+from longseq.vision.local_mamba.mixers import img_pair
 from longseq.vision.local_mamba.presets import PRESETS, RELEASE_FILES, RELEASE_URL, weights_dir
 
 
 def _cfg(name: str, **kwargs) -> dict:
     release = RELEASE_FILES.get(name)
     vim = isinstance(PRESETS[name], LocalVimConfig)
-    size = PRESETS[name].img_size if vim else 224
     cfg = {
         "num_classes": PRESETS[name].num_classes,
-        "input_size": (3, size, size),
+        "input_size": (PRESETS[name].in_chans, *img_pair(PRESETS[name].img_size)),
         "pool_size": None,
         "crop_pct": 0.875,
         "interpolation": "bicubic",

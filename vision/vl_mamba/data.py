@@ -34,6 +34,10 @@ class VQARecord:
     id: str
     image: Path
     conversations: tuple[tuple[str, str], ...]  # (from, value) pairs
+    question_type: str = ""
+    """The record's ``question_type`` (or ``kind``, as make-vqa-data writes it): evaluation scores each type."""
+    answers: tuple[str, ...] = ()
+    """The human answers a VQAv2 record carries (``answers``), for VQA accuracy; () when it has one answer."""
 
     @property
     def question(self) -> str:
@@ -44,9 +48,13 @@ class VQARecord:
         return self.conversations[1][1]
 
 
-def read_jsonl(path: str | os.PathLike) -> list[VQARecord]:
-    """Records of a LLaVA-style JSONL file; a malformed line raises `InputError` naming its number."""
+def read_jsonl(path: str | os.PathLike, images: str | os.PathLike | None = None) -> list[VQARecord]:
+    """Records of a LLaVA-style JSONL file; a malformed line raises `InputError` naming its number.
+
+    Relative image paths resolve against ``images`` (default: the JSONL file's directory).
+    """
     path = Path(path)
+    root = Path(images) if images is not None else path.parent
     if not path.is_file():
         raise InputError(f"no such JSONL file: {path}")
     try:
@@ -78,8 +86,12 @@ def read_jsonl(path: str | os.PathLike) -> list[VQARecord]:
         if IMAGE_PLACEHOLDER not in pairs[0][1] or sum(v.count(IMAGE_PLACEHOLDER) for _, v in pairs) != 1:
             raise InputError(f"{where}: the first question must hold the one {IMAGE_PLACEHOLDER} placeholder")
         image = Path(item["image"])
-        records.append(VQARecord(str(item.get("id", number)), image if image.is_absolute() else path.parent / image,
-                                 tuple(pairs)))  # fmt: skip
+        kind = item.get("question_type", item.get("kind", ""))
+        answers = item.get("answers", [])
+        if not isinstance(kind, str) or not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
+            raise InputError(f"{where}: 'question_type' must be text and 'answers' a list of texts")
+        records.append(VQARecord(str(item.get("id", number)), image if image.is_absolute() else root / image,
+                                 tuple(pairs), question_type=kind, answers=tuple(answers)))  # fmt: skip
     if not records:
         raise InputError(f"{path} holds no records")
     return records
@@ -115,6 +127,14 @@ def encode_prompt(tokenizer, question: str) -> list[int]:
     if not question:
         raise InputError("the question is empty")
     return [IMAGE_TOKEN, *tokenizer.encode(prompt_text(question))]
+
+
+def encode_follow_up(tokenizer, history, question: str) -> list[int]:
+    """Ids of a prompt that continues a conversation: the image, the earlier exchanges (``history``: (question,
+    answer) pairs, laid out as in training), then the new question."""
+    turns = [(speaker, text) for q, a in history for speaker, text in (("human", q), ("gpt", a))]
+    ids = encode_conversation(tokenizer, turns)[0] if turns else [IMAGE_TOKEN]
+    return ids + encode_prompt(tokenizer, question)[1:]
 
 
 def encode_conversation(tokenizer, conversations) -> tuple[list[int], list[int]]:
@@ -157,22 +177,3 @@ def collate(batch, *, pad_id: int):
         padded_ids[row, : len(i)] = i
         padded_labels[row, : len(lab)] = lab
     return torch.stack(images), padded_ids, padded_labels
-
-
-@dataclass(kw_only=True)
-class VQADataConfig:
-    """Where the LLaVA-style JSONL records are, and how to batch them."""
-
-    train: str
-    """The training JSONL (image paths relative to it)."""
-    val: str | None = None
-    """A validation JSONL; None: hold out ``val_size`` training records."""
-    val_size: int = 256
-    """Training records held out for validation when there is no ``val`` file (at most a fifth of them)."""
-    batch_size: int = 16
-
-    def __post_init__(self):
-        if not self.train:
-            raise ValueError("train must name the training JSONL")
-        if self.val_size < 1 or self.batch_size < 1:
-            raise ValueError(f"val_size and batch_size must be >= 1, got {self.val_size} and {self.batch_size}")

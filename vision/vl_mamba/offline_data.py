@@ -55,7 +55,9 @@ def build_offline_vqa(
     if not out.parent.is_dir():
         raise InputError(f"cannot write {out}: directory {out.parent} does not exist")
     rng = np.random.default_rng(seed)
-    fashion = {split: load_fashion_mnist(split, data_dir, flag="--data_dir") for split in ("train", "test")}
+    fashion = {split: (None, []) for split in ("train", "test")}  # no Fashion-MNIST asked for: digits only
+    if fashion_train or fashion_test:
+        fashion = {split: load_fashion_mnist(split, data_dir, flag="--data_dir") for split in ("train", "test")}
     digit_images, digit_labels = load_digits()
     digits_train_idx, digits_test_idx = split_indices(len(digit_labels), digits_test, seed=seed + 1)
     chosen = {

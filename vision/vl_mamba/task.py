@@ -17,7 +17,6 @@ from torch.utils.data import DataLoader, Subset
 from longseq.core.io import InputError
 from longseq.core.train import OptimizerConfig, ResumableDataLoader, configure_optimizers, fit
 from longseq.vision.vl_mamba.data import (
-    VQADataConfig,
     VQADataset,
     VQARecord,
     collate,
@@ -26,6 +25,7 @@ from longseq.vision.vl_mamba.data import (
     load_image,
     read_jsonl,
 )
+from longseq.vision.vl_mamba.data_config import VQADataConfig
 from longseq.vision.vl_mamba.model import VLMamba
 
 

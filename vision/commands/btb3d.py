@@ -16,60 +16,142 @@ from longseq.vision.btb3d.train_config import BTB3DTaskConfig, VolumeDataConfig
 
 
 def tokenize3d(
-    scan: Path,
     output: Path,
+    scan: Path | None = None,
+    scans: Path | None = None,
     model: str = "btb3d-8x8x8",
+    metadata: Path | None = None,
     spacing: tuple[float, float, float] | None = (1.5, 0.75, 0.75),
     hu_window: tuple[float, float] = (-1000.0, 1000.0),
     tiled: bool = True,
     device: str = "cpu",
+    devices: int = 1,
+    num_nodes: int = 1,
 ) -> None:
-    """Encode a CT volume to BTB3D tokens (.npz).
+    """Encode CT volumes to BTB3D tokens: one scan to one .npz, or a whole dataset to one .npz per volume.
 
     Args:
-        scan: a NIfTI file (.nii, .nii.gz), a DICOM file, or a directory holding one DICOM series.
-        output: the tokens file to write (.npz): ids (t, h, w) plus the geometry decode3d needs.
+        output: --scan: the tokens file to write (.npz); --scans: the directory to fill with <volume id>.npz (created
+            if needed; volumes whose file is already there are skipped, so an interrupted run resumes).
+        scan: one volume: a NIfTI file (.nii, .nii.gz), a DICOM file, or a directory holding one DICOM series.
+        scans: a dataset: a directory (every NIfTI file under it, named by its file name) or a .csv with a path
+            column (and optionally id). A volume that fails is named at the end (exit 2); the others are written.
         model: a preset (random weights), a checkpoint directory (see convert3d) or a released BTB3D file.
+        metadata: CT-RATE's metadata CSV (VolumeName, RescaleSlope, RescaleIntercept, XYSpacing, ZSpacing): values
+            rescaled to HU and the spacing taken from it, as the official preprocessing does.
         spacing: resample to this voxel spacing in mm along (slices, rows, columns) first; null keeps the grid.
         hu_window: clip to this Hounsfield window [low, high] and scale it to [-1, 1].
         tiled: encode in overlapping windows (flat memory in the number of slices; as released).
-        device: torch device to run on (cpu, cuda, cuda:1, mps).
+        device: torch device to run on (cpu, cuda, cuda:1, mps); with --scans, the kind of device (cpu or cuda).
+        devices: --scans: processes per node (Lightning's predict loop, DDP when more than one in all).
+        num_nodes: --scans: machines.
     """
+    from longseq.core.io import InputError
+    from longseq.vision.btb3d.volumes import check_spacing, check_window
+
+    if (scan is None) == (scans is None):
+        raise InputError("give one of --scan (one volume) and --scans (a directory or .csv of volumes)")
+    check_spacing(spacing)
+    check_window(hu_window)
+    if devices < 1 or num_nodes < 1:
+        raise InputError(f"--devices and --num_nodes must be >= 1, got {devices}, {num_nodes}")
+    if scans is not None:
+        _tokenize_dataset(scans, output, model, metadata, spacing, hu_window, tiled, device, devices, num_nodes)
+        return
+    if devices * num_nodes > 1 or metadata is not None:
+        raise InputError("--devices, --num_nodes and --metadata apply to --scans (a dataset)")
+    _tokenize_one(scan, output, model, spacing, hu_window, tiled, device)
+
+
+def _tokenize_one(scan, output, model, spacing, hu_window, tiled, device) -> None:
     import torch
 
     from longseq.core.io import resolve_device
+    from longseq.vision.btb3d.lfq import indices_to_codes
     from longseq.vision.btb3d.model import BTB3D
     from longseq.vision.btb3d.tokens_file import TokensFile
-    from longseq.vision.btb3d.volumes import check_spacing, check_window, pad_to_grid, preprocess_ct, read_volume
+    from longseq.vision.btb3d.volumes import pad_to_grid, preprocess_ct, read_volume
 
     _check_output_file(output, (".npz",), scan, model)
-    check_spacing(spacing)
-    check_window(hu_window)
     device = resolve_device(device)
     volume = preprocess_ct(read_volume(scan), spacing=spacing, window=hu_window)
     tokenizer = BTB3D.from_pretrained(model).to(device)
     cd, ch, _ = tokenizer.config.compression
     x = torch.from_numpy(pad_to_grid(volume.data, cd, ch))[None, None].to(device)
     with torch.no_grad():
-        ids = tokenizer.tokenize(x, tiled=tiled, progress=True).ids[0].cpu().numpy()
+        ids = tokenizer.tokenize(x, tiled=tiled, progress=True).ids
+    bits = tokenizer.config.token_bits
     TokensFile(
-        ids=ids,
-        token_bits=tokenizer.config.token_bits,
+        ids=ids[0].cpu().numpy(),
+        token_bits=bits,
         shape=volume.data.shape,
         spacing=volume.spacing,
         affine=volume.affine,
         hu_window=hu_window,
         model=str(model),
+        embeddings=indices_to_codes(ids, bits)[0].cpu().numpy(),
     ).write(output)
     d, h, w = volume.data.shape
-    print(f"{scan}: {d}x{h}x{w} voxels -> {'x'.join(map(str, ids.shape))} tokens of {tokenizer.config.token_bits} bits")
+    grid = "x".join(map(str, ids.shape[1:]))
+    print(f"{scan}: {d}x{h}x{w} voxels -> {grid} tokens of {bits} bits")
+
+
+def _tokenize_dataset(scans, output, model, metadata, spacing, hu_window, tiled, device, devices, num_nodes) -> None:
+    import logging
+    import sys
+
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    from longseq.core.io import InputError, check_not_overwriting, resolve_device
+    from longseq.vision.btb3d.model import BTB3D
+    from longseq.vision.btb3d.scan_list import list_scans, read_metadata
+    from longseq.vision.btb3d.tokenize_task import ScanVolumes, TokenizeVolumes, one_item
+
+    output = Path(output)
+    check_not_overwriting(output, scans, metadata, model)
+    if output.exists() and not output.is_dir():
+        raise InputError(f"--output {output} is a file; with --scans it is the directory of tokens files")
+    entries = list_scans(scans)
+    table = read_metadata(metadata) if metadata is not None else None
+    todo = [e for e in entries if not (output / f"{e.id}.npz").is_file()]
+    kind = resolve_device(device).type
+    L.seed_everything(0, verbose=False)  # a preset's random weights: the same in every process and every run
+    tokenizer = BTB3D.from_pretrained(model)
+    output.mkdir(parents=True, exist_ok=True)
+    if not todo:
+        print(f"{output}: all {len(entries)} volumes are already tokenized")
+        return
+    volumes = ScanVolumes(todo, compression=tokenizer.config.compression, spacing=spacing, hu_window=hu_window,
+                          metadata=table)  # fmt: skip
+    task = TokenizeVolumes(tokenizer, output, model_name=str(model), hu_window=hu_window, tiled=tiled)
+    if devices * num_nodes == 1:  # Lightning's hardware lines say nothing then; with DDP they name each process
+        for name in ("lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    trainer = L.Trainer(
+        accelerator={"cpu": "cpu", "cuda": "gpu", "mps": "mps"}[kind],
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy="ddp" if devices * num_nodes > 1 else "auto",
+        logger=False,
+        enable_progress_bar=sys.stderr.isatty(),
+        enable_model_summary=False,
+    )
+    trainer.predict(task, DataLoader(volumes, batch_size=1, collate_fn=one_item), return_predictions=False)
+    if not trainer.is_global_zero:
+        return
+    skipped = len(entries) - len(todo)
+    print(f"{output}: {len(task.done)} volumes tokenized" + (f", {skipped} already there" if skipped else ""))
+    if task.failed:
+        named = "; ".join(f"{i} ({err})" for i, err in task.failed)
+        raise InputError(f"{len(task.failed)} of {len(todo)} volumes failed, the others are written: {named}")
 
 
 def decode3d(tokens: Path, output: Path, model: str | None = None, device: str = "cpu") -> None:
     """Decode BTB3D tokens (.npz from tokenize3d) back to a volume in Hounsfield units (.nii or .nii.gz).
 
     Args:
-        tokens: the tokens file.
+        tokens: the tokens file: token ids, or the continuous embeddings (their signs are the ids), or both.
         output: the NIfTI file to write, on the preprocessed grid (tokenize3d's spacing) with the scan's orientation.
         model: a checkpoint directory, released file or preset; default: the one recorded in the tokens file.
         device: torch device to run on (cpu, cuda, cuda:1, mps).

@@ -1,4 +1,4 @@
-"""The VL-Mamba commands of the `vision` console script: make-vqa-data, train-vlm, vqa.
+"""The VL-Mamba commands of the `vision` console script: make-vqa-data, train-vlm, vqa, eval-vqa.
 
 Plain typed functions (jsonargparse builds the CLI from them). Every input is checked before work starts: bad input
 raises `core.io.InputError` / `core.checkpoint.CheckpointError` (one line, exit 2); an output never overwrites an
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from longseq.core.train import OptimizerConfig, TrainerConfig
-from longseq.vision.vl_mamba.data import VQADataConfig
+from longseq.vision.vl_mamba.data_config import VQADataConfig
 
 
 def make_vqa_data(
@@ -27,7 +27,8 @@ def make_vqa_data(
 
     Args:
         output: the directory to write (new or empty).
-        fashion_train, fashion_test: Fashion-MNIST images per split (each gets two questions).
+        fashion_train, fashion_test: Fashion-MNIST images per split (each gets two questions); both 0: a digits-only
+            set that needs nothing but scikit-learn.
         digits_test: digits held out for the test split (the rest train).
         data_dir: the directory holding Fashion-MNIST's four IDX files (not bundled).
         seed: which images.
@@ -40,9 +41,13 @@ def make_vqa_data(
         raise InputError("--fashion_train, --fashion_test, --digits_test and --seed must be >= 0")
     with new_directory(output):
         counts = build_offline_vqa(
-            output, fashion_train=fashion_train, fashion_test=fashion_test, digits_test=digits_test,
-            data_dir=data_dir, seed=seed,
-        )  # fmt: skip
+            output,
+            fashion_train=fashion_train,
+            fashion_test=fashion_test,
+            digits_test=digits_test,
+            data_dir=data_dir,
+            seed=seed,
+        )
     print(f"{output}: {counts['train']} training and {counts['test']} test records")
 
 
@@ -139,6 +144,7 @@ def vqa(
     top_p: float = 1.0,
     seed: int = 0,
     output: Path | None = None,
+    history: Path | None = None,
 ) -> None:
     """Answer a question about an image with a trained VL-Mamba model (printed, and written to ``output``).
 
@@ -152,11 +158,14 @@ def vqa(
         do_sample: sample (else greedy), with temperature, top_k (0 = off) and top_p (1 = off).
         seed: the sampling seed.
         output: a text file for the answer (None: stdout only).
+        history: a conversation file (JSON list of {"from": "human"|"gpt", "value": text} turns, LLaVA's
+            "conversations"): its exchanges come before the question, and the new exchange is appended to it, so
+            that repeated calls hold a multi-turn conversation about one image. Created if it does not exist.
     """
     import torch
 
     from longseq.core.io import InputError, atomic_output, check_not_overwriting, resolve_device
-    from longseq.vision.vl_mamba.data import encode_prompt, load_image
+    from longseq.vision.vl_mamba.data import encode_follow_up, load_image
     from longseq.vision.vl_mamba.model import VLMamba
     from longseq.vision.vl_mamba.tokenizer import load_tokenizer
 
@@ -167,16 +176,127 @@ def vqa(
         raise InputError(f"no such model directory: {model}")
     if output is not None:
         check_not_overwriting(output, image, model)
+    turns = _read_history(history) if history is not None else []
     net = VLMamba.from_pretrained(model).to(target)
     tokenizer = load_tokenizer(model)
-    ids = torch.tensor([encode_prompt(tokenizer, question)], device=target)
+    pairs = [(turns[i]["value"], turns[i + 1]["value"]) for i in range(0, len(turns), 2)]
+    ids = torch.tensor([encode_follow_up(tokenizer, pairs, question)], device=target)
     pixels = load_image(image, **net.image_config())[None].to(target)
     tokens = net.generate(
-        pixels, ids, max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_k=top_k,
-        top_p=top_p, eos_token_id=tokenizer.eos_id, seed=seed,
-    )  # fmt: skip
+        pixels,
+        ids,
+        max_new_tokens=max_new_tokens,
+        do_sample=do_sample,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        eos_token_id=tokenizer.eos_id,
+        seed=seed,
+    )
     answer = tokenizer.decode(tokens[0].tolist())
     print(answer)
     if output is not None:
         with atomic_output(output) as tmp:
             tmp.write_text(answer + "\n")
+    if history is not None:
+        import json
+
+        turns += [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]
+        with atomic_output(history) as tmp:
+            tmp.write_text(json.dumps(turns, indent=1) + "\n")
+
+
+def _read_history(path: Path) -> list[dict]:
+    """A conversation file's turns (none when it does not exist yet); anything malformed is one line."""
+    import json
+
+    from longseq.core.io import InputError
+
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        turns = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"--history {path}: not a JSON conversation ({err})") from None
+    valid = (
+        isinstance(turns, list)
+        and len(turns) % 2 == 0
+        and all(
+            isinstance(t, dict) and t.get("from") == ("human", "gpt")[i % 2] and isinstance(t.get("value"), str)
+            for i, t in enumerate(turns)
+        )
+    )
+    if not valid:
+        raise InputError(
+            f'--history {path}: expected a list of alternating {{"from": "human"|"gpt", "value": text}} turns'
+        )
+    return turns
+
+
+def eval_vqa(
+    model: Path,
+    data: Path,
+    output: Path,
+    images: Path | None = None,
+    batch_size: int = 16,
+    max_new_tokens: int = 8,
+    limit: int = 0,
+    device: str = "cpu",
+) -> None:
+    """Score a trained VL-Mamba model on a VQA set: greedy answers in batches, exact match and VQA accuracy overall
+    and per question type; predictions written as JSONL.
+
+    Args:
+        model: a VL-Mamba checkpoint directory (train-vlm's output).
+        data: the test JSONL (LLaVA records; make-vqa-data writes test.jsonl). Each record's first question is
+            asked; its gpt answer (and a VQAv2 record's ``answers``) are the references; ``question_type`` (or
+            ``kind``) groups the scores.
+        output: the directory to write (new or empty): predictions.jsonl and metrics.json.
+        images: the directory the records' relative image paths start from (default: the JSONL's).
+        batch_size: questions answered together (one prompt length per batch).
+        max_new_tokens: the longest answer in tokens.
+        limit: score only the first n records (0: all).
+        device: where to run (cpu, cuda, cuda:1, mps).
+    """
+    import dataclasses
+    import json
+
+    from longseq.core.io import InputError, check_not_overwriting, new_directory, resolve_device
+    from longseq.vision.vl_mamba.data import read_jsonl
+    from longseq.vision.vl_mamba.evaluate import predict, score
+    from longseq.vision.vl_mamba.model import VLMamba
+    from longseq.vision.vl_mamba.tokenizer import load_tokenizer
+
+    if batch_size < 1 or max_new_tokens < 1 or limit < 0:
+        raise InputError(
+            f"--batch_size and --max_new_tokens must be >= 1, --limit >= 0; got {batch_size}, {max_new_tokens}, {limit}"
+        )
+    if not Path(model).is_dir():
+        raise InputError(f"no such model directory: {model}")
+    check_not_overwriting(output, model, data, images)
+    if Path(output).exists() and (not Path(output).is_dir() or any(Path(output).iterdir())):
+        raise InputError(f"--output {output} already exists and is not an empty directory")
+    target = resolve_device(device)
+    records = read_jsonl(data, images)[: limit or None]
+    missing = [r.image for r in records if not Path(r.image).is_file()]
+    if missing:
+        raise InputError(
+            f"{data}: {len(missing)} record image(s) missing, e.g. {missing[0]} (--images sets their folder)"
+        )
+    net = VLMamba.from_pretrained(model).to(target)
+    tokenizer = load_tokenizer(model)
+    answers = predict(net, tokenizer, records, batch_size=batch_size, max_new_tokens=max_new_tokens, device=target)
+    predictions, metrics = score(records, answers)
+    with new_directory(output):
+        lines = "".join(json.dumps(dataclasses.asdict(p)) + "\n" for p in predictions)
+        (Path(output) / "predictions.jsonl").write_text(lines)
+        record = {"model": str(model), "data": str(data), **metrics}
+        (Path(output) / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+    overall = metrics["overall"]
+    print(
+        f"{model} on {data}: exact match {overall['exact_match']:.4f}, VQA accuracy {overall['vqa_accuracy']:.4f} "
+        f"over {overall['count']} questions"
+    )
+    for kind, m in metrics["per_question_type"].items():
+        print(f"  {kind}: exact match {m['exact_match']:.4f}, VQA accuracy {m['vqa_accuracy']:.4f} ({m['count']})")
