@@ -36,7 +36,8 @@ def test_hugging_face_kernels_installs_beside_ours(tmp_path):
     out = _python(
         "import kernels, longseq.kernels as ours; print(kernels.get_kernel.__module__, ours.__name__)", tmp_path
     )
-    assert out.split() == ["kernels.load", "longseq.kernels"]
+    theirs, ours = out.split()
+    assert theirs.split(".")[0] == "kernels" and ours == "longseq.kernels", out
 
 
 def test_the_wheel_holds_only_longseq_with_every_package_folder(tmp_path):
