@@ -86,7 +86,7 @@ def test_the_best_checkpoint_is_written_and_patience_stops_early(tmp_path, capsy
     table = tmp_path / "t.csv"
     table.write_text("sequence,label\n" + "".join(f"{random_dna(24)},{'ab'[i % 2]}\n" for i in range(8)))
     args = ["--data.train", table, "--data.val", table, "--trainer.val_every_n_batches", 1, "--optimizer.lr", 0.05]
-    out = run(tmp_path, capsys, *args, "--monitor", "val/loss", "--output", tmp_path / "c", steps=6)
+    out = run(tmp_path, capsys, *args, "--monitor", "val/loss", "--output", tmp_path / "c", steps=4)
     best = float(re.search(r"best val/loss ([\d.]+) at step (\d+)", out)[1])
     assert validation_loss(longseq.from_pretrained(tmp_path / "c"), table) == pytest.approx(best, abs=1e-4)
     # A learning rate too small to move the loss: no improvement after the first check, so 1 + patience checks.

@@ -175,23 +175,23 @@ def test_score_hyenadna_on_the_bundled_vcf(tmp_path, models, capsys):
 
 @pytest.mark.parametrize("name", ["caduceus-ps-test", "caduceus-ph-test"])
 def test_score_caduceus_masked_marginals(tmp_path, models, capsys, name):
-    args = ["score", "--vcf", VCF, "--reference", REFERENCE, "--window", 128]
+    args = ["score", "--vcf", VCF, "--reference", REFERENCE, "--window", 64]
     out = tmp_path / f"{name}.tsv"
     assert dna([*args, "--model", models / name, "--output", out], capsys)[0] == 0
     rows = {(r["id"], r["alt"]): r for r in read_tsv(out)}  # substitutions only: indels have no masked marginal
     assert rows[("ins4", "GACGT")]["masked_llr"] == "" and rows[("del4", "T")]["masked_llr"] == ""
     model = from_pretrained(models / name)
     row = rows[("snv_cI", "T")]
-    ref, _ = windows(5000, "C", "T", 128)
+    ref, _ = windows(5000, "C", "T", 64)
     ids = torch.as_tensor(DNATokenizer().encode(ref))[None]
     masked = ids.clone()
-    masked[0, 64] = MASK
+    masked[0, 32] = MASK
     with torch.no_grad():
-        logp = model(masked).log_softmax(-1)[0, 64]
+        logp = model(masked).log_softmax(-1)[0, 32]
         expected = float(logp[DNATokenizer().encode("T")[0]] - logp[DNATokenizer().encode("C")[0]])
         if name == "caduceus-ph-test":  # averaged with the reverse complement strand (post-hoc conjoining)
             rc = torch.tensor([[{7: 10, 8: 9, 9: 8, 10: 7, 3: 3, 11: 11}[int(t)] for t in masked[0].flip(0)]])
-            logp_rc = model(rc).log_softmax(-1)[0, 127 - 64]
+            logp_rc = model(rc).log_softmax(-1)[0, 63 - 32]
             expected = (expected + float(logp_rc[7] - logp_rc[9])) / 2  # A vs G on the other strand
     assert float(row["masked_llr"]) == pytest.approx(expected, abs=1e-3)
 
