@@ -1,5 +1,10 @@
-"""The torch backend of Hyena's long conv: the FFT at the smallest fast size that makes the conv linear, and
-a direct depthwise conv for short filters (both chosen by measurement, benchmarks/RESULTS.md)."""
+"""The torch backend of Hyena's long conv: real FFTs at the smallest 5-smooth size that makes the conv linear.
+
+Chosen by measurement (benchmarks/RESULTS.md, `python -m benchmarks.kernels_cpu tune`, forward + backward): real
+transforms beat complex ones, the 5-smooth size beats 2l and the next power of two, and it beats the direct
+depthwise conv even for short filters (8 to 64 taps at l = 4096; the direct conv's weight gradient is the slow
+part), so there is no direct path.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,6 @@ import torch
 import torch.nn.functional as F
 
 from longseq.kernels._backend import up
-
-# Filters up to this length take the direct conv: faster than any FFT forward and backward on the CPU
-# (at longer filters the depthwise conv's weight gradient dominates).
-DIRECT_MAX = 16
 
 
 @functools.cache
@@ -35,10 +36,6 @@ def fast_fft_size(minimum: int) -> int:
 def fftconv_torch(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
     """Same contract as `fftconv_ref`: y = causal_conv(u, k) + u * D, for u (b, h, l), k (h, lk), D (h,)."""
     l, lk = u.shape[-1], k.shape[-1]
-    u32 = up(u)
-    if lk <= DIRECT_MAX:
-        y = F.conv1d(F.pad(u32, (lk - 1, 0)), up(k).flip(-1).unsqueeze(1), groups=u.shape[1])
-        return torch.addcmul(y, u32, up(D)[:, None]).to(u.dtype)
     n = fft_size(l, lk)
     return fftconv_spectrum(F.pad(u, (0, n - l)), l, filter_spectrum(k, n), D)
 
