@@ -41,15 +41,15 @@ def causal_conv1d_update_torch(
 
 
 def causal_conv1d_channels_last(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, activation: str | None = None
 ) -> torch.Tensor:
-    """`causal_conv1d_ref` (no states, no activation) in the (b, l, d) layout a Linear produces: w shifted
-    multiply-adds over contiguous rows, with no transposed copy and no padded input.
+    """`causal_conv1d_ref` without states in the (b, l, d) layout a Linear produces: w shifted multiply-adds over
+    contiguous rows, with no transposed copy and no padded input.
 
-    y[:, t, c] = bias[c] + sum_k weight[c, k] x[:, t - (w - 1) + k, c], zeros before t = 0.
+    y[:, t, c] = act(bias[c] + sum_k weight[c, k] x[:, t - (w - 1) + k, c]), zeros before t = 0.
 
     Args:
-        x: (b, l, d). weight: (d, w). bias: (d,).
+        x: (b, l, d), any strides. weight: (d, w). bias: (d,). activation: None, "silu" or "swish".
 
     Returns:
         y (b, l, d) in x's dtype.
@@ -59,4 +59,6 @@ def causal_conv1d_channels_last(
     y = x32 * w32[:, w - 1] if bias is None else torch.addcmul(up(bias), x32, w32[:, w - 1])
     for lag in range(1, min(w, l)):
         y[:, lag:].addcmul_(x32[:, :-lag], w32[:, w - 1 - lag])
+    if activation is not None:
+        y = F.silu(y)
     return y.to(x.dtype)

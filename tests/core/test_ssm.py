@@ -207,3 +207,24 @@ def test_gated_rmsnorm_both_gate_orders_and_groups():
     )
     with pytest.raises(ValueError, match="group_size"):
         GatedRMSNorm(12, group_size=5)
+
+
+def test_mamba_cpu_path_equals_the_kernel_path_outputs_and_gradients(monkeypatch):
+    """`Mamba._forward_torch` (channels-last short conv, time-major scan) against the kernels' reference backend,
+    in float32 (Mamba computes A in float32, as mamba_ssm): the paths differ only in rounding order."""
+    m = tiny("mamba")
+    x = torch.randn(2, 21, 16)
+
+    def run():
+        m.zero_grad()
+        xg = x.clone().requires_grad_()
+        y = m(xg)
+        y.mul(torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).sum().backward()
+        return y.detach(), [xg.grad, *(p.grad for p in m.parameters())]
+
+    fast, fast_grads = run()
+    monkeypatch.setenv("LONGSEQ_BACKEND", "reference")
+    ref, ref_grads = run()
+    torch.testing.assert_close(fast, ref, atol=1e-6, rtol=1e-5)
+    for got, want in zip(fast_grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
