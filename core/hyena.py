@@ -335,9 +335,9 @@ class HyenaOperator(nn.Module):
     def _filter_spectrum(self, l: int, dtype: torch.dtype) -> tuple[torch.Tensor, int]:
         """The long filter's spectrum for a length-``l`` input in ``dtype``, and the FFT size.
 
-        With gradients off (eval, `torch.no_grad`, `torch.inference_mode`) the filter MLP and its FFT are computed
-        once per length and reused while the filter's tensors are the same: the key holds each tensor's storage
-        and version counter, which every in-place write (an optimizer step, `load_state_dict`) advances.
+        With gradients off (eval, `torch.no_grad`, `torch.inference_mode`) the last one computed is kept and reused
+        by the next call at the same length while the filter's tensors are the same: the key holds each tensor's
+        storage and version counter, which every in-place write (an optimizer step, `load_state_dict`) advances.
         """
         n = fft_size(l, self.filter_fn.support(l))
         tensors = [*self.filter_fn.parameters(), *self.filter_fn.buffers()]
