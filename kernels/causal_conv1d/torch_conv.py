@@ -3,8 +3,8 @@
 The full-sequence conv in the (b, d, l) layout stays `F.conv1d` (depthwise): there it measured faster on the CPU
 than shifted sums, forward and backward (benchmarks/RESULTS.md). In the (b, l, d) layout a Linear produces, the
 shifted sums run over contiguous rows and need neither the transposed copy nor the padded input that `F.conv1d`
-does (HyenaOperator's CPU path, `causal_conv1d_channels_last`). The decode update is op-bound, where `F.conv1d`
-on a few columns costs several times a direct window product, so it gets its own formulation here.
+does (the CPU paths of HyenaOperator and Mamba, `causal_conv1d_channels_last`). The decode update is op-bound,
+where `F.conv1d` on a few columns costs several times a direct window product, so it gets its own formulation here.
 """
 
 from __future__ import annotations
