@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from longseq import kernels
 from longseq.kernels._testing import selective_scan_inputs, ssd_inputs
-from longseq.kernels.fftconv.torch_fftconv import DIRECT_MAX, fast_fft_size
+from longseq.kernels.fftconv.torch_fftconv import fast_fft_size
 from longseq.kernels.selective_scan.torch_scan import chunk_length, selective_scan_torch
 from longseq.kernels.ssd.chunked import ssd_scan_chunked
 
@@ -204,10 +204,10 @@ def tune(repeats: int) -> None:
             "complex fft 5-smooth": (smooth, False),
         }
         cands = {name: _fft(n, real) for name, (n, real) in sizes.items()}
-        if lk <= 4 * DIRECT_MAX:  # O(l lk): 20-30 s per call at lk = l = 4096
+        if lk <= 64:  # O(l lk): 20-30 s per call at lk = l = 4096
             cands["direct conv"] = _direct
         med = _interleaved(cands, inp, repeats)
-        chosen = "direct conv" if lk <= DIRECT_MAX else "rfft 5-smooth"
+        chosen = "rfft 5-smooth"
         for name, s in med.items():
             n = sizes[name][0] if name in sizes else ""
             mark = " (chosen)" if name == chosen else ""

@@ -40,7 +40,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-from longseq.kernels import causal_conv1d, causal_conv1d_update, fftconv
+from longseq.kernels import _backend, causal_conv1d, causal_conv1d_update, fftconv
+from longseq.kernels.causal_conv1d.torch_conv import causal_conv1d_channels_last
+from longseq.kernels.fftconv.torch_fftconv import fft_size, fftconv_spectrum, filter_spectrum
 
 BeyondLMax = Literal["error", "zero", "extrapolate"]
 
@@ -287,6 +289,7 @@ class HyenaOperator(nn.Module):
         )
         self.dropout = nn.Dropout(dropout)
         self.out_proj = nn.Linear(d_model, d_model, **dd)
+        self._spectrum: tuple[tuple, torch.Tensor] | None = None  # (key, k_f), see `_filter_spectrum`
 
     def _streams(self, x: torch.Tensor, conv: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
         """x (b, l, d) -> x0, gated (b, d, l) each; continues the short conv from ``conv`` (updated) if given."""
@@ -304,10 +307,47 @@ class HyenaOperator(nn.Module):
         """x (b, l, d) -> (b, l, d). With a state: continue after its positions and update it (prefill)."""
         if state is not None:
             return self._forward_cached(x, state)
+        if _backend.choose(x, None) == "torch":
+            return self._forward_torch(x)
         x0, gated = self._streams(x, None)
         k = self.filter_fn.filter(x.shape[1])
         y = fftconv(gated, k.to(gated.dtype), self.filter_fn.bias.to(gated.dtype))
         return self.out_proj((y * x0).transpose(1, 2))
+
+    def _forward_torch(self, x: torch.Tensor) -> torch.Tensor:
+        """The same function as the kernel path of `forward`, arranged for the CPU (the torch backend).
+
+        The short conv runs in the (b, l, 3d) layout in_proj produces (shifted multiply-adds, no transposed
+        copy); only the gated stream is transposed, once, into the FFT's padded input; the filter's spectrum is
+        cached while gradients are off. tests/core/test_hyena.py pins it to the kernel path, outputs and gradients.
+        """
+        b, l, d = x.shape
+        uc = causal_conv1d_channels_last(self.in_proj(x), self.short_filter.weight[:, 0], self.short_filter.bias)
+        x0, x1, v = uc.split(d, dim=-1)
+        k_f, n = self._filter_spectrum(l, uc.dtype)
+        # The gated stream goes straight into the FFT's zero-padded (b, d, n) input: one transposing write.
+        padded = uc.new_empty(b, d, n)
+        padded[..., l:] = 0
+        padded[..., :l] = self.dropout(v * x1).transpose(1, 2)
+        y = fftconv_spectrum(padded, l, k_f, self.filter_fn.bias.to(uc.dtype))
+        return self.out_proj(x0 * y.transpose(1, 2))
+
+    def _filter_spectrum(self, l: int, dtype: torch.dtype) -> tuple[torch.Tensor, int]:
+        """The long filter's spectrum for a length-``l`` input in ``dtype``, and the FFT size.
+
+        With gradients off (eval, `torch.no_grad`, `torch.inference_mode`) the last one computed is kept and reused
+        by the next call at the same length while the filter's tensors are the same: the key holds each tensor's
+        storage and version counter, which every in-place write (an optimizer step, `load_state_dict`) advances.
+        """
+        n = fft_size(l, self.filter_fn.support(l))
+        tensors = [*self.filter_fn.parameters(), *self.filter_fn.buffers()]
+        cacheable = not torch.is_grad_enabled() and not any(t.is_inference() for t in tensors)
+        key = (l, n, dtype, *((t.data_ptr(), t._version) for t in tensors)) if cacheable else None
+        if key is not None and self._spectrum is not None and self._spectrum[0] == key:
+            return self._spectrum[1], n
+        k_f = filter_spectrum(self.filter_fn.filter(l).to(dtype), n)
+        self._spectrum = (key, k_f) if key is not None else None
+        return k_f, n
 
     def init_state(self, batch_size: int, *, max_seqlen: int | None = None, device=None, dtype=None) -> HyenaState:
         """An empty state for up to ``max_seqlen`` positions (default ``l_max``); evaluates the filter once."""

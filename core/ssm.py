@@ -15,7 +15,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from longseq.core.norm import GatedRMSNorm
-from longseq.kernels import causal_conv1d, causal_conv1d_update, selective_scan, selective_state_update, ssd_scan
+from longseq.kernels import (
+    _backend,
+    causal_conv1d,
+    causal_conv1d_update,
+    selective_scan,
+    selective_state_update,
+    ssd_scan,
+)
+from longseq.kernels.causal_conv1d.torch_conv import causal_conv1d_channels_last
 
 
 def _inverse_softplus_dt(
@@ -126,6 +134,8 @@ class Mamba(nn.Module):
 
     def forward(self, x: torch.Tensor, state: MambaState | None = None) -> torch.Tensor:
         """x: (b, l, d) -> (b, l, d). With a state: continue from it and leave the state after x in it."""
+        if state is None and _backend.choose(x, None) == "torch":
+            return self._forward_torch(x)
         xz = self.in_proj(x).transpose(1, 2)  # (b, 2 * d_inner, l)
         u, z = xz.chunk(2, dim=1)
         conv = causal_conv1d(
@@ -156,6 +166,28 @@ class Mamba(nn.Module):
             scan, ssm_last = scan
             state.conv, state.ssm = _fresh(conv_last).to(state.conv.dtype), _fresh(ssm_last)
         return self.out_proj(scan.transpose(1, 2))
+
+    def _forward_torch(self, x: torch.Tensor) -> torch.Tensor:
+        """`forward` without a state, arranged for the CPU (the torch backend); tests/core/test_ssm.py pins the two.
+
+        The short conv runs in the (b, l, d_inner) layout in_proj produces (`causal_conv1d_channels_last`), so u
+        reaches x_proj and the scan time-major with no transposed copy, and the scan's output is time-major too.
+        """
+        u, z = self.in_proj(x).chunk(2, dim=-1)  # (b, l, d_inner) each
+        u = causal_conv1d_channels_last(u, self._conv_weight(), self.conv1d.bias, activation="silu")
+        dt, B, C = self._split_x_proj(u)
+        y = selective_scan(
+            u.transpose(1, 2),
+            dt.transpose(1, 2),
+            -torch.exp(self.A_log.float()),
+            B.transpose(1, 2),
+            C.transpose(1, 2),
+            self.D.float(),
+            z=z.transpose(1, 2),
+            delta_bias=self.dt_proj.bias.float(),
+            delta_softplus=True,
+        )
+        return self.out_proj(y.transpose(1, 2))
 
     def init_state(self, batch_size: int, *, max_seqlen: int | None = None, device=None, dtype=None) -> MambaState:
         """Zero state for a fresh sequence; ``max_seqlen`` is not needed (the state has a fixed size)."""

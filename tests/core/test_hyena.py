@@ -157,3 +157,47 @@ def test_a_full_state_is_refused():
         op.step(torch.randn(1, 8, dtype=torch.float64), state)
     with pytest.raises(ValueError, match="exceeds"):
         make().init_state(1, max_seqlen=25)
+
+
+@pytest.mark.parametrize(("beyond", "l"), [("error", 24), ("error", 5), ("zero", 40), ("extrapolate", 33)])
+def test_cpu_path_equals_the_kernel_path_outputs_and_gradients(beyond, l, monkeypatch):
+    """`_forward_torch` (channels-last short conv, padded FFT input) against the kernels' reference backend."""
+    op = make(beyond_l_max=beyond)
+    x = torch.randn(2, l, 8, dtype=torch.float64)
+
+    def run():
+        op.zero_grad()
+        xg = x.clone().requires_grad_()
+        y = op(xg)
+        y.mul(torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).sum().backward()
+        return y.detach(), [xg.grad, *(p.grad for p in op.parameters())]
+
+    fast, fast_grads = run()
+    monkeypatch.setenv("LONGSEQ_BACKEND", "reference")
+    ref, ref_grads = run()
+    torch.testing.assert_close(fast, ref, atol=1e-10, rtol=1e-10)
+    for got, want in zip(fast_grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)
+
+
+def test_the_cached_filter_spectrum_follows_the_weights():
+    """With gradients off the filter's FFT is computed once per length, and any write to the filter's
+    tensors (an optimizer step, load_state_dict) makes the next call recompute it."""
+    op = make()
+    x = torch.randn(2, 24, 8, dtype=torch.float64)
+    with torch.no_grad():
+        first = op(x)
+        cached = op._spectrum[1]
+        assert op(x).equal(first) and op._spectrum[1] is cached
+        op(x[:, :10])
+        assert op._spectrum[0][0] == 10
+        op.filter_fn.implicit_filter[0].weight.add_(0.1)
+        changed = op(x)
+    torch.testing.assert_close(changed, op(x), atol=1e-12, rtol=0)  # grad on: no cache
+    assert not changed.allclose(first)
+    fresh = make()
+    with torch.no_grad():
+        fresh(x)
+    fresh.load_state_dict(op.state_dict())
+    with torch.inference_mode():
+        torch.testing.assert_close(fresh(x), changed, atol=1e-12, rtol=0)

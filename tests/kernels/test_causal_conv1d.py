@@ -159,3 +159,21 @@ def test_triton_update_matches_reference_on_gpu(dtype):
     y = causal_conv1d_update(x, state, weight, bias, "silu", backend="triton")
     assert_close("y", y_ref, y, ratio=RATIO[dtype])
     assert torch.equal(state_ref, state)
+
+
+@pytest.mark.parametrize("l", [1, 2, 63])
+@pytest.mark.parametrize("w", [1, 3, 4])
+@pytest.mark.parametrize(("bias", "activation"), [(True, None), (False, None), (True, "silu")])
+def test_channels_last_conv_matches_reference(l, w, bias, activation):
+    """The CPU short conv of HyenaOperator and Mamba in the (b, l, d) layout, outputs and gradients."""
+    from longseq.kernels.causal_conv1d.torch_conv import causal_conv1d_channels_last
+
+    inputs = conv_inputs(2, 5, l, w, dtype=F64, bias=bias)
+    del inputs["initial_states"]
+    ref = outputs_and_grads(causal_conv1d_ref, inputs, activation=activation)
+    inputs["x"] = inputs["x"].transpose(1, 2).contiguous()
+    out = outputs_and_grads(
+        lambda x, **kw: causal_conv1d_channels_last(x, **kw).transpose(1, 2), inputs, activation=activation
+    )
+    out[1]["x"] = out[1]["x"].transpose(1, 2)
+    assert_same_function(f"channels-last conv l={l} w={w}", ref, out, ratio=RATIO[F64])

@@ -55,7 +55,7 @@ def test_rejects_bad_inputs(change, message):
 @pytest.mark.parametrize(("l", "lk"), [(1, 1), (63, 5), (63, 16), (63, 17), (257, 257), (300, 40)])
 @pytest.mark.parametrize("dtype", [F64, torch.float32])
 def test_torch_backend_matches_reference(l, lk, dtype, nan_poison):
-    """Both torch paths (direct conv for filters up to DIRECT_MAX, FFT at a fast size beyond)."""
+    """The torch path (real FFTs at a 5-smooth size) at short and long filters and odd lengths."""
     inputs = fft_inputs(2, 3, l, lk, dtype=dtype)
     inputs["D"] = inputs["D"].to(dtype)
     ref = outputs_and_grads(fftconv_ref, inputs)
