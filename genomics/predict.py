@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from longseq.genomics.embed import coordinates
+from longseq.genomics.embed import assemble, coordinates
 from longseq.genomics.models.classifier import SequenceClassifier, outputs_of
 
 
@@ -27,18 +27,6 @@ class Prediction:
     values: np.ndarray
 
 
-@dataclass
-class _Sum:
-    """A record whose windows are still arriving: their length-weighted sum so far."""
-
-    id: str
-    length: int
-    n_windows: int
-    seen: int = 0
-    total: np.ndarray | float = 0.0
-    weight: int = 0
-
-
 def predict_batch(model: SequenceClassifier, batch: dict) -> dict[str, np.ndarray]:
     """A prepared window batch (`genomics.embed.encode_windows`) -> its coordinates and ``values`` (b, k)."""
     logits = model(batch["ids"], batch["lengths"])
@@ -47,22 +35,9 @@ def predict_batch(model: SequenceClassifier, batch: dict) -> dict[str, np.ndarra
 
 def aggregate(outputs: Iterable[dict[str, np.ndarray]], progress=None) -> Iterator[Prediction]:
     """Window outputs in input order -> each record's `Prediction` (length-weighted mean over its windows), as soon
-    as its last window has come."""
-    pending: dict[int, _Sum] = {}
-    for out in outputs:
-        for row, index in enumerate(out["record"].tolist()):
-            width = int(out["end"][row] - out["start"][row])
-            if index not in pending:
-                pending[index] = _Sum(str(out["id"][row]), int(out["length"][row]), int(out["n_windows"][row]))
-            rec = pending[index]
-            rec.seen += 1
-            rec.total = rec.total + out["values"][row].astype(np.float64) * width
-            rec.weight += width
-            if progress is not None:
-                progress.update(width)
-            if rec.seen == rec.n_windows:
-                del pending[index]
-                yield Prediction(rec.id, rec.length, rec.n_windows, (rec.total / rec.weight).astype(np.float32))
+    as its last window has come: `genomics.embed.assemble`'s mean pooling, over the outputs instead of embeddings."""
+    for rec in assemble(({**out, "emb": out["values"]} for out in outputs), "mean", progress):
+        yield Prediction(rec.id, rec.length, len(rec.starts), rec.pooled)
 
 
 def write_predictions(handle, predictions: Iterable[Prediction], model: SequenceClassifier) -> int:
