@@ -119,22 +119,16 @@ def batch_outputs(
 
         yield stream_outputs()
         return
-    import logging
     import warnings
 
-    import lightning as L
+    from longseq.core.train import build_predictor
 
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
     predictor = _shard_writer(model, compute, scratch)
-    trainer = L.Trainer(
+    trainer = build_predictor(
         accelerator=device.type,
         devices=devices,
         num_nodes=num_nodes,
         strategy=strategy,
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
         use_distributed_sampler=False,  # the stream shards itself, by batch
     )
     try:

@@ -29,6 +29,7 @@ _LAZY = {
     "ResumableSampler": "resume",
     "StepSeed": "resume",
     "ProgressLines": "trainer",
+    "build_predictor": "trainer",
     "build_trainer": "trainer",
     "fit": "trainer",
 }

@@ -55,10 +55,35 @@ class ProgressLines(L.Callback):
         note(f"step {step}{total} epoch {trainer.current_epoch} {metrics}")
 
 
-def build_trainer(config: TrainerConfig, *, callbacks: list[L.Callback] | None = None) -> L.Trainer:
-    """A `lightning.Trainer` for ``config``; ``callbacks`` are added to the ones the config asks for."""
+def _quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def build_predictor(
+    *, accelerator: str, devices: int = 1, num_nodes: int = 1, strategy: str = "ddp", **options
+) -> L.Trainer:
+    """A `lightning.Trainer` for the predict loop of an inference command spread over ``devices`` x ``num_nodes``
+    processes (``strategy`` when there are several), with no logger, checkpoints or model summary. ``options`` go
+    to the Trainer as they are (a progress bar, the sampler). One process is quiet like `build_trainer`; several
+    keep Lightning's lines that name each process, the user's sign that they all joined."""
+    if devices * num_nodes == 1:
+        _quiet_lightning()
+    return L.Trainer(
+        accelerator=accelerator,
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=strategy if devices * num_nodes > 1 else "auto",
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        **options,
+    )
+
+
+def build_trainer(config: TrainerConfig, *, callbacks: list[L.Callback] | None = None) -> L.Trainer:
+    """A `lightning.Trainer` for ``config``; ``callbacks`` are added to the ones the config asks for."""
+    _quiet_lightning()
     L.seed_everything(config.seed, workers=True, verbose=False)
     callbacks = [*(callbacks or []), StepSeed(config.seed)]
     if config.checkpoint_dir is not None:

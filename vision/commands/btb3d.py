@@ -97,13 +97,13 @@ def _tokenize_one(scan, output, model, spacing, hu_window, tiled, device) -> Non
 
 
 def _tokenize_dataset(scans, output, model, metadata, spacing, hu_window, tiled, device, devices, num_nodes) -> None:
-    import logging
     import sys
 
     import lightning as L
     from torch.utils.data import DataLoader
 
     from longseq.core.io import InputError, check_not_overwriting, resolve_device
+    from longseq.core.train import build_predictor
     from longseq.vision.btb3d.model import BTB3D
     from longseq.vision.btb3d.scan_list import list_scans, read_metadata
     from longseq.vision.btb3d.tokenize_task import ScanVolumes, TokenizeVolumes, one_item
@@ -125,17 +125,11 @@ def _tokenize_dataset(scans, output, model, metadata, spacing, hu_window, tiled,
     volumes = ScanVolumes(todo, compression=tokenizer.config.compression, spacing=spacing, hu_window=hu_window,
                           metadata=table)  # fmt: skip
     task = TokenizeVolumes(tokenizer, output, model_name=str(model), hu_window=hu_window, tiled=tiled)
-    if devices * num_nodes == 1:  # Lightning's hardware lines say nothing then; with DDP they name each process
-        for name in ("lightning.pytorch", "lightning.fabric"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-    trainer = L.Trainer(
+    trainer = build_predictor(
         accelerator={"cpu": "cpu", "cuda": "gpu", "mps": "mps"}[kind],
         devices=devices,
         num_nodes=num_nodes,
-        strategy="ddp" if devices * num_nodes > 1 else "auto",
-        logger=False,
         enable_progress_bar=sys.stderr.isatty(),
-        enable_model_summary=False,
     )
     trainer.predict(task, DataLoader(volumes, batch_size=1, collate_fn=one_item), return_predictions=False)
     if not trainer.is_global_zero:
