@@ -116,6 +116,7 @@ class _ChunkedScan(torch.autograd.Function):
         carry = dlast.clone()  # dL/dh at the end of the chunk being processed
         A2 = A * LOG2E
         dA, H, G = u_t.new_empty(chunk, b, d, n), u_t.new_empty(chunk + 1, b, d, n), u_t.new_empty(chunk, b, d, n)
+        ones = u_t.new_ones(n, 1)
         for c in reversed(range(starts.shape[0])):
             sl = slice(c * chunk, min((c + 1) * chunk, l))
             T = sl.stop - sl.start
@@ -134,11 +135,14 @@ class _ChunkedScan(torch.autograd.Function):
             GB = torch.einsum("tbgen,tbgn->tbge", G5, B_t[sl]).reshape(T, b, d)
             dB[sl] = torch.einsum("tbgen,tbge->tbgn", G5, delta_u.reshape(T, b, g, dg))
             dC[sl] = torch.einsum("tbgen,tbge->tbgn", H5, dy_c.reshape(T, b, g, dg))
-            # dL/d(delta_t A) = G_t h_{t-1} dA_t, written over dA; then G's buffer takes it times delta
+            # dL/d(delta_t A) = G_t h_{t-1} dA_t, written over dA; then G's buffer takes it times delta, then times A.
+            # Sum over n as a product with ones: ATen's sum over a last axis of 16 runs 1.5x slower, and the einsum
+            # over (d, n) pairs 2.4x (a batched product per d).
             M = dAc.mul_(Gc).mul_(Hc[:T])
             dA_param += torch.mul(M, delta_c[..., None], out=Gc).sum((0, 1))
             torch.mul(delta_c, GB, out=du[:, sl].transpose(0, 1))
-            torch.addcmul(torch.einsum("tbdn,dn->tbd", M, A), u_c, GB, out=ddelta[:, sl].transpose(0, 1))
+            MA = torch.mul(M, A, out=Gc).view(T, b, d, n) @ ones
+            torch.addcmul(MA.view(T, b, d), u_c, GB, out=ddelta[:, sl].transpose(0, 1))
         return (
             _as_input(du, ctx.time_major[0]),
             _as_input(ddelta, ctx.time_major[1]),
