@@ -86,6 +86,7 @@ class _ChunkedScan(torch.autograd.Function):
         starts = u_t.new_empty(0 if l == 0 else (l - 1) // chunk + 1, b, d, n)
         y = torch.empty_like(u_t)
         dA, H = u_t.new_empty(chunk, b, d, n), u_t.new_empty(chunk + 1, b, d, n)
+        steps = dA.unbind(0), H.unbind(0)  # the per-step views, made once (a chunk's T steps are the first T)
         h = u_t.new_zeros(b, d, n) if h0 is None else h0
         A2 = A * LOG2E
         for c, t0 in enumerate(range(0, l, chunk)):
@@ -93,7 +94,7 @@ class _ChunkedScan(torch.autograd.Function):
             T = sl.stop - t0
             starts[c] = h
             u_c, delta_c = u_t[:, sl].transpose(0, 1), delta_t[:, sl].transpose(0, 1)  # (T, b, d)
-            _chunk_states(u_c, delta_c, A2, B_t[sl], h, dA[:T], H[: T + 1])
+            _chunk_states(u_c, delta_c, A2, B_t[sl], h, dA[:T], H[: T + 1], steps)
             states = H[1 : T + 1].view(T, b, g, d // g, n)
             y[:, sl] = torch.einsum("tbgen,tbgn->tbge", states, C_t[sl]).reshape(T, b, d).transpose(0, 1)
             h = H[T].clone()
@@ -117,16 +118,16 @@ class _ChunkedScan(torch.autograd.Function):
         A2 = A * LOG2E
         dA, H, G = u_t.new_empty(chunk, b, d, n), u_t.new_empty(chunk + 1, b, d, n), u_t.new_empty(chunk, b, d, n)
         ones = u_t.new_ones(n, 1)
+        steps_dA, steps_H, steps_G = dA.unbind(0), H.unbind(0), G.unbind(0)
         for c in reversed(range(starts.shape[0])):
             sl = slice(c * chunk, min((c + 1) * chunk, l))
             T = sl.stop - sl.start
             dAc, Hc, Gc = dA[:T], H[: T + 1], G[:T]
             u_c, delta_c, dy_c = (x[:, sl].transpose(0, 1) for x in (u_t, delta_t, dy_t))  # (T, b, d)
             delta_u = delta_c * u_c
-            _chunk_states(u_c, delta_c, A2, B_t[sl], starts[c], dAc, Hc, delta_u=delta_u)
+            _chunk_states(u_c, delta_c, A2, B_t[sl], starts[c], dAc, Hc, (steps_dA, steps_H), delta_u=delta_u)
             torch.mul(dy_c.reshape(T, b, g, dg, 1), C_t[sl, :, :, None, :], out=Gc.view(T, b, g, dg, n))
             Gc[T - 1].add_(carry)
-            steps_dA, steps_G = dAc.unbind(0), Gc.unbind(0)
             for t in range(T - 2, -1, -1):
                 steps_G[t].addcmul_(steps_dA[t + 1], steps_G[t + 1])
             carry = dAc[0] * Gc[0]
@@ -154,13 +155,14 @@ class _ChunkedScan(torch.autograd.Function):
         )
 
 
-def _chunk_states(u, delta, A2, B, h, dA, H, *, delta_u=None) -> None:
+def _chunk_states(u, delta, A2, B, h, dA, H, steps, *, delta_u=None) -> None:
     """One chunk's decays and states, in place.
 
     Args:
         u, delta: (T, b, d) (views of (b, l, d) memory). A2: (d, n), A log2(e) (see `LOG2E`). B: (T, b, g, n).
         h: (b, d, n), the state entering the chunk.
         dA: (T, b, d, n) buffer, filled with exp(delta A). H: (T + 1, b, d, n) buffer, filled with h and the T states.
+        steps: the per-step views (unbind) of the whole dA and H buffers these are the first T (+ 1) steps of.
     """
     T, b, d = u.shape
     g, n = B.shape[2], B.shape[3]
@@ -168,9 +170,9 @@ def _chunk_states(u, delta, A2, B, h, dA, H, *, delta_u=None) -> None:
     delta_u = delta * u if delta_u is None else delta_u
     torch.mul(delta_u.reshape(T, b, g, d // g, 1), B[:, :, :, None, :], out=H[1:].view(T, b, g, d // g, n))
     H[0] = h
-    steps_dA, steps_H = dA.unbind(0), H.unbind(0)
-    for t in range(T):
-        steps_H[t + 1].addcmul_(steps_dA[t], steps_H[t])
+    steps_dA, steps_H = steps
+    for a, h_prev, h_next in zip(steps_dA[:T], steps_H[:T], steps_H[1 : T + 1]):
+        h_next.addcmul_(a, h_prev)
 
 
 def selective_scan_torch(
