@@ -19,6 +19,7 @@ from longseq.core.train import OptimizerConfig, TrainerConfig
 from longseq.genomics.data.config import GenomeDataConfig, LabelledDataConfig
 
 Pooling = Literal["mean", "max", "last", "none"]
+Precision = Literal["32-true", "bf16-mixed"]
 
 
 def _dna_model(name: str):
@@ -131,6 +132,7 @@ def embed(
     devices: int = 1,
     num_nodes: int = 1,
     strategy: Literal["ddp"] = "ddp",
+    precision: Precision = "32-true",
 ) -> None:
     """Embed the sequences of a FASTA, FASTQ or GenBank file (gzipped or not) into an .npz.
 
@@ -159,6 +161,8 @@ def embed(
         devices: processes per node (CPU processes over gloo, or GPUs), Lightning's ``devices``.
         num_nodes: machines (Lightning's; the output's directory must be on a file system all of them see).
         strategy: Lightning's strategy for several processes.
+        precision: 32-true, or bf16-mixed: the model under bfloat16 autocast, 1.2-1.3x faster on CPUs with
+            AVX-512 BF16 or AMX, embeddings within cosine 0.9999 of float32 (benchmarks/RESULTS.md).
     """
     import time
 
@@ -176,6 +180,8 @@ def embed(
     _check_output_file(output, input, bed, model)
     _check_scale(devices, num_nodes, num_workers, batch_size)
     dev = resolve_device(device)
+    if precision == "bf16-mixed" and dev.type not in ("cpu", "cuda"):
+        raise InputError(f"--precision bf16-mixed runs on cpu or cuda, not {dev.type}")
     _reuse_activation_memory()
     net = _dna_model(model)
     if isinstance(net, SequenceClassifier):  # a fine-tuned backbone embeds like any other
@@ -194,7 +200,7 @@ def embed(
         return window_batches(records, window=window, stride=stride, batch_size=batch_size)
 
     def compute(model, batch):
-        return embed_batch(model, batch, pooling=pooling, rc=use_rc, layer=layer)
+        return embed_batch(model, batch, pooling=pooling, rc=use_rc, layer=layer, precision=precision)
 
     stream = BatchStream(plans, lambda plan: encode_windows(plan, tokenizer))
     start = time.perf_counter()

@@ -25,6 +25,7 @@ from longseq.genomics.models.classifier import pool
 from longseq.genomics.scale import NpzWriter
 
 Pooling = Literal["mean", "max", "last", "none"]
+Precision = Literal["32-true", "bf16-mixed"]
 
 
 @dataclass
@@ -117,21 +118,27 @@ def coordinates(batch: dict) -> dict[str, np.ndarray]:
 
 
 @torch.no_grad()
-def embed_windows(model: nn.Module, ids: torch.Tensor, lengths: torch.Tensor, *, rc: bool, layer: int) -> torch.Tensor:
-    """Per-position embeddings (b, l, d) of right-padded windows; with ``rc`` averaged with the reverse complement's
-    embeddings mapped back to the forward positions."""
-    h = model.embed(ids, lengths, layer=layer).float()
-    if rc:
-        h_rc = model.embed(reverse_complement(ids, lengths), lengths, layer=layer).float()
-        h = (h + reverse(h_rc, lengths)) / 2
+def embed_windows(
+    model: nn.Module, ids: torch.Tensor, lengths: torch.Tensor, *, rc: bool, layer: int, precision: Precision = "32-true"
+) -> torch.Tensor:
+    """Per-position float32 embeddings (b, l, d) of right-padded windows; with ``rc`` averaged with the reverse
+    complement's embeddings mapped back to the forward positions. ``precision`` "bf16-mixed" runs the model under
+    bfloat16 autocast (the matmuls in bfloat16; FFTs, scans and norms stay float32)."""
+    with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
+        h = model.embed(ids, lengths, layer=layer).float()
+        if rc:
+            h_rc = model.embed(reverse_complement(ids, lengths), lengths, layer=layer).float()
+            h = (h + reverse(h_rc, lengths)) / 2
     return h
 
 
-def embed_batch(model: nn.Module, batch: dict, *, pooling: Pooling, rc: bool, layer: int) -> dict[str, np.ndarray]:
+def embed_batch(
+    model: nn.Module, batch: dict, *, pooling: Pooling, rc: bool, layer: int, precision: Precision = "32-true"
+) -> dict[str, np.ndarray]:
     """A prepared batch -> its coordinates and ``emb``: (b, d) pooled window embeddings, or (b, l, d) per position
     (pooling "none"; rows past a window's length are padding)."""
     ids, lengths = batch["ids"], batch["lengths"]
-    h = embed_windows(model, ids, lengths, rc=rc, layer=layer)
+    h = embed_windows(model, ids, lengths, rc=rc, layer=layer, precision=precision)
     emb = pool(h, lengths, pooling) if pooling != "none" else h
     return {**coordinates(batch), "emb": emb.cpu().numpy()}
 

@@ -240,3 +240,30 @@ def test_sigterm_during_embed_leaves_no_file(tmp_path, fasta, ckpt, capsys, monk
     code, _, err = dna(["embed", "--input", path, "--output", out, "--model", ckpt["hyenadna-test"]], capsys)
     assert code == 143 and err == "dna: terminated\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.fa"]
+
+
+@pytest.mark.parametrize("fixture", ["hyenadna_a", "caduceus_ps_a", "caduceus_ph_a"])
+def test_bf16_mixed_embeddings_stay_within_cosine_0999_of_float32(tmp_path, fixture, capsys):
+    """The official-format checkpoints under bfloat16 autocast: every position's embedding within cosine 0.999 of
+    float32's (the issue's bar), and not equal to it (bfloat16 did run)."""
+    path = tmp_path / "in.fa"
+    path.write_text(f">a\n{random_dna(300)}\n>b\n{random_dna(64)}\n")
+    embeddings = {}
+    for precision in ("32-true", "bf16-mixed"):
+        out = tmp_path / f"{precision}.npz"
+        args = ["embed", "--input", path, "--output", out, "--model", FIXTURES / fixture, "--pooling", "none"]
+        code, _, err = dna([*args, "--window", 128, "--precision", precision], capsys)
+        assert code == 0, err
+        data = np.load(out)
+        embeddings[precision] = np.concatenate([data["emb_0"], data["emb_1"]])
+    a, b = embeddings["32-true"].astype(np.float64), embeddings["bf16-mixed"].astype(np.float64)
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() >= 0.999, cosine.min()
+    assert not np.array_equal(a, b)
+
+
+def test_bf16_mixed_is_refused_on_other_devices(tmp_path, fasta, capsys):
+    path, _ = fasta
+    args = ["embed", "--input", path, "--output", tmp_path / "o.npz", "--model", "hyenadna-test"]
+    code, _, err = dna([*args, "--precision", "bf16-mixed", "--device", "meta"], capsys)
+    assert code == 2 and "bf16-mixed runs on cpu or cuda" in err and not (tmp_path / "o.npz").exists()
