@@ -5,8 +5,9 @@
 
 - embed: `dna embed` end to end (a fresh process on a random-sequence FASTA, the rate the command prints), in
   model FLOP/s over the fp32 matmul FLOP/s measured in this run (the best of the measurements taken between the
-  other figures). Goal: >= 0.4 for HyenaDNA tiny-1k and small-32k, >= 0.25 for Caduceus-PS and -Ph. The same
-  ratio for `model.embed` alone, in this process, shows what the command adds.
+  other figures), in float32 (the default) and with `--precision bf16-mixed` (the issue's optional bfloat16; its
+  FLOPs are counted the same). Goal: >= 0.4 for HyenaDNA tiny-1k and small-32k, >= 0.25 for Caduceus-PS and -Ph.
+  The same ratio for `model.embed` alone, in this process (default allocator), shows what the command adds.
   Model FLOPs per base (`model_flops`): every Linear (2 in out per token), each Hyena long convolution as its two
   real FFTs and the spectrum product (5 n log2 n + 6 (n / 2 + 1) per channel, n the FFT size), each selective
   scan as 7 per state element and token (delta A, exp, delta u B, the recurrence's multiply-add, C h's
@@ -40,6 +41,7 @@ from pathlib import Path
 import torch
 
 PARTS = ("embed", "scan", "startup", "threads")
+PRECISIONS = ("32-true", "bf16-mixed")  # `dna embed --precision`: the default, and bfloat16 autocast
 # (preset, bases to embed, batch size): enough batches that the first one's warm-up is a small part of the rate;
 # small-32k takes batches of 2 windows (16 would hold 2 GB per activation).
 EMBED_RUNS = (
@@ -149,26 +151,30 @@ def embed(peak: Peak) -> None:
             fasta = Path(tmp) / "random.fa"
             seq = "".join("ACGT"[i] for i in torch.randint(0, 4, (bases,), generator=gen).tolist())
             fasta.write_text(">random\n" + "\n".join(seq[i : i + 80] for i in range(0, bases, 80)) + "\n")
-            argv = [sys.executable, "-m", "longseq.genomics.cli", "embed", "--input", str(fasta)]
-            argv += ["--output", str(Path(tmp) / "out.npz"), "--model", preset, "--batch_size", str(batch)]
-            proc = subprocess.run(argv, capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise SystemExit(f"dna embed failed for {preset}: {proc.stderr.strip()[-500:]}")
-            rate_cmd = float(re.search(r"\(([\d,]+) bases/s\)", proc.stdout).group(1).replace(",", ""))
+            rates = {}
+            for precision in PRECISIONS:
+                argv = [sys.executable, "-m", "longseq.genomics.cli", "embed", "--input", str(fasta)]
+                argv += ["--output", str(Path(tmp) / "out.npz"), "--model", preset, "--batch_size", str(batch)]
+                proc = subprocess.run([*argv, "--precision", precision], capture_output=True, text=True)
+                if proc.returncode != 0:
+                    raise SystemExit(f"dna embed failed for {preset}: {proc.stderr.strip()[-500:]}")
+                rates[precision] = float(re.search(r"\(([\d,]+) bases/s\)", proc.stdout).group(1).replace(",", ""))
             matmul = peak.measure()
-            for what, rate in (("dna embed", rate_cmd), ("model.embed alone", rate_model)):
+            measured = {f"dna embed {p}": r for p, r in rates.items()} | {"model.embed alone": rate_model}
+            for what, rate in measured.items():
                 ratio = rate * per_base / peak.value
                 print(
-                    f"{preset:22s} {what:18s} {rate:>9,.0f} bases/s x {per_base / 1e6:5.2f} MFLOP/base = "
+                    f"{preset:22s} {what:22s} {rate:>9,.0f} bases/s x {per_base / 1e6:5.2f} MFLOP/base = "
                     f"{rate * per_base / 1e9:6.1f} GFLOP/s; matmul now {matmul / 1e9:.0f}, best "
                     f"{peak.value / 1e9:.0f} GFLOP/s -> {ratio:.3f}",
                     flush=True,
                 )
-            flops_cmd, flops_model = rate_cmd * per_base, rate_model * per_base
-            rows.append(
-                ("embed", f"{preset}: `dna embed` FLOP/s / matmul FLOP/s", lambda p, f=flops_cmd: f / p, f">= {target}")
-            )
-            rows.append(("(embed)", f"{preset}: `model.embed` alone, the same", lambda p, f=flops_model: f / p, ""))
+            for precision, rate in rates.items():
+                what = f"{preset}: `dna embed{'' if precision == '32-true' else ' --precision ' + precision}`"
+                flops = rate * per_base
+                rows.append(("embed", f"{what} FLOP/s / fp32 matmul FLOP/s", lambda p, f=flops: f / p, f">= {target}"))
+            flops_model = rate_model * per_base
+            rows.append(("(embed)", f"{preset}: `model.embed` alone, float32", lambda p, f=flops_model: f / p, ""))
 
 
 def _model_rate(model, ids: torch.Tensor, rc: bool, repeats: int = 3) -> float:

@@ -119,7 +119,13 @@ def coordinates(batch: dict) -> dict[str, np.ndarray]:
 
 @torch.no_grad()
 def embed_windows(
-    model: nn.Module, ids: torch.Tensor, lengths: torch.Tensor, *, rc: bool, layer: int, precision: Precision = "32-true"
+    model: nn.Module,
+    ids: torch.Tensor,
+    lengths: torch.Tensor,
+    *,
+    rc: bool,
+    layer: int,
+    precision: Precision = "32-true",
 ) -> torch.Tensor:
     """Per-position float32 embeddings (b, l, d) of right-padded windows; with ``rc`` averaged with the reverse
     complement's embeddings mapped back to the forward positions. ``precision`` "bf16-mixed" runs the model under
