@@ -134,10 +134,14 @@ class Mamba(nn.Module):
 
     def forward(self, x: torch.Tensor, state: MambaState | None = None) -> torch.Tensor:
         """x: (b, l, d) -> (b, l, d). With a state: continue from it and leave the state after x in it."""
-        if state is None and _backend.choose(x, None) == "torch":
-            return self._forward_torch(x)
-        xz = self.in_proj(x).transpose(1, 2)  # (b, 2 * d_inner, l)
-        u, z = xz.chunk(2, dim=1)
+        return self.out_proj(self.mix(self.in_proj(x), state))
+
+    def mix(self, xz: torch.Tensor, state: MambaState | None = None) -> torch.Tensor:
+        """in_proj's output xz (b, l, 2 d_inner) -> the gated scan output (b, l, d_inner) that out_proj maps back:
+        `forward` between its two projections (Caduceus's BiMamba shares them between two mixers)."""
+        if state is None and _backend.choose(xz, None) == "torch":
+            return self._mix_torch(xz)
+        u, z = xz.transpose(1, 2).chunk(2, dim=1)  # (b, d_inner, l) each
         conv = causal_conv1d(
             u,
             self._conv_weight(),
@@ -165,15 +169,15 @@ class Mamba(nn.Module):
         if state is not None:
             scan, ssm_last = scan
             state.conv, state.ssm = _fresh(conv_last).to(state.conv.dtype), _fresh(ssm_last)
-        return self.out_proj(scan.transpose(1, 2))
+        return scan.transpose(1, 2)
 
-    def _forward_torch(self, x: torch.Tensor) -> torch.Tensor:
-        """`forward` without a state, arranged for the CPU (the torch backend); tests/core/test_ssm.py pins the two.
+    def _mix_torch(self, xz: torch.Tensor) -> torch.Tensor:
+        """`mix` without a state, arranged for the CPU (the torch backend); tests/core/test_ssm.py pins the two.
 
         The short conv runs in the (b, l, d_inner) layout in_proj produces (`causal_conv1d_channels_last`), so u
         reaches x_proj and the scan time-major with no transposed copy, and the scan's output is time-major too.
         """
-        u, z = self.in_proj(x).chunk(2, dim=-1)  # (b, l, d_inner) each
+        u, z = xz.chunk(2, dim=-1)  # (b, l, d_inner) each
         u = causal_conv1d_channels_last(u, self._conv_weight(), self.conv1d.bias, activation="silu")
         dt, B, C = self._split_x_proj(u)
         y = selective_scan(
@@ -187,7 +191,7 @@ class Mamba(nn.Module):
             delta_bias=self.dt_proj.bias.float(),
             delta_softplus=True,
         )
-        return self.out_proj(y.transpose(1, 2))
+        return y.transpose(1, 2)
 
     def init_state(self, batch_size: int, *, max_seqlen: int | None = None, device=None, dtype=None) -> MambaState:
         """Zero state for a fresh sequence; ``max_seqlen`` is not needed (the state has a fixed size)."""

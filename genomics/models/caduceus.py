@@ -149,11 +149,22 @@ class BiMamba(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """x (b, l, d) -> (b, l, d)."""
-        out = self.mamba_fwd(x)
-        if self.mamba_rev is None:
-            return out
-        out_rev = reverse(self.mamba_rev(reverse(x, lengths)), lengths)
+        fwd, rev = self.mamba_fwd, self.mamba_rev
+        if rev is None:
+            return fwd(x)
+        if self.strategy == "add" and self._projections_tied():
+            # Both projections act position by position, so the reverse mixer's in_proj output is the forward one's
+            # reversed, and out_proj(a) + out_proj(b) = out_proj(a + b) (+ a second bias): one in_proj and one
+            # out_proj instead of two each, which were most of the FLOPs.
+            xz = fwd.in_proj(x)
+            out = fwd.out_proj(fwd.mix(xz) + reverse(rev.mix(reverse(xz, lengths)), lengths))
+            return out if fwd.out_proj.bias is None else out + fwd.out_proj.bias
+        out, out_rev = fwd(x), reverse(rev(reverse(x, lengths)), lengths)
         return out + out_rev if self.strategy == "add" else out * out_rev
+
+    def _projections_tied(self) -> bool:
+        pairs = [(self.mamba_fwd.in_proj, self.mamba_rev.in_proj), (self.mamba_fwd.out_proj, self.mamba_rev.out_proj)]
+        return all(a.weight is b.weight and a.bias is b.bias for a, b in pairs)
 
 
 class CaduceusBlock(nn.Module):

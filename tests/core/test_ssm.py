@@ -210,7 +210,7 @@ def test_gated_rmsnorm_both_gate_orders_and_groups():
 
 
 def test_mamba_cpu_path_equals_the_kernel_path_outputs_and_gradients(monkeypatch):
-    """`Mamba._forward_torch` (channels-last short conv, time-major scan) against the kernels' reference backend,
+    """`Mamba._mix_torch` (channels-last short conv, time-major scan) against the kernels' reference backend,
     in float32 (Mamba computes A in float32, as mamba_ssm): the paths differ only in rounding order."""
     m = tiny("mamba")
     x = torch.randn(2, 21, 16)

@@ -68,3 +68,32 @@ def test_released_sizes_have_the_published_parameter_counts(name, params):
     with torch.device("meta"):
         model = longseq.from_pretrained(name)
     assert float(f"{sum(p.numel() for p in model.parameters()):.2g}") == params
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_tied_bimamba_shares_its_projections_like_two_mixers(bias, monkeypatch):
+    """The tied BiMamba runs one in_proj and one out_proj for both directions; the same function, outputs and every
+    gradient, as the two full mixers (the general path), with padding."""
+    from longseq.genomics.models.caduceus import BiMamba, CaduceusConfig
+
+    torch.manual_seed(0)
+    mixer = BiMamba(16, CaduceusConfig(d_model=16, n_layer=1, d_state=4, bias=bias))
+    if bias:
+        with torch.no_grad():
+            mixer.mamba_fwd.out_proj.bias.normal_()
+    x, lengths = torch.randn(3, 20, 16), torch.tensor([20, 13, 7])
+    weight = torch.randn(3, 20, 16)
+
+    def run():
+        mixer.zero_grad()
+        xg = x.clone().requires_grad_()
+        y = mixer(xg, lengths)
+        (y * weight).sum().backward()
+        return [y.detach(), xg.grad, *(p.grad for p in mixer.parameters())]
+
+    assert mixer._projections_tied()
+    shared = run()
+    monkeypatch.setattr(BiMamba, "_projections_tied", lambda self: False)
+    general = run()
+    for got, want in zip(shared, general, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
