@@ -192,7 +192,7 @@ def selective_scan_torch(
     chunk = chunk_size or chunk_length(b, d, n)
     y, last = _ChunkedScan.apply(u32, delta, up(A).contiguous(), B, C, h0, chunk)
     if D is not None:
-        y = y + u32 * up(D)[:, None]
+        y = torch.addcmul(y, u32, up(D)[:, None])  # one pass, where y + u D makes two
     if z is not None:
         y = y * F.silu(up(z))
     out = y.to(dtype)
