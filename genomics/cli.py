@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from longseq.core.cli import run
+from longseq.core.memory import reuse_freed_memory
 from longseq.core.train import OptimizerConfig, TrainerConfig
 from longseq.genomics.data.config import GenomeDataConfig, LabelledDataConfig
 
@@ -41,31 +42,6 @@ def _language_model(name: str):
     if isinstance(model, SequenceClassifier):
         raise CheckpointError(f"{name} is a sequence classifier, not a HyenaDNA or Caduceus language model")
     return model
-
-
-def _reuse_activation_memory() -> None:
-    """Keep every freed activation buffer in glibc's heap for the next batch to reuse, so batches stream at the
-    model's speed and memory stays flat in the input length.
-
-    By default glibc serves buffers above its mmap threshold (at most 32 MiB: batch 16 of HyenaDNA tiny-1k makes
-    33.6 MB MLP activations) as fresh mappings whose every 4 KiB page faults in on first touch, and returns heap
-    memory above 128 KiB at the top at each free: the model ran 1.2-1.5x slower in `dna embed` than alone, with
-    most of the difference in system time. With no mmaps and a 1 GiB trim threshold each batch reuses the last
-    one's memory (4.9 Mbp of E. coli, HyenaDNA tiny-1k: 86 k faults instead of 1.6 M, peak RSS 721 MiB as for
-    1 Mbp). PyTorch's 2 MiB pages for tensors of 2 MiB and more (read at the first allocation, so the user can
-    still say 0) keep the heap's own first touches few. Not glibc (macOS, musl): nothing to do.
-    """
-    import ctypes
-    import ctypes.util
-    import os
-
-    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
-
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name) if name else None
-    if libc is not None and hasattr(libc, "mallopt"):
-        libc.mallopt(-4, 0)  # M_MMAP_MAX = 0: large buffers from the heap too (glibc still mmaps if brk fails)
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD = 1 GiB: freed memory stays for the next batch
 
 
 def _check_output_file(output: Path, *inputs: Path | str | None) -> None:
@@ -182,7 +158,7 @@ def embed(
     dev = resolve_device(device)
     if precision == "bf16-mixed" and dev.type not in ("cpu", "cuda"):
         raise InputError(f"--precision bf16-mixed runs on cpu or cuda, not {dev.type}")
-    _reuse_activation_memory()
+    reuse_freed_memory()
     net = _dna_model(model)
     if isinstance(net, SequenceClassifier):  # a fine-tuned backbone embeds like any other
         net = net.backbone
@@ -270,7 +246,7 @@ def predict(
     _check_output_file(output, input, reference, model)
     _check_scale(devices, num_nodes, num_workers, batch_size)
     dev = resolve_device(device)
-    _reuse_activation_memory()
+    reuse_freed_memory()
     net = load_as(model, SequenceClassifier, "fine-tuned classifier (dna finetune's output)").to(dev)
     window, stride = _check_windows(net, model, window, stride)
     tokenizer = DNATokenizer(soft_masked=soft_masked, ambiguous=ambiguous)
@@ -342,7 +318,7 @@ def score(
     _check_output_file(output, vcf, reference, model)
     _check_scale(devices, num_nodes, num_workers, batch_size)
     dev = resolve_device(device)
-    _reuse_activation_memory()
+    reuse_freed_memory()
     open_reference(reference).close()  # refuse an unreadable reference before loading the model
     net = _language_model(model).to(dev)
     _note_preset(model)

@@ -238,6 +238,7 @@ def eval_classifier(
     from torch.utils.data import DataLoader
 
     from longseq.core.io import check_not_overwriting, new_directory, resolve_device
+    from longseq.core.memory import reuse_freed_memory
     from longseq.core.registry import load_as
     from longseq.vision.images import make_image_folder as write_folder
     from longseq.vision.local_mamba.classify import Preprocess, evaluate, open_split, plot_confusion
@@ -252,6 +253,7 @@ def eval_classifier(
         if Path(output).exists() and any(Path(output).iterdir()):
             raise InputError(f"--output {output} already exists and is not empty")
     device = resolve_device(device)
+    reuse_freed_memory()
     preprocess = Preprocess.load(model)
     net = load_as(model, (LocalVim, LocalVMamba))
     with tempfile.TemporaryDirectory(prefix="longseq-digits-") as scratch:
