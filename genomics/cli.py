@@ -137,8 +137,9 @@ def embed(
         devices: processes per node (CPU processes over gloo, or GPUs), Lightning's ``devices``.
         num_nodes: machines (Lightning's; the output's directory must be on a file system all of them see).
         strategy: Lightning's strategy for several processes.
-        precision: 32-true, or bf16-mixed: the model under bfloat16 autocast, 1.2-1.3x faster on CPUs with
-            AVX-512 BF16 or AMX, embeddings within cosine 0.9999 of float32 (benchmarks/RESULTS.md).
+        precision: 32-true, or bf16-mixed: the model under bfloat16 autocast, embeddings within cosine 0.9999 of
+            float32; HyenaDNA runs 1.2-1.5x faster on CPUs with AVX-512 BF16 or AMX, Caduceus (its time is in the
+            float32 scans) little (benchmarks/RESULTS.md).
     """
     import time
 
