@@ -175,7 +175,6 @@ def train_classifier(
 
     from longseq.core.io import atomic_output, check_not_overwriting, new_directory
     from longseq.core.train import build_trainer
-    from longseq.vision.images import make_image_folder as write_folder
     from longseq.vision.local_mamba.classify import ImageFolderData
     from longseq.vision.local_mamba.classify import train_classifier as fit_classifier
 
@@ -185,14 +184,9 @@ def train_classifier(
     reg = _regularization(label_smoothing=label_smoothing, mixup=mixup, cutmix=cutmix, ema_decay=ema_decay)
     config, weights = _start(model)
     with tempfile.TemporaryDirectory(prefix="longseq-digits-") as scratch:
-        root = data.root
-        if root is None:
-            root = scratch
-            write_folder(Path(root), "digits")
-        elif not data.dataset and not Path(root).is_dir():
-            raise InputError(f"--data.root {root} is not a directory (an ImageFolder)")
+        root = _image_root(data, Path(scratch))
         lightning = build_trainer(trainer)  # seeds everything, so that a fresh model starts the same in every run
-        images = ImageFolderData(data, Path(root), seed=trainer.seed)
+        images = ImageFolderData(data, root, seed=trainer.seed)
         fields = {"in_chans": images.in_chans, "num_classes": images.num_classes}
         if data.img_size is not None:
             fields["img_size"] = data.img_size
@@ -240,7 +234,6 @@ def eval_classifier(
     from longseq.core.io import check_not_overwriting, new_directory, resolve_device
     from longseq.core.memory import reuse_freed_memory
     from longseq.core.registry import load_as
-    from longseq.vision.images import make_image_folder as write_folder
     from longseq.vision.local_mamba.classify import Preprocess, evaluate, open_split, plot_confusion
     from longseq.vision.local_mamba.local_vim import LocalVim
     from longseq.vision.local_mamba.local_vmamba import LocalVMamba
@@ -257,15 +250,10 @@ def eval_classifier(
     preprocess = Preprocess.load(model)
     net = load_as(model, (LocalVim, LocalVMamba))
     with tempfile.TemporaryDirectory(prefix="longseq-digits-") as scratch:
-        root = data.root
-        if root is None:
-            root = scratch
-            write_folder(Path(root), "digits")
-        elif not data.dataset and not Path(root).is_dir():
-            raise InputError(f"--data.root {root} is not a directory (an ImageFolder)")
+        root = _image_root(data, Path(scratch))
         class_map = None if preprocess is None else {c: i for i, c in enumerate(preprocess.classes)}
         grey = None if preprocess is None else preprocess.grey
-        opened = open_split(data, Path(root), split, class_map=class_map, grey=grey)
+        opened = open_split(data, root, split, class_map=class_map, grey=grey)
         if opened is None:
             raise InputError(
                 f'{root} has no {split!r} split folder (--split names it; "" for class folders at the top)'
@@ -307,6 +295,18 @@ def eval_classifier(
                     f"{model.name}: top-1 {metrics['top1']:.3f}",
                 )
         print(f"-> {output}")
+
+
+def _image_root(data: ImageDataConfig, scratch: Path) -> Path:
+    """The ImageFolder to read: --data.root, or scikit-learn's digits written into ``scratch`` when it is unset."""
+    from longseq.vision.images import make_image_folder
+
+    if data.root is None:
+        make_image_folder(scratch, "digits")
+        return scratch
+    if not data.dataset and not Path(data.root).is_dir():
+        raise InputError(f"--data.root {data.root} is not a directory (an ImageFolder)")
+    return Path(data.root)
 
 
 def _model_data_config(net, grey: bool) -> dict:
