@@ -227,6 +227,7 @@ def test_eval_classifier_bad_inputs(digits, tmp_path, capsys):
         (["--model", str(tmp_path / "m3"), "--data.root", str(digits)], "has 3 classes; "),
         (["--model", str(tmp_path / "none"), "--data.root", str(digits)], "is not a checkpoint directory"),
         (["--model", str(tmp_path / "m3"), "--data.root", str(other), "--split", "val"], "has no 'val' split"),
+        (["--model", str(tmp_path / "m3"), "--data.root", str(tmp_path / "nowhere")], "is not a directory"),
     ]:
         assert main(["eval-classifier", *argv]) == 2
         err = capsys.readouterr().err
