@@ -14,8 +14,8 @@ import torch
 
 from longseq.core.registry import from_pretrained
 from longseq.genomics import embed as embed_module
-from longseq.genomics.cli import main
 from longseq.genomics.data.tokenizer import DNATokenizer, reverse_complement
+from tests.genomics.commands import dna
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 RNG = np.random.default_rng(0)
@@ -40,12 +40,6 @@ def ckpt(tmp_path_factory):
     for name in ("hyenadna-test", "caduceus-ps-test", "caduceus-ph-test"):
         from_pretrained(name).save_pretrained(root / name)
     return {name: root / name for name in ("hyenadna-test", "caduceus-ps-test", "caduceus-ph-test")}
-
-
-def dna(argv, capsys) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def direct(model, seq: str) -> np.ndarray:

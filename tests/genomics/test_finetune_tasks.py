@@ -11,21 +11,15 @@ import torch
 import torch.nn.functional as F
 
 import longseq
-from longseq.genomics.cli import main
 from longseq.genomics.data.tables import read_labelled
 from longseq.genomics.data.tokenizer import DNATokenizer, pad_batch
+from tests.genomics.commands import dna
 
 RNG = np.random.default_rng(4)
 
 
 def random_dna(n: int) -> str:
     return "".join(RNG.choice(list("ACGT"), n))
-
-
-def dna(argv, capsys) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def run(tmp_path, capsys, *args, steps: int = 2):

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from longseq.core.registry import from_pretrained
-from longseq.genomics.cli import main
 from longseq.genomics.data.tokenizer import MASK, DNATokenizer
 from longseq.genomics.models.classifier import SequenceClassifier
+from tests.genomics.commands import dna
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "data"
 VCF, REFERENCE = EXAMPLES / "lambda_variants.vcf", EXAMPLES / "lambda_NC_001416.fa"
@@ -23,12 +23,6 @@ RNG = np.random.default_rng(1)
 
 def random_dna(n: int) -> str:
     return "".join(RNG.choice(list("ACGT"), n))
-
-
-def dna(argv, capsys) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def read_tsv(path: Path) -> list[dict[str, str]]:
